@@ -1,0 +1,14 @@
+//! ha-agent: a keepalived-compatible VRRP router.
+//!
+//! Layout (see shared DESIGN.md):
+//! - [`units`]: typed units shared by config, protocol core and edges.
+//! - [`config`]: keepalived.conf lexer, parser, typed model and validation.
+//! - [`vrrp`]: the pure protocol core (packet codec, state machine, timers).
+//! - [`net`]: the I/O edges (raw sockets, GARP/NA, netlink).
+//! - [`runtime`]: wiring of config, core and edges into tasks.
+
+pub mod config;
+pub mod net;
+pub mod runtime;
+pub mod units;
+pub mod vrrp;

@@ -1,0 +1,1 @@
+//! gRPC definitions (the AgentLink and Control services land with the manager issue).
