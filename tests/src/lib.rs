@@ -1,1 +1,20 @@
-//! Test support: network namespaces, processes, captures.
+//! Test support: network namespaces, a switched LAN, processes inside namespaces.
+//!
+//! Every namespace name is unique per test (prefix, pid, counter) and is deleted on drop
+//! together with every process still running in it, so tests can run side by side and
+//! leave nothing behind. Needs root.
+//!
+//! Layout:
+//! - [`Netns`]: one named network namespace.
+//! - [`Lan`]: a switch namespace with a bridge, and hosts plugged into it by veth pairs.
+//! - [`Agent`]: an ha-agent (or keepalived) process running in a host namespace.
+//! - [`bin`]: where the workspace binaries are.
+
+pub mod lan;
+pub mod netns;
+pub mod proc;
+pub mod scenario;
+
+pub use lan::{Host, Lan};
+pub use netns::Netns;
+pub use proc::{bin, Agent, Daemon};
