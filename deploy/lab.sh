@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The lab: the classic keepalived topology in network namespaces on this machine.
+#
+#   ha-client 192.0.2.100 ---+
+#   ha-lb1    192.0.2.1   ---+--- bridge br0 (namespace ha-sw)
+#   ha-lb2    192.0.2.2   ---+
+#   VIP 192.0.2.10 (VRRP VI_1, VRID 51): lb1 master (priority 150), lb2 backup (100)
+#
+# Usage: deploy/lab.sh up | status | failover | restore | down     (as root)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+run=/tmp/ha-lab
+VIP=192.0.2.10
+
+ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+
+down() {
+  for n in lb1 lb2; do
+    if [ -f "$run/$n.pid" ]; then kill "$(cat "$run/$n.pid")" 2>/dev/null || true; fi
+  done
+  sleep 0.5
+  for ns in ha-client ha-lb1 ha-lb2 ha-sw; do
+    if ns_exists "$ns"; then
+      ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
+      ip netns del "$ns"
+    fi
+  done
+  rm -rf "$run"
+  echo "lab removed"
+}
+
+host() { # name addr port
+  ip netns add "ha-$1"
+  ip -n "ha-$1" link set lo up
+  ip link add eth0 netns "ha-$1" type veth peer name "$3" netns ha-sw
+  ip -n ha-sw link set "$3" master br0 up
+  ip -n "ha-$1" addr add "$2/24" dev eth0
+  ip -n "ha-$1" link set eth0 up
+}
+
+state_of() { # node
+  grep -o "(VI_1) Entering [A-Z]* STATE" "$run/$1.log" 2>/dev/null | tail -1 | awk '{print $3}'
+}
+
+status() {
+  for n in lb1 lb2; do
+    local holds=""
+    ip -n "ha-$n" -o addr show | grep -q " $VIP/" && holds="  holds $VIP"
+    printf '%-4s pid %-7s VI_1 %-7s%s\n' "$n" "$(cat "$run/$n.pid" 2>/dev/null)" "$(state_of "$n")" "$holds"
+  done
+  if ip netns exec ha-client ping -c1 -W1 "$VIP" >/dev/null 2>&1; then
+    echo "client: $VIP answers"
+  else
+    echo "client: $VIP does not answer"
+  fi
+}
+
+wait_master() { # node
+  for _ in $(seq 1 100); do
+    [ "$(state_of "$1")" = MASTER ] && return 0
+    sleep 0.1
+  done
+  echo "warning: $1 did not become MASTER (see $run/$1.log)" >&2
+}
+
+up() {
+  down >/dev/null
+  command -v cargo >/dev/null || { echo "cargo is needed to build ha-agent" >&2; exit 1; }
+  (cd "$top" && cargo build -q -p ha-agent --bin ha-agent)
+  local bin="${CARGO_TARGET_DIR:-$top/target}/debug/ha-agent"
+  mkdir -p "$run"
+  ip netns add ha-sw
+  ip -n ha-sw link add br0 type bridge
+  ip -n ha-sw link set br0 up
+  host client 192.0.2.100 pc
+  host lb1 192.0.2.1 p1
+  host lb2 192.0.2.2 p2
+  for n in lb1 lb2; do
+    "$bin" --check --config "$here/lab/$n.conf" >/dev/null
+    ip netns exec "ha-$n" setsid "$bin" --config "$here/lab/$n.conf" --state-dir "$run/$n" \
+      >"$run/$n.log" 2>&1 < /dev/null &
+    echo $! > "$run/$n.pid"
+  done
+  wait_master lb1
+  cat <<EOT
+lab is up:
+  ha-lb1    192.0.2.1    ha-agent, $here/lab/lb1.conf   log $run/lb1.log
+  ha-lb2    192.0.2.2    ha-agent, $here/lab/lb2.conf   log $run/lb2.log
+  ha-client 192.0.2.100  ping the VIP: ip netns exec ha-client ping $VIP
+EOT
+  status
+  cat <<EOT
+fail the master over:   $0 failover   (cuts lb1's link at the switch)
+bring it back:          $0 restore    (lb1 preempts, priority 150 > 100)
+or stop lb1 cleanly:    kill \$(cat $run/lb1.pid)   (sends priority 0, lb2 takes over at once)
+remove everything:      $0 down
+EOT
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  failover) ip -n ha-sw link set p1 down; wait_master lb2; status ;;
+  restore) ip -n ha-sw link set p1 up; sleep 0.2; wait_master lb1; status ;;
+  *) echo "usage: $0 up|status|failover|restore|down" >&2; exit 2 ;;
+esac
