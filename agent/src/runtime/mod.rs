@@ -1,0 +1,18 @@
+//! Wiring: the config becomes a plan, the plan becomes running instances, sockets and
+//! the netlink task; one engine task owns every instance and executes their actions.
+//!
+//! Tasks and channels:
+//! ```text
+//!  rx task (one per VRRP socket) --RxMsg--> +------------------+ --set/clear VIPs--> netlink task
+//!  netlink link monitor --LinkEvent-------> |  engine (1 task) |     (desired VIP table,
+//!  signals TERM/INT/USR2 ------------------> |  all Instances   |      vmac, link monitor)
+//!  deadline sleep (next_deadline) --------> +------------------+ --send_to--> VRRP sockets
+//!                                                  |  --announce--> GARP / NA sockets
+//!                                                  +--> logs, <state-dir>/stats.json
+//! ```
+
+pub mod engine;
+pub mod logging;
+pub mod plan;
+pub mod ratelimit;
+pub mod stats;
