@@ -22,6 +22,8 @@
 //! Times are `1.25s`, `250ms` or `40us`. Adverts received default to the config's
 //! version, VRID, interval, VIPs, auth, and TTL 255.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -66,7 +68,11 @@ fn fmt_next(n: Option<Mono>) -> String {
 
 fn parse_interval(s: &str) -> Centiseconds {
     let d = parse_time(s);
-    assert_eq!(d.as_nanos() % 10_000_000, 0, "interval not whole centiseconds: {s}");
+    assert_eq!(
+        d.as_nanos() % 10_000_000,
+        0,
+        "interval not whole centiseconds: {s}"
+    );
     Centiseconds(u16::try_from(d.as_millis() / 10).unwrap())
 }
 
@@ -103,7 +109,9 @@ fn kv(words: &[&str]) -> Vec<(String, String)> {
     words
         .iter()
         .map(|w| {
-            let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("expected key=value: {w}"));
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("expected key=value: {w}"));
             (k.to_string(), v.to_string())
         })
         .collect()
@@ -213,7 +221,10 @@ fn fmt_action(a: &Action) -> String {
             let addrs: Vec<String> = ad.addrs.iter().map(ToString::to_string).collect();
             let auth = match ad.auth {
                 Auth::None => "none".to_string(),
-                Auth::Pass(pw) => format!("pass:{}", String::from_utf8_lossy(&pw).trim_end_matches('\0')),
+                Auth::Pass(pw) => format!(
+                    "pass:{}",
+                    String::from_utf8_lossy(&pw).trim_end_matches('\0')
+                ),
                 Auth::Other(t) => format!("other:{t}"),
             };
             format!(
@@ -271,7 +282,13 @@ fn run_case(case: &Path) -> String {
         for a in actions {
             writeln!(out, "  {}", fmt_action(a)).unwrap();
         }
-        writeln!(out, "  = {} next={}", inst.state(), fmt_next(inst.next_deadline())).unwrap();
+        writeln!(
+            out,
+            "  = {} next={}",
+            inst.state(),
+            fmt_next(inst.next_deadline())
+        )
+        .unwrap();
     };
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -294,7 +311,11 @@ fn run_case(case: &Path) -> String {
                 let until = Mono(parse_time(words[1]));
                 let (i, _, _) = inst.as_mut().expect("config first");
                 while let Some(at) = i.next_deadline().filter(|d| *d <= until) {
-                    assert!(at >= now, "{}:{line_no}: deadline in the past", case.display());
+                    assert!(
+                        at >= now,
+                        "{}:{line_no}: deadline in the past",
+                        case.display()
+                    );
                     now = at;
                     let acts = i.handle(now, Input::Tick);
                     record(&mut out, i, now, "tick", &acts);
@@ -303,7 +324,11 @@ fn run_case(case: &Path) -> String {
             }
             "at" => {
                 let at = Mono(parse_time(words[1]));
-                assert!(at >= now, "{}:{line_no}: time goes backwards", case.display());
+                assert!(
+                    at >= now,
+                    "{}:{line_no}: time goes backwards",
+                    case.display()
+                );
                 now = at;
                 let (i, cfg, primary) = inst.as_mut().expect("config first");
                 let rest = &words[2..];
@@ -311,7 +336,9 @@ fn run_case(case: &Path) -> String {
                     "start" => Input::Start,
                     "tick" => Input::Tick,
                     "shutdown" => Input::Shutdown,
-                    "link" => Input::Link { up: rest[1] == "up" },
+                    "link" => Input::Link {
+                        up: rest[1] == "up",
+                    },
                     "set-priority" => Input::SetPriority(Priority(rest[1].parse().unwrap())),
                     "dropped" => Input::Dropped(drop_reason(rest[1])),
                     "recv" => Input::Packet(parse_recv(cfg, *primary, &rest[1..])),
@@ -362,7 +389,10 @@ fn fsm_cases() {
             failed.push(case.display().to_string());
         }
     }
-    assert!(failed.is_empty(), "transcripts differ (FSM_REGENERATE=1 to rewrite): {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "transcripts differ (FSM_REGENERATE=1 to rewrite): {failed:?}"
+    );
 }
 
 #[test]

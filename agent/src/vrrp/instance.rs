@@ -574,3 +574,292 @@ fn constant_time_eq(a: &[u8; 8], b: &[u8; 8]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::vrrp::packet::RxMeta;
+
+    fn cfg(version: Version, prio: u8, interval: Centiseconds) -> InstanceConfig {
+        InstanceConfig {
+            name: format!("VI_{prio}"),
+            vrid: Vrid::new(51).unwrap(),
+            version,
+            priority: Priority(prio),
+            interval,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            start: StartState::Backup,
+            vips: vec!["192.0.2.100".parse().unwrap()],
+            auth: None,
+            unicast_peers: Vec::new(),
+            garp: GarpConfig::default(),
+        }
+    }
+
+    fn at(d: Duration) -> Mono {
+        Mono(d)
+    }
+
+    /// A virtual LAN of instances on one virtual clock: adverts are delivered to every
+    /// other live node after `latency`. No sleeps, no real time.
+    struct Lan {
+        nodes: Vec<Instance>,
+        alive: Vec<bool>,
+        latency: Duration,
+        in_flight: Vec<(Mono, usize, Received)>,
+        now: Mono,
+        /// (time, node) of every transition to MASTER.
+        masters: Vec<(Mono, usize)>,
+    }
+
+    impl Lan {
+        fn new(nodes: Vec<Instance>, latency: Duration) -> Self {
+            let alive = vec![true; nodes.len()];
+            Lan {
+                nodes,
+                alive,
+                latency,
+                in_flight: Vec::new(),
+                now: Mono::default(),
+                masters: Vec::new(),
+            }
+        }
+
+        fn input(&mut self, i: usize, input: Input) {
+            let actions = self.nodes[i].handle(self.now, input);
+            for a in actions {
+                match a {
+                    Action::SendAdvert(advert) => {
+                        for j in 0..self.nodes.len() {
+                            if j != i && self.alive[j] {
+                                let meta = RxMeta {
+                                    src: self.nodes[i].primary(),
+                                    dst: "224.0.0.18".parse().unwrap(),
+                                    ttl: 255,
+                                    ifindex: 2,
+                                };
+                                let rx = Received {
+                                    meta,
+                                    advert: advert.clone(),
+                                };
+                                self.in_flight.push((self.now.after(self.latency), j, rx));
+                            }
+                        }
+                    }
+                    Action::Transition {
+                        to: State::Master, ..
+                    } => self.masters.push((self.now, i)),
+                    _ => {}
+                }
+            }
+        }
+
+        /// Process every event up to `until`, earliest first. Ties are resolved against
+        /// the test: a timer fires before a packet due at the same instant, and the node
+        /// with the lowest index (the lower priority in the tests) ticks first.
+        fn run_until(&mut self, until: Mono) {
+            for _ in 0..1_000_000 {
+                let delivery = self
+                    .in_flight
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (t, _, _))| *t)
+                    .map(|(k, (t, _, _))| (*t, k));
+                let tick = (0..self.nodes.len())
+                    .filter(|i| self.alive[*i])
+                    .filter_map(|i| self.nodes[i].next_deadline().map(|t| (t, i)))
+                    .min();
+                match (delivery, tick) {
+                    (Some((t, k)), tk) if t <= until && tk.is_none_or(|(tt, _)| t < tt) => {
+                        let (t, j, rx) = self.in_flight.swap_remove(k);
+                        self.now = t;
+                        if self.alive[j] {
+                            self.input(j, Input::Packet(rx));
+                        }
+                    }
+                    (_, Some((t, i))) if t <= until => {
+                        self.now = t;
+                        self.input(i, Input::Tick);
+                    }
+                    _ => {
+                        self.now = until;
+                        return;
+                    }
+                }
+            }
+            panic!("simulation did not settle");
+        }
+    }
+
+    const CASES: [(Version, Centiseconds); 3] = [
+        (Version::V2, Centiseconds(100)),
+        (Version::V3, Centiseconds(1)),
+        (Version::V3, Centiseconds(100)),
+    ];
+
+    fn primary(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    /// Latencies to try: none, and half the skew difference between 101 and 100.
+    fn latencies(version: Version, interval: Centiseconds) -> [Duration; 2] {
+        let diff = timers::skew_time(version, Priority(100), interval)
+            - timers::skew_time(version, Priority(101), interval);
+        [Duration::ZERO, diff / 2]
+    }
+
+    #[test]
+    fn skew_difference_between_101_and_100_is_positive_in_microseconds() {
+        for (version, interval) in CASES {
+            let s100 = timers::skew_time(version, Priority(100), interval);
+            let s101 = timers::skew_time(version, Priority(101), interval);
+            let diff_us = s100.as_micros() - s101.as_micros();
+            assert!(diff_us > 0, "{version:?} {interval}: {s100:?} vs {s101:?}");
+        }
+    }
+
+    #[test]
+    fn backup_101_beats_backup_100_at_simultaneous_start() {
+        for (version, interval) in CASES {
+            for latency in latencies(version, interval) {
+                // The 100 node has the higher address and ticks first on ties: only the
+                // skew difference can make 101 win.
+                let b = Instance::new(cfg(version, 100, interval), primary(2));
+                let a = Instance::new(cfg(version, 101, interval), primary(1));
+                let mut lan = Lan::new(vec![b, a], latency);
+                lan.input(0, Input::Start);
+                lan.input(1, Input::Start);
+                lan.run_until(at(interval.as_duration() * 20));
+                let label = format!("{version:?} {interval} {latency:?}");
+                assert_eq!(lan.masters.first().map(|m| m.1), Some(1), "{label}");
+                assert!(
+                    lan.masters.iter().all(|m| m.1 == 1),
+                    "{label}: {:?}",
+                    lan.masters
+                );
+                assert_eq!(lan.nodes[1].state(), State::Master);
+                assert_eq!(lan.nodes[0].state(), State::Backup);
+            }
+        }
+    }
+
+    #[test]
+    fn backup_101_beats_backup_100_when_master_dies_or_stops() {
+        for (version, interval) in CASES {
+            for latency in latencies(version, interval) {
+                for clean_stop in [false, true] {
+                    let m = Instance::new(cfg(version, 200, interval), primary(3));
+                    let b = Instance::new(cfg(version, 100, interval), primary(2));
+                    let a = Instance::new(cfg(version, 101, interval), primary(1));
+                    let mut lan = Lan::new(vec![m, b, a], latency);
+                    for i in 0..3 {
+                        lan.input(i, Input::Start);
+                    }
+                    let i = interval.as_duration();
+                    lan.run_until(at(i * 10));
+                    assert_eq!(lan.masters, vec![(lan.masters[0].0, 0)]);
+                    // Stop the master between two of its adverts.
+                    lan.run_until(at(i * 10 + i / 3));
+                    let stop = lan.now;
+                    if clean_stop {
+                        lan.input(0, Input::Shutdown);
+                    }
+                    lan.alive[0] = false;
+                    lan.run_until(at(i * 30));
+                    let label = format!("{version:?} {interval} {latency:?} clean={clean_stop}");
+                    assert_eq!(lan.masters.len(), 2, "{label}: {:?}", lan.masters);
+                    let (t, who) = lan.masters[1];
+                    assert_eq!(who, 2, "{label}");
+                    assert_eq!(lan.nodes[1].state(), State::Backup, "{label}");
+                    let took = t.since(stop);
+                    let skew101 = timers::skew_time(version, Priority(101), interval);
+                    if clean_stop {
+                        // Promise 3: a clean stop hands over within about the skew time.
+                        assert_eq!(took, latency + skew101, "{label}");
+                    } else {
+                        assert!(
+                            took <= timers::master_down_interval(version, Priority(101), interval)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn address_key_is_numeric_not_textual() {
+        assert!(addr_key(primary(10)) > addr_key(primary(9)));
+        let lo: IpAddr = "2001:db8::9".parse().unwrap();
+        let hi: IpAddr = "2001:db8::10".parse().unwrap();
+        assert!(addr_key(hi) > addr_key(lo));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_all_bytes() {
+        assert!(constant_time_eq(b"secret\0\0", b"secret\0\0"));
+        assert!(!constant_time_eq(b"secret\0\0", b"secret\0\x01"));
+        assert!(!constant_time_eq(b"Secret\0\0", b"secret\0\0"));
+    }
+
+    #[test]
+    fn names_match_keepalived_and_are_lowercase_phrases() {
+        assert_eq!(State::Master.to_string(), "MASTER");
+        assert_eq!(State::Backup.to_string(), "BACKUP");
+        assert_eq!(State::Fault.to_string(), "FAULT");
+        assert_eq!(State::Init.to_string(), "INIT");
+        assert_eq!(Reason::MasterDown.to_string(), "master down timer expired");
+        assert_eq!(Reason::PriorityZero.to_string(), "priority 0 received");
+    }
+
+    #[test]
+    fn codec_drops_are_counted_without_state_change() {
+        let mut inst = Instance::new(cfg(Version::V2, 100, Centiseconds(100)), primary(1));
+        inst.handle(Mono::default(), Input::Start);
+        let before = inst.next_deadline();
+        for r in DropReason::ALL {
+            assert!(inst.handle(Mono::default(), Input::Dropped(r)).is_empty());
+        }
+        assert_eq!(inst.state(), State::Backup);
+        assert_eq!(inst.next_deadline(), before);
+        assert!(inst.counters().drops.iter().all(|d| *d == 1));
+        assert_eq!(
+            inst.counters().total_dropped(),
+            DropReason::ALL.len() as u64
+        );
+    }
+
+    #[test]
+    fn from_decode_passes_packets_through() {
+        let rx = Received {
+            meta: RxMeta {
+                src: primary(2),
+                dst: "224.0.0.18".parse().unwrap(),
+                ttl: 255,
+                ifindex: 2,
+            },
+            advert: Advert {
+                version: Version::V2,
+                vrid: Vrid::new(51).unwrap(),
+                priority: Priority(100),
+                interval: Centiseconds(100),
+                addrs: vec![],
+                auth: Auth::None,
+            },
+        };
+        assert_eq!(Input::from_decode(Ok(rx.clone())), Input::Packet(rx));
+    }
+
+    #[test]
+    fn owner_cannot_be_lowered_and_others_are_clamped() {
+        let mut owner = Instance::new(cfg(Version::V3, 255, Centiseconds(100)), primary(1));
+        owner.handle(Mono::default(), Input::SetPriority(Priority(10)));
+        assert_eq!(owner.effective_priority(), Priority::OWNER);
+        let mut other = Instance::new(cfg(Version::V3, 100, Centiseconds(100)), primary(1));
+        other.handle(Mono::default(), Input::SetPriority(Priority(255)));
+        assert_eq!(other.effective_priority(), Priority(254));
+        other.handle(Mono::default(), Input::SetPriority(Priority(0)));
+        assert_eq!(other.effective_priority(), Priority(1));
+    }
+}
