@@ -227,6 +227,7 @@ fn link_addr(ifindex: u32, proto: u16, dst: [u8; 6]) -> io::Result<SockAddr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

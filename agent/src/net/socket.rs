@@ -300,7 +300,11 @@ fn cmsgs(buf: &[u8]) -> impl Iterator<Item = (libc::c_int, libc::c_int, &[u8])> 
     std::iter::from_fn(move || {
         let hdr = buf.get(pos..pos.checked_add(CMSG_HDR)?)?;
         let off_len = offset_of!(libc::cmsghdr, cmsg_len);
-        let len = usize::from_ne_bytes(hdr.get(off_len..off_len + size_of::<usize>())?.try_into().ok()?);
+        let len = usize::from_ne_bytes(
+            hdr.get(off_len..off_len + size_of::<usize>())?
+                .try_into()
+                .ok()?,
+        );
         let off_level = offset_of!(libc::cmsghdr, cmsg_level);
         let level = i32::from_ne_bytes(hdr.get(off_level..off_level + 4)?.try_into().ok()?);
         let off_type = offset_of!(libc::cmsghdr, cmsg_type);
@@ -332,7 +336,10 @@ fn recv_once(fd: RawFd, buf: &mut [u8], local: IpAddr) -> io::Result<RecvInfo> {
             // The IPv4 header is in the buffer: its TTL, source and destination are the
             // ones on the wire.
             if data.len() < 20 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "short ipv4 header"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "short ipv4 header",
+                ));
             }
             let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
             let hdr_dst = Ipv4Addr::new(data[16], data[17], data[18], data[19]);
@@ -419,12 +426,16 @@ fn raw_recvmsg(fd: RawFd, buf: &mut [u8], control: &mut [u8]) -> io::Result<RawR
         libc::AF_INET => {
             // SAFETY: ss_family says the storage holds a sockaddr_in, which is smaller
             // than sockaddr_storage and has no invalid bit patterns.
-            let sin = unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes())))
+            let sin =
+                unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(
+                sin.sin_addr.s_addr.to_ne_bytes(),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,
@@ -437,13 +448,22 @@ fn raw_recvmsg(fd: RawFd, buf: &mut [u8], control: &mut [u8]) -> io::Result<RawR
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn cmsg_round_trip() {
-        let a = cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-        let b = cmsg(libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &255_i32.to_ne_bytes());
+        let a = cmsg(
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        );
+        let b = cmsg(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &255_i32.to_ne_bytes(),
+        );
         let mut buf = a.clone();
         buf.extend_from_slice(&b);
         let got: Vec<_> = cmsgs(&buf).collect();
