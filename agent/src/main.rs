@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 /// A keepalived-compatible VRRP agent.
@@ -15,6 +16,15 @@ struct Args {
     /// Check the config and exit, like `keepalived -t`.
     #[arg(long, short = 't')]
     check: bool,
+    /// Node name (default: router_id from global_defs, then the hostname).
+    #[arg(long)]
+    node: Option<String>,
+    /// Directory for runtime state (stats.json on SIGUSR2).
+    #[arg(long, default_value = "/run/ha-agent")]
+    state_dir: PathBuf,
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -22,7 +32,37 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args);
     }
-    ExitCode::SUCCESS
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ha-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let loaded = match ha_agent::config::load(&args.config) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow::bail!("{}: {} error(s)", args.config.display(), errors.len());
+        }
+    };
+    ha_agent::runtime::logging::init(args.log_file.as_deref())?;
+    for n in &loaded.notes {
+        tracing::info!("{n}");
+    }
+    let plan = ha_agent::runtime::plan::build(&loaded.config, args.node.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(ha_agent::runtime::engine::run(plan, args.state_dir))?;
+    Ok(())
 }
 
 fn check(args: &Args) -> ExitCode {

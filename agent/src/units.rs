@@ -70,7 +70,7 @@ impl Centiseconds {
     }
     /// Whole seconds, for the v2 8-bit field (`None` if not a whole number in 1..=255).
     pub fn as_v2_seconds(self) -> Option<u8> {
-        if self.0 % 100 != 0 {
+        if !self.0.is_multiple_of(100) {
             return None;
         }
         u8::try_from(self.0 / 100).ok().filter(|s| *s != 0)
