@@ -111,7 +111,7 @@ pub struct VipEntry {
     pub ifindex: u32,
     /// The address.
     pub addr: IpAddr,
-    /// Prefix length (keepalived's default is /32 and /128... as written in the config).
+    /// Prefix length (keepalived defaults to /32 for IPv4 and /128 for IPv6).
     pub prefix_len: u8,
     /// IPv4 label (`label eth0:1`); must start with the interface name.
     pub label: Option<String>,
@@ -419,6 +419,7 @@ pub fn spawn(opts: Options) -> Result<NetlinkHandle, NetError> {
         status: HashMap::new(),
         installed: HashSet::new(),
         mark_supported: true,
+        mark_checked: false,
         links: BTreeMap::new(),
         subscribers: Vec::new(),
     };
@@ -432,15 +433,21 @@ type Events = futures::channel::mpsc::UnboundedReceiver<(
 )>;
 
 struct Task {
+    /// The one rtnetlink handle of the process.
     handle: Handle,
+    /// Desired VIPs per owner.
     table: VipTable,
+    /// Last outcome per desired (ifindex, address).
     status: HashMap<(u32, IpAddr), VipStatus>,
     /// What this process added (ownership fallback without IFA_PROTO).
     installed: HashSet<(u32, IpAddr)>,
     /// The kernel keeps IFA_PROTO (checked after our first add).
     mark_supported: bool,
+    /// `mark_supported` has been verified once.
+    mark_checked: bool,
     /// Last known state per ifindex: (name, up).
     links: BTreeMap<u32, (String, bool)>,
+    /// Link event subscribers; closed ones are dropped on the next event.
     subscribers: Vec<mpsc::UnboundedSender<LinkEvent>>,
 }
 
@@ -454,7 +461,10 @@ impl Task {
         if let Err(e) = self.refresh_links().await {
             warn!(error = %e, "initial link dump failed");
         }
-        let mut tick = tokio::time::interval(opts.resync);
+        // First resync one period from now: leftovers are removed by an explicit
+        // `cleanup_leftovers`, not by a race with the first tick.
+        let start = tokio::time::Instant::now() + opts.resync;
+        let mut tick = tokio::time::interval_at(start, opts.resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
         loop {
@@ -658,14 +668,15 @@ impl Task {
         for op in ops {
             match op {
                 Op::Add(e) => {
-                    let r = self.add_addr(&e).await;
-                    let s = match r {
-                        Ok(()) => {
+                    let s = match self.add_addr(&e).await {
+                        Ok(true) => {
                             info!(addr = %e.addr, ifindex = e.ifindex, "vip added");
                             self.installed.insert(e.key());
                             added_any = true;
                             VipStatus::Applied
                         }
+                        // Appeared since the dump (not by us): the next pass classifies it.
+                        Ok(false) => VipStatus::Pending,
                         Err(err) => {
                             warn!(addr = %e.addr, ifindex = e.ifindex, error = %err, "vip add failed");
                             VipStatus::Error(err.to_string())
@@ -687,7 +698,8 @@ impl Task {
         }
         self.status
             .retain(|key, _| desired.iter().any(|d| d.key() == *key));
-        if added_any && self.mark_supported {
+        if added_any && !self.mark_checked {
+            self.mark_checked = true;
             self.check_mark_support().await;
         }
     }
@@ -713,13 +725,13 @@ impl Task {
         }
     }
 
-    async fn add_addr(&self, e: &VipEntry) -> Result<(), NetError> {
+    /// Add `e`; `Ok(false)` if the kernel already had it (EEXIST: idempotent).
+    async fn add_addr(&self, e: &VipEntry) -> Result<bool, NetError> {
         let mut req = self.handle.address().add(e.ifindex, e.addr, e.prefix_len);
         *req.message_mut() = vip_message(e);
         match req.execute().await {
-            Ok(()) => Ok(()),
-            // Idempotent: it is there already (a race with the dump).
-            Err(err) if is_errno(&err, libc::EEXIST) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(err) if is_errno(&err, libc::EEXIST) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }

@@ -172,6 +172,9 @@ impl VrrpSocket {
     }
 
     /// Wait for one datagram; see the type's doc for what lands in `buf`.
+    ///
+    /// An `InvalidData` error concerns that one datagram (e.g. an IPv4 datagram shorter
+    /// than its header): count it and call again, the socket stays usable.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<RecvInfo> {
         loop {
             let mut guard = self.fd.readable().await?;
@@ -424,8 +427,8 @@ fn raw_recvmsg(fd: RawFd, buf: &mut [u8], control: &mut [u8]) -> io::Result<RawR
     let len = usize::try_from(n).unwrap_or(0);
     let src = match i32::from(name.ss_family) {
         libc::AF_INET => {
-            // SAFETY: ss_family says the storage holds a sockaddr_in, which is smaller
-            // than sockaddr_storage and has no invalid bit patterns.
+            // SAFETY: ss_family says the kernel wrote a sockaddr_in; it is smaller than
+            // and no more aligned than sockaddr_storage, and any bytes are a valid value.
             let sin =
                 unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(IpAddr::V4(Ipv4Addr::from(
