@@ -4,6 +4,12 @@
 //! the configuration (TTL rule, VRID match, auth, interval, address list) is checked by
 //! the instance, not here.
 //!
+//! Here: the wire headers (private, with their RFC diagrams), [`Advert::encode`] and
+//! [`Advert::decode`], the checksum forms ([`PseudoHeader`], [`checksum`]), and
+//! [`parse_ipv4`] for raw IPv4 sockets, which deliver the IP header. Every read is a checked
+//! slice: no input can panic (fuzzed by fuzz/fuzz_targets/packet_decode.rs). Vectors
+//! captured from keepalived live in testdata/ (regenerate with testdata/capture.sh).
+//!
 //! CONTRACT (shared with vrrp/instance.rs and the runtime; keep these signatures):
 //! - `Advert::encode(&self, src, dst, mode) -> Vec<u8>`: the VRRP message only (no IP header).
 //! - `Advert::decode(payload, meta, mode) -> Result<Advert, DecodeError>`.
@@ -613,7 +619,7 @@ impl Advert {
             Version::V2 => {
                 let h = V2Header::parse(payload).ok_or(DecodeError::Truncated { need, got })?;
                 let data: [u8; V2Header::AUTH_LEN] = payload
-                    .get(need - V2Header::AUTH_LEN..need)
+                    .get(need.saturating_sub(V2Header::AUTH_LEN)..need)
                     .and_then(|d| d.try_into().ok())
                     .ok_or(DecodeError::Truncated { need, got })?;
                 // RFC 3768 §5.3.6: 0 none, 1 simple text password.
