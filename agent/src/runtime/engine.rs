@@ -83,8 +83,6 @@ struct Slot {
     plan: InstancePlan,
     /// Index into `Engine::sockets`.
     sock: usize,
-    /// The configured interface.
-    base_ifindex: u32,
     /// vmac we created, removed at exit.
     vmac: Option<u32>,
     /// Desired VIP entries (virtual_ipaddress and _excluded).
@@ -257,18 +255,17 @@ impl Engine {
             vips.push(e);
         }
         let announce: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-        let mut announcer = match Announcer::open(vrrp_ifindex, mac) {
-            Ok(a) => Some(a),
+        let announcer = match Announcer::open(vrrp_ifindex, mac) {
+            // keepalived sends unsolicited NAs from the interface's link-local address.
+            Ok(a) => Some(match primary {
+                IpAddr::V6(ll) => a.with_na_source(ll),
+                IpAddr::V4(_) => a,
+            }),
             Err(e) => {
                 error!(instance = %name, error = %e, "cannot open GARP/NA socket");
                 None
             }
         };
-        if let (Some(a), IpAddr::V6(ll)) = (announcer.take(), primary) {
-            announcer = Some(a.with_na_source(ll));
-        } else if let Some(a) = announcer.take() {
-            announcer = Some(a);
-        }
         let mut watched = Vec::new();
         if !plan.dont_track_primary {
             watched.push(base);
@@ -297,7 +294,6 @@ impl Engine {
             inst,
             plan,
             sock,
-            base_ifindex: base,
             vmac,
             vips,
             announce,
