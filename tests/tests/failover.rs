@@ -127,7 +127,13 @@ fn use_vmac_client_sees_the_virtual_mac_across_failover() -> Result<()> {
     c.wait_state(1, "VI_1", "BACKUP", LONG)?;
     let vmac = "00:00:5e:00:01:33"; // VRID 51
     assert!(c.client_reaches(VIP));
-    assert_eq!(c.client_neigh(VIP).as_deref(), Some(vmac));
+    assert_eq!(
+        c.client_neigh(VIP).as_deref(),
+        Some(vmac),
+        "lb1 eth0 {}, lb2 eth0 {}",
+        c.mac(0)?,
+        c.mac(1)?
+    );
 
     c.lan.set_link(0, false)?;
     c.wait_state(1, "VI_1", "MASTER", LONG)?;

@@ -221,7 +221,6 @@ impl Engine {
                     .await
                     .map_err(nlerr(format!("create vmac {vname}")))?;
                 set_sysctl(&format!("net/ipv4/conf/{vname}/arp_ignore"), "1");
-                set_sysctl(&format!("net/ipv4/conf/{vname}/arp_filter"), "1");
                 set_sysctl(&format!("net/ipv4/conf/{vname}/rp_filter"), "0");
                 if family == Family::V4 {
                     set_sysctl(&format!("net/ipv6/conf/{vname}/disable_ipv6"), "1");
@@ -346,6 +345,9 @@ impl Engine {
             let base = &s.plan.interface;
             set_sysctl(&format!("net/ipv4/conf/{base}/arp_ignore"), "1");
             set_sysctl(&format!("net/ipv4/conf/{base}/arp_filter"), "1");
+            // ARP requests the node sends itself must not carry a VIP as sender, or
+            // neighbours learn the VIP at the parent's MAC instead of the virtual MAC.
+            set_sysctl(&format!("net/ipv4/conf/{base}/arp_announce"), "2");
         }
     }
 
