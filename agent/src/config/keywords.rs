@@ -170,7 +170,6 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("nftables_priority", L),
         kw("nftables_ifindex", L),
         kw("nftables_counters", L),
-        kw("script_security", L),
         kw("startup_script", L),
         kw("startup_script_timeout", L),
         kw("shutdown_script", L),
@@ -185,10 +184,6 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("random_seed", L),
         kw("data_use_instance", L),
         kw("umask", L),
-        kw("net_namespace", L),
-        kw("net_namespace_ipvs", L),
-        kw("namespace_with_ipsets", L),
-        kw("linkbeat_use_polling", L),
         // LVS and checkers, for later issues.
         kw("lvs_flush", L),
         kw("lvs_flush_on_stop", L),
@@ -239,9 +234,6 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("process_names", X),
         kw("process_monitor_rcv_bufs", X),
         kw("process_monitor_rcv_bufs_force", X),
-        kw("instance", X),
-        kw("use_pid_dir", X),
-        kw("child_wait_time", X),
         // Email alerts, SNMP, DBus: not in ha-agent (the manager replaces them).
         vals("notification_email", X),
         kw("notification_email_from", X),
@@ -253,7 +245,6 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("smtp_alert_checker", X),
         kw("no_email_faults", X),
         kw("no_checker_emails", X),
-        kw("email_faults", X),
         kw("enable_traps", X),
         kw("enable_snmp_vrrp", X),
         kw("enable_snmp_keepalived", X),
@@ -264,7 +255,6 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("snmp_socket", X),
         kw("enable_dbus", X),
         kw("dbus_service_name", X),
-        kw("dbus_no_interface_name", X),
     ]],
 };
 
@@ -566,7 +556,6 @@ pub static HTTP_GET: Block = Block {
             kw("http_protocol", L),
             kw("fast_recovery", L),
             kw("enable_sni", L),
-            kw("virtualhost", L),
         ],
     ],
 };

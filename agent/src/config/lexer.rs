@@ -110,7 +110,7 @@ fn lex_text(st: &mut State, name: &Path, text: &str) {
     let file: Arc<Path> = Arc::from(name);
     let base_dir = match name.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+        _ => PathBuf::new(),
     };
     let mut line_no: u32 = 0;
     for raw in text.split('\n') {
@@ -166,6 +166,8 @@ fn lex_text(st: &mut State, name: &Path, text: &str) {
         }
         let before = st.out.toks.len();
         if let Err(msg) = tokenize(line, &loc, &mut st.out.toks) {
+            // Drop the whole line, so no follow-on errors come from half of it.
+            st.out.toks.truncate(before);
             st.out.errors.push(loc.diag(msg));
         }
         if st.out.toks.len() > before {

@@ -124,6 +124,8 @@ pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec
     if errors.is_empty() {
         Ok(Loaded { notes, config })
     } else {
+        // File order (stable: same-line errors keep the order they were found in).
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(errors)
     }
 }
