@@ -4,6 +4,8 @@
 //! exit 0; bad files must exit 1 and print exactly the expected `file:line: message`
 //! errors on stderr.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

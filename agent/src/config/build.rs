@@ -1096,8 +1096,189 @@ fn checker(cx: &mut Ctx<'_>, kind: CheckerKind, n: &Node) -> Checker {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::{parse_with, Options};
     use super::*;
+    use std::path::Path;
+
+    fn load(text: &str) -> Config {
+        let opts = Options {
+            config_id: None,
+            follow_includes: false,
+        };
+        match parse_with(Path::new("k.conf"), text, &opts) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e:#?}"),
+        }
+    }
+
+    fn one(text: &str) -> VrrpInstance {
+        let mut c = load(text);
+        assert_eq!(c.vrrp_instances.len(), 1);
+        c.vrrp_instances.remove(0)
+    }
+
+    #[test]
+    fn instance_defaults_are_keepalived_s() {
+        let i = one("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.0.2.1\n }\n}\n");
+        assert_eq!(i.name, "VI_1");
+        assert_eq!(i.origin.line, 1);
+        assert_eq!(i.state, InitialState::Backup);
+        assert_eq!(i.vrid.get(), 51);
+        assert_eq!(i.priority, Priority::DEFAULT);
+        assert_eq!(i.advert_int, Centiseconds(100));
+        assert_eq!(i.version, Version::V2);
+        assert_eq!(i.version_configured, None);
+        assert_eq!(i.family, Family::V4);
+        assert!(i.accept);
+        assert!(!i.nopreempt);
+        assert_eq!(i.preempt_delay, Duration::ZERO);
+        assert_eq!(i.garp, Garp::default());
+        assert_eq!(i.vips[0].prefix_len, 32);
+        assert_eq!(i.vips[0].origin.line, 5);
+        assert!(i.unicast_peers.is_empty());
+        assert_eq!(i.use_vmac, None);
+    }
+
+    #[test]
+    fn instance_values_are_typed() {
+        let c = load(
+            r#"global_defs {
+    vrrp_garp_master_delay 2
+    vrrp_garp_master_refresh 60
+    vrrp_garp_lower_prio_repeat 2
+    v3_checksum_as_v2
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 7
+    priority 255
+    advert_int 3
+    authentication {
+        auth_type PASS
+        auth_pass "0123456789"
+    }
+    virtual_ipaddress {
+        192.0.2.10/24 brd 192.0.2.255 dev eth1 scope link label eth1:v no_track
+    }
+    unicast_src_ip 192.0.2.1
+    unicast_peer {
+        192.0.2.2 max_ttl 255
+    }
+    garp_master_repeat 2
+    use_vmac vrrp7
+    vmac_xmit_base
+    no_accept
+    preempt_delay 1.25
+    track_interface {
+        eth1 weight -20 reverse
+    }
+}
+"#,
+        );
+        let i = &c.vrrp_instances[0];
+        assert_eq!(i.state, InitialState::Master);
+        assert_eq!(i.priority, Priority::OWNER);
+        assert_eq!(i.advert_int, Centiseconds(300));
+        assert_eq!(i.auth, Some(AuthPass(*b"01234567")));
+        let v = &i.vips[0];
+        assert_eq!(v.addr, "192.0.2.10".parse::<IpAddr>().unwrap());
+        assert_eq!(v.prefix_len, 24);
+        assert_eq!(v.brd, Some(Ipv4Addr::new(192, 0, 2, 255)));
+        assert_eq!(v.dev.as_deref(), Some("eth1"));
+        assert_eq!(v.scope, Some(Scope::Link));
+        assert_eq!(v.label.as_deref(), Some("eth1:v"));
+        assert_eq!(v.extra, vec!["no_track"]);
+        assert_eq!(i.unicast_src_ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(i.unicast_peers[0].max_ttl, Some(255));
+        assert!(
+            i.check_unicast_src,
+            "a TTL bound turns on check_unicast_src"
+        );
+        assert_eq!(i.garp.master_delay, Some(Duration::from_secs(2)));
+        assert_eq!(i.garp.master_repeat, 2);
+        assert_eq!(i.garp.master_refresh, Some(Duration::from_secs(60)));
+        assert_eq!(i.garp.lower_prio_delay, Some(Duration::from_secs(2)));
+        assert_eq!(i.garp.lower_prio_repeat, 2);
+        assert_eq!(i.use_vmac, Some(Some("vrrp7".to_string())));
+        assert!(i.vmac_xmit_base);
+        assert!(!i.accept);
+        assert!(i.v3_checksum_as_v2);
+        assert_eq!(i.preempt_delay, Duration::from_millis(1250));
+        assert_eq!(i.track_interfaces[0].weight, Some(-20));
+        assert!(i.track_interfaces[0].reverse);
+    }
+
+    #[test]
+    fn ipv6_implies_v3_and_fractional_interval() {
+        let i = one("vrrp_instance V6 {\n interface eth0\n virtual_router_id 9\n advert_int 0.01\n virtual_ipaddress {\n 2001:db8::9/64\n }\n}\n");
+        assert_eq!(i.version, Version::V3);
+        assert_eq!(i.family, Family::V6);
+        assert_eq!(i.advert_int, Centiseconds(1));
+    }
+
+    #[test]
+    fn global_version_and_strict_mode() {
+        let i = one("global_defs {\n vrrp_version 3\n vrrp_strict\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 9\n advert_int 0.5\n virtual_ipaddress {\n 192.0.2.9\n }\n}\n");
+        assert_eq!(i.version, Version::V3);
+        assert_eq!(i.advert_int, Centiseconds(50));
+        assert!(i.strict_mode);
+        assert!(!i.accept, "strict mode: no accept unless address owner");
+        assert!(i.lower_prio_no_advert);
+    }
+
+    #[test]
+    fn min_garp_and_use_vmac_default_name() {
+        let i = one("global_defs {\n vrrp_min_garp\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 9\n use_vmac\n}\n");
+        assert_eq!(i.garp.master_repeat, 1);
+        assert_eq!(i.garp.master_delay, None);
+        assert_eq!(i.use_vmac, Some(None));
+    }
+
+    #[test]
+    fn lvs_model() {
+        let c = load(
+            "virtual_server 192.0.2.1 80 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 192.0.2.2 8080 {\n weight 2\n HTTP_GET {\n url {\n path /h\n status_code 200-299\n }\n connect_port 8080\n }\n }\n}\nvirtual_server fwmark 5 {\n}\n",
+        );
+        let vs = &c.virtual_servers[0];
+        assert_eq!(
+            vs.target,
+            VsTarget::Addr {
+                addr: "192.0.2.1".parse().unwrap(),
+                port: Some(80)
+            }
+        );
+        assert_eq!(vs.scheduler.as_deref(), Some("rr"));
+        assert_eq!(vs.method.as_deref(), Some("DR"));
+        let rs = &vs.real_servers[0];
+        assert_eq!(rs.port, Some(8080));
+        assert_eq!(rs.weight, 2);
+        let ck = &rs.checkers[0];
+        assert_eq!(ck.kind, CheckerKind::HttpGet);
+        assert_eq!(ck.connect_port, Some(8080));
+        assert_eq!(ck.urls[0].path.as_deref(), Some("/h"));
+        assert_eq!(ck.urls[0].status_code, vec!["200-299"]);
+        assert_eq!(c.virtual_servers[1].target, VsTarget::Fwmark(5));
+    }
+
+    #[test]
+    fn scripts_and_track_files() {
+        let c = load("vrrp_script s {\n script \"/bin/true x\"\n interval 2\n weight -10\n}\ntrack_file f {\n file /run/f\n}\nvrrp_sync_group G {\n group {\n A\n B\n }\n notify_master /bin/true\n}\n");
+        let s = &c.vrrp_scripts[0];
+        assert_eq!(s.script.as_deref(), Some("/bin/true x"));
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(
+            s.timeout,
+            Duration::from_secs(2),
+            "timeout defaults to interval"
+        );
+        assert_eq!(s.weight, -10);
+        assert_eq!(c.track_files[0].weight, 1);
+        assert_eq!(c.sync_groups[0].instances, vec!["A", "B"]);
+        assert!(c.sync_groups[0].notify.master.is_some());
+    }
 
     #[test]
     fn micros_are_exact_and_bounded() {

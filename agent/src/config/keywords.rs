@@ -323,6 +323,7 @@ pub static VRRP_INSTANCE: Block = Block {
         kw("old_unicast_checksum", L),
         kw("garp_extra_if", L),
         kw("garp_extra_if_vmac", L),
+        kw("vmac_garp_intvl", L),
         kw("down_timer_adverts", L),
         kw("lvs_sync_daemon_interface", L),
         kw("linkbeat_use_polling", L),

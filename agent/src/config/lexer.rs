@@ -450,6 +450,7 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, word: &mut Str
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

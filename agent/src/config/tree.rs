@@ -150,6 +150,7 @@ fn close(stack: &mut Vec<Frame>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::super::lexer::{lex, LexOptions};
     use super::*;

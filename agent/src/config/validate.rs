@@ -54,7 +54,7 @@ pub(super) fn instances(drafts: &[InstanceDraft], g: &GlobalDefs, errors: &mut V
             match version {
                 // RFC 3768 §5.3.7: 8-bit whole seconds.
                 Version::V2 => {
-                    if us % 1_000_000 != 0 || !(1..=255).contains(&(us / 1_000_000)) {
+                    if !us.is_multiple_of(1_000_000) || !(1..=255).contains(&(us / 1_000_000)) {
                         errors.push(loc.diag(format!(
                             "advert_int {text} out of range for version 2: whole seconds 1-255"
                         )));
@@ -62,7 +62,7 @@ pub(super) fn instances(drafts: &[InstanceDraft], g: &GlobalDefs, errors: &mut V
                 }
                 // RFC 5798 §5.2.7: 12-bit centiseconds.
                 Version::V3 => {
-                    if us % 10_000 != 0 || !(1..=4095).contains(&(us / 10_000)) {
+                    if !us.is_multiple_of(10_000) || !(1..=4095).contains(&(us / 10_000)) {
                         errors.push(loc.diag(format!(
                             "advert_int {text} out of range for version 3: 0.01-40.95 seconds in steps of 0.01"
                         )));
@@ -182,3 +182,107 @@ origin_diag!(
     super::model::UnicastPeer,
     super::model::TrackRef
 );
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{parse_with, Options};
+    use std::path::Path;
+
+    fn errors(text: &str) -> Vec<String> {
+        let opts = Options {
+            config_id: None,
+            follow_includes: false,
+        };
+        match parse_with(Path::new("k.conf"), text, &opts) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn inst(body: &str) -> String {
+        format!("vrrp_instance A {{\n{body}\n}}\n")
+    }
+
+    #[test]
+    fn all_errors_are_collected() {
+        let e = errors(&inst("virtual_router_id 0\npriority 300\nadvert_int 0"));
+        assert_eq!(
+            e,
+            vec![
+                "k.conf:1: vrrp_instance A: missing interface",
+                "k.conf:2: virtual_router_id 0 out of range 1-255",
+                "k.conf:3: priority 300 out of range 1-255",
+                "k.conf:4: advert_int 0 out of range for version 2: whole seconds 1-255",
+            ]
+        );
+    }
+
+    #[test]
+    fn advert_int_bounds_per_version() {
+        let ok = |v: &str, a: &str| {
+            errors(&inst(&format!(
+                "interface eth0\nvirtual_router_id 1\nversion {v}\nadvert_int {a}"
+            )))
+            .is_empty()
+        };
+        assert!(ok("2", "1") && ok("2", "255"));
+        assert!(!ok("2", "256") && !ok("2", "0.5"));
+        assert!(ok("3", "0.01") && ok("3", "40.95"));
+        assert!(!ok("3", "40.96") && !ok("3", "0.005") && !ok("3", "0"));
+    }
+
+    #[test]
+    fn duplicate_vrid_is_per_interface_and_family() {
+        let two = |a: &str, b: &str| {
+            errors(&format!(
+                "vrrp_instance A {{\ninterface eth0\nvirtual_router_id 1\nvirtual_ipaddress {{\n{a}\n}}\n}}\nvrrp_instance B {{\ninterface eth0\nvirtual_router_id 1\nvirtual_ipaddress {{\n{b}\n}}\n}}\n"
+            ))
+        };
+        assert_eq!(two("192.0.2.1", "192.0.2.2").len(), 1);
+        assert!(two("192.0.2.1", "2001:db8::1").is_empty());
+        let e = errors("vrrp_instance A {\ninterface eth0\nvirtual_router_id 1\n}\nvrrp_instance B {\ninterface eth1\nvirtual_router_id 1\n}\n");
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn auth_needs_v2_and_track_refs_must_exist() {
+        let e = errors(&inst(
+            "interface eth0\nvirtual_router_id 1\nversion 3\nauthentication {\nauth_type PASS\nauth_pass x\n}\ntrack_script {\nnope\n}",
+        ));
+        assert_eq!(
+            e,
+            vec![
+                "k.conf:1: vrrp_instance A: authentication needs version 2 (VRRPv3 has none)",
+                "k.conf:10: track_script: no vrrp_script named 'nope'",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_instance_name() {
+        let e = errors("vrrp_instance A {\ninterface eth0\nvirtual_router_id 1\n}\nvrrp_instance A {\ninterface eth0\nvirtual_router_id 2\n}\n");
+        assert_eq!(
+            e,
+            vec!["k.conf:5: vrrp_instance A already defined at k.conf:1"]
+        );
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let samples = [
+            "", "{", "}", "{{}}", "a {", "\"", "'", "\\", "vrrp_instance", "vrrp_instance {",
+            "vrrp_instance A { virtual_router_id 99999999999999999999999 }",
+            "vrrp_instance A { advert_int 99999999999.999999 }",
+            "vrrp_instance A { advert_int .}", "global_defs { vrrp_garp_interval 1e99 }",
+            "vrrp_instance A { virtual_ipaddress { 192.0.2.1/999 dev } }",
+            "vrrp_instance A { virtual_ipaddress { ::/129 } unicast_peer { x min_ttl } }",
+            "@", "@^", "$", "~SEQ(", "include", "include ", "virtual_server { real_server { HTTP_GET { url { } } } }",
+            "vrrp_instance A { track_interface { e weight } track_script { s weight 99999999999 } }",
+            "\u{0}\u{ffff}\r\n\t{}", "\"\\x\\777\\c",
+        ];
+        for s in samples {
+            let _ = errors(s);
+        }
+    }
+}
