@@ -108,7 +108,11 @@ fn preempt_delay_defers_the_takeover() -> Result<()> {
     c.start(0, Impl::HaAgent, &render("lb1", &[a]))?;
     c.wait_state(0, "VI_1", "BACKUP", LONG)?;
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(c.node(0).state("VI_1").as_deref(), Some("BACKUP"), "preempted too early");
+    assert_eq!(
+        c.node(0).state("VI_1").as_deref(),
+        Some("BACKUP"),
+        "preempted too early"
+    );
     assert_eq!(c.node(1).state("VI_1").as_deref(), Some("MASTER"));
     c.wait_state(0, "VI_1", "MASTER", LONG)?;
     c.wait_state(1, "VI_1", "BACKUP", LONG)?;

@@ -33,13 +33,30 @@ fn roundtrip(test: &str, master: Impl, backup: Impl, a: Inst, b: Inst, vip: &str
     c.wait_state(0, &name, "MASTER", LONG)?;
     c.wait_state(1, &name, "BACKUP", LONG)?;
     assert_eq!(c.holder(vip)?, Some(0));
-    assert!(c.client_reaches(vip), "client cannot reach {vip} after preemption");
+    assert!(
+        c.client_reaches(vip),
+        "client cannot reach {vip} after preemption"
+    );
     Ok(())
 }
 
 fn both_ways(test: &str, a: Inst, b: Inst, vip: &str) -> Result<()> {
-    roundtrip(&format!("{test}k"), Impl::Keepalived, Impl::HaAgent, a.clone(), b.clone(), vip)?;
-    roundtrip(&format!("{test}h"), Impl::HaAgent, Impl::Keepalived, a, b, vip)
+    roundtrip(
+        &format!("{test}k"),
+        Impl::Keepalived,
+        Impl::HaAgent,
+        a.clone(),
+        b.clone(),
+        vip,
+    )?;
+    roundtrip(
+        &format!("{test}h"),
+        Impl::HaAgent,
+        Impl::Keepalived,
+        a,
+        b,
+        vip,
+    )
 }
 
 fn inst(state: &'static str, prio: u8) -> Inst {

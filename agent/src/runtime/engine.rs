@@ -135,11 +135,13 @@ pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
     drop(rx_tx);
     engine.set_interface_sysctls();
 
-    let sig = |k| signal(k).map_err(|source| EngineError::Io {
-        instance: "-".into(),
-        what: "install signal handler".into(),
-        source,
-    });
+    let sig = |k| {
+        signal(k).map_err(|source| EngineError::Io {
+            instance: "-".into(),
+            what: "install signal handler".into(),
+            source,
+        })
+    };
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
     let mut usr2 = sig(SignalKind::user_defined2())?;
@@ -198,10 +200,7 @@ impl Engine {
             .await
             .map_err(nlerr(format!("interface {}", plan.interface)))?;
         let family = plan.family();
-        let nl_family = match family {
-            Family::V4 => Family::V4,
-            Family::V6 => Family::V6,
-        };
+        let nl_family = family;
         // The VRRP source: unicast_src_ip, else the interface's primary address
         // (IPv4: first address; IPv6: link-local, as keepalived does).
         let primary = match plan.unicast_src {
@@ -210,7 +209,11 @@ impl Engine {
                 .nl
                 .primary_address(base, nl_family)
                 .await
-                .map_err(nlerr(format!("{} address of {}", family_name(family), plan.interface)))?,
+                .map_err(nlerr(format!(
+                    "{} address of {}",
+                    family_name(family),
+                    plan.interface
+                )))?,
         };
         let (vrrp_ifindex, mac, vmac) = match &plan.use_vmac {
             Some(vname) => {
@@ -332,7 +335,10 @@ impl Engine {
         tokio::spawn(receive(idx, Arc::clone(&sock), checksum, rx_tx.clone()));
         self.sockets.push(SockSlot {
             sock,
-            interface: plan.use_vmac.clone().unwrap_or_else(|| plan.interface.clone()),
+            interface: plan
+                .use_vmac
+                .clone()
+                .unwrap_or_else(|| plan.interface.clone()),
             drops: [0; DropReason::ALL.len()],
         });
         Ok(idx)
@@ -588,14 +594,22 @@ async fn receive(
         let meta = info.meta();
         let (payload, meta) = match info.src {
             IpAddr::V4(_) => match parse_ipv4(data) {
-                Ok((h, p)) => (p, crate::vrrp::packet::RxMeta {
-                    src: IpAddr::V4(h.src),
-                    dst: IpAddr::V4(h.dst),
-                    ttl: h.ttl,
-                    ifindex: meta.ifindex,
-                }),
+                Ok((h, p)) => (
+                    p,
+                    crate::vrrp::packet::RxMeta {
+                        src: IpAddr::V4(h.src),
+                        dst: IpAddr::V4(h.dst),
+                        ttl: h.ttl,
+                        ifindex: meta.ifindex,
+                    },
+                ),
                 Err(e) => {
-                    let msg = RxMsg { sock: idx, vrid: None, src: info.src, result: Err(e) };
+                    let msg = RxMsg {
+                        sock: idx,
+                        vrid: None,
+                        src: info.src,
+                        result: Err(e),
+                    };
                     if tx.send(msg).await.is_err() {
                         return;
                     }
@@ -605,8 +619,18 @@ async fn receive(
             IpAddr::V6(_) => (data, meta),
         };
         let vrid = payload.get(1).copied();
-        let result = Advert::decode(payload, &meta, checksum).map(|advert| Received { meta, advert });
-        if tx.send(RxMsg { sock: idx, vrid, src: info.src, result }).await.is_err() {
+        let result =
+            Advert::decode(payload, &meta, checksum).map(|advert| Received { meta, advert });
+        if tx
+            .send(RxMsg {
+                sock: idx,
+                vrid,
+                src: info.src,
+                result,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }
