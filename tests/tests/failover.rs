@@ -164,3 +164,27 @@ fn ipv6_vip_v3_failover() -> Result<()> {
     assert!(c.client_reaches(v6));
     Ok(())
 }
+
+#[test]
+fn crash_leftover_vip_is_removed_at_restart() -> Result<()> {
+    let mut c = pair("crash", fast("MASTER", 150), fast("BACKUP", 100))?;
+    c.wait_state(0, "VI_1", "MASTER", LONG)?;
+    c.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    // kill -9: no priority 0, no cleanup; the VIP stays behind on lb1.
+    c.node(0).daemon().signal("KILL")?;
+    c.node_mut(0).daemon_mut().wait_exit(LONG)?;
+    c.wait_state(1, "VI_1", "MASTER", LONG)?;
+    assert!(c.lan.ns(0).has_addr(VIP), "the crash left no VIP behind");
+    // A manually added address on lb1 is not ours and must survive the cleanup.
+    c.lan.ns(0).sh("ip addr add 198.51.100.7/32 dev eth0")?;
+    // Restart lb1 as a low-priority backup: it removes the leftover at start.
+    c.start(0, Impl::HaAgent, &render("lb1", &[fast("BACKUP", 50)]))?;
+    c.wait_state(0, "VI_1", "BACKUP", LONG)?;
+    ha_tests::proc::wait_until("leftover VIP removed", LONG, || !c.lan.ns(0).has_addr(VIP))?;
+    assert!(
+        c.lan.ns(0).has_addr("198.51.100.7"),
+        "a foreign address was removed"
+    );
+    assert_serves(&c, 1)?;
+    Ok(())
+}
