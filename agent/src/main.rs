@@ -61,7 +61,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(ha_agent::runtime::engine::run(plan, args.state_dir))?;
+    rt.block_on(ha_agent::runtime::engine::run(
+        plan,
+        args.state_dir,
+        None,
+        None,
+    ))?;
     Ok(())
 }
 

@@ -120,3 +120,29 @@ impl<'de> serde::Deserialize<'de> for Priority {
         u8::deserialize(d).map(Priority)
     }
 }
+
+/// Event kinds, numbered as `ha.v1.EventKind` (kept here so the engine needs no gRPC types).
+pub mod kind {
+    /// State transition.
+    pub const TRANSITION: i32 = 1;
+    /// Events lost before this one.
+    pub const GAP: i32 = 2;
+    /// An override set was applied.
+    pub const OVERRIDE_APPLIED: i32 = 3;
+    /// An override set was refused.
+    pub const OVERRIDE_REJECTED: i32 = 4;
+    /// A local alert was raised.
+    pub const ALERT_RAISED: i32 = 5;
+    /// A local alert cleared.
+    pub const ALERT_CLEARED: i32 = 6;
+    /// The agent started.
+    pub const AGENT_START: i32 = 7;
+    /// The agent is stopping.
+    pub const AGENT_STOP: i32 = 8;
+    /// A tracker changed.
+    pub const TRACKER: i32 = 9;
+    /// A notify script ran.
+    pub const NOTIFY: i32 = 10;
+    /// Config loaded or reloaded (or a reload was refused).
+    pub const CONFIG: i32 = 11;
+}
