@@ -123,6 +123,33 @@ struct Engine {
     to_link: Option<mpsc::UnboundedSender<ToLink>>,
     /// Generation of the override set in force.
     override_generation: u64,
+    /// The override set in force (re-applied after a reload).
+    overrides: OverrideSet,
+    /// Where the config came from, for SIGHUP.
+    config_path: PathBuf,
+    /// `--node`, for rebuilding the plan.
+    node_override: Option<String>,
+    /// Receive tasks of sockets opened later (reload) send here.
+    rx_tx: mpsc::Sender<RxMsg>,
+    /// Checksum mode of the receive path.
+    checksum: ChecksumMode,
+}
+
+/// Everything `run` needs.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// What to run.
+    pub plan: Plan,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// The config file (re-read on SIGHUP).
+    pub config_path: PathBuf,
+    /// `--node`.
+    pub node_override: Option<String>,
+    /// The manager link, if any.
+    pub link: Option<LinkEnds>,
+    /// Overrides persisted by the last run, applied before any instance starts.
+    pub initial: Option<OverrideSet>,
 }
 
 /// The engine's ends of the manager link channels.
@@ -134,14 +161,16 @@ pub struct LinkEnds {
     pub from_link: mpsc::Receiver<FromLink>,
 }
 
-/// Run the agent until SIGTERM / SIGINT: set up, loop, shut down cleanly. `initial` is
-/// the override set persisted by the last run, applied before any instance starts.
-pub async fn run(
-    plan: Plan,
-    state_dir: PathBuf,
-    link: Option<LinkEnds>,
-    initial: Option<OverrideSet>,
-) -> Result<(), EngineError> {
+/// Run the agent until SIGTERM / SIGINT: set up, loop, shut down cleanly.
+pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
+    let RunOptions {
+        plan,
+        state_dir,
+        config_path,
+        node_override,
+        link,
+        initial,
+    } = opts;
     let nl = netlink::spawn(netlink::Options::default()).map_err(EngineError::Start)?;
     match nl.cleanup_leftovers().await {
         Ok(0) => {}
@@ -161,6 +190,11 @@ pub async fn run(
         dump_seq: 0,
         to_link: None,
         override_generation: 0,
+        overrides: OverrideSet::default(),
+        config_path,
+        node_override,
+        rx_tx: rx_tx.clone(),
+        checksum: plan.checksum,
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -168,7 +202,7 @@ pub async fn run(
     };
     engine.to_link = to_link;
     for ip in plan.instances {
-        engine.add_instance(ip, plan.checksum, &rx_tx).await?;
+        engine.add_instance(ip).await?;
     }
     drop(rx_tx);
     engine.set_interface_sysctls();
@@ -207,7 +241,7 @@ pub async fn run(
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
             _ = usr2.recv() => engine.dump_stats(),
-            _ = hup.recv() => warn!("SIGHUP: live reload is not available yet; config unchanged"),
+            _ = hup.recv() => engine.reload().await,
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
@@ -235,12 +269,7 @@ impl Engine {
         Mono(self.origin.elapsed())
     }
 
-    async fn add_instance(
-        &mut self,
-        plan: InstancePlan,
-        checksum: ChecksumMode,
-        rx_tx: &mpsc::Sender<RxMsg>,
-    ) -> Result<(), EngineError> {
+    async fn add_instance(&mut self, plan: InstancePlan) -> Result<(), EngineError> {
         let name = plan.cfg.name.clone();
         let nlerr = |what: String| {
             let name = name.clone();
@@ -295,23 +324,7 @@ impl Engine {
                 (base, mac, None)
             }
         };
-        let mut vips = Vec::new();
-        for v in &plan.vips {
-            let ifindex = match &v.dev {
-                Some(dev) if Some(dev) != Some(&plan.interface) => self
-                    .nl
-                    .ifindex_by_name(dev)
-                    .await
-                    .map_err(nlerr(format!("VIP {} dev {dev}", v.addr)))?,
-                // With use_vmac the VIPs live on the vmac (keepalived does the same).
-                _ => vrrp_ifindex,
-            };
-            let mut e = VipEntry::new(ifindex, v.addr, v.prefix_len);
-            e.label = v.label.clone();
-            e.scope = v.scope;
-            e.brd = v.brd;
-            vips.push(e);
-        }
+        let vips = self.resolve_vips(&plan, vrrp_ifindex).await?;
         let announce: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
         let vips_base = vips.clone();
         let announcer = match Announcer::open(vrrp_ifindex, mac) {
@@ -345,7 +358,7 @@ impl Engine {
         } else {
             Mode::Unicast
         };
-        let sock = self.socket_for(&name, vrrp_ifindex, primary, mode, &plan, checksum, rx_tx)?;
+        let sock = self.socket_for(&name, vrrp_ifindex, primary, mode, &plan)?;
         let inst = Instance::new(plan.cfg.clone(), primary);
         info!(instance = %name, vrid = %plan.cfg.vrid, interface = %plan.interface,
               source = %primary, priority = %plan.cfg.priority, "instance configured");
@@ -368,8 +381,38 @@ impl Engine {
         Ok(())
     }
 
+    /// The netlink entries of a plan's VIPs; `dev` other than the instance's interface is
+    /// looked up, the rest go on `vrrp_ifindex` (the vmac with use_vmac, as keepalived).
+    async fn resolve_vips(
+        &self,
+        plan: &InstancePlan,
+        vrrp_ifindex: u32,
+    ) -> Result<Vec<VipEntry>, EngineError> {
+        let mut vips = Vec::new();
+        for v in &plan.vips {
+            let ifindex = match &v.dev {
+                Some(dev) if *dev != plan.interface => {
+                    self.nl
+                        .ifindex_by_name(dev)
+                        .await
+                        .map_err(|source| EngineError::Netlink {
+                            instance: plan.cfg.name.clone(),
+                            what: format!("VIP {} dev {dev}", v.addr),
+                            source,
+                        })?
+                }
+                _ => vrrp_ifindex,
+            };
+            let mut e = VipEntry::new(ifindex, v.addr, v.prefix_len);
+            e.label = v.label.clone();
+            e.scope = v.scope;
+            e.brd = v.brd;
+            vips.push(e);
+        }
+        Ok(vips)
+    }
+
     /// The socket for (interface, source), opened and given a receive task on first use.
-    #[allow(clippy::too_many_arguments)]
     fn socket_for(
         &mut self,
         name: &str,
@@ -377,8 +420,6 @@ impl Engine {
         src: IpAddr,
         mode: Mode,
         plan: &InstancePlan,
-        checksum: ChecksumMode,
-        rx_tx: &mpsc::Sender<RxMsg>,
     ) -> Result<usize, EngineError> {
         if let Some(i) = self
             .sockets
@@ -394,7 +435,12 @@ impl Engine {
         })?;
         let sock = Arc::new(sock);
         let idx = self.sockets.len();
-        tokio::spawn(receive(idx, Arc::clone(&sock), checksum, rx_tx.clone()));
+        tokio::spawn(receive(
+            idx,
+            Arc::clone(&sock),
+            self.checksum,
+            self.rx_tx.clone(),
+        ));
         self.sockets.push(SockSlot {
             sock,
             interface: plan
@@ -597,6 +643,128 @@ impl Engine {
         }
     }
 
+    /// SIGHUP: re-read the config and apply the smallest change; an invalid config keeps
+    /// the running one and reports every error.
+    async fn reload(&mut self) {
+        info!(config = %self.config_path.display(), "SIGHUP: reloading configuration");
+        let loaded = match crate::config::load(&self.config_path) {
+            Ok(l) => l,
+            Err(errors) => {
+                for e in &errors {
+                    error!("{e}");
+                }
+                let text = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                error!(
+                    errors = errors.len(),
+                    "reload refused: the running configuration stays"
+                );
+                self.event(kind::CONFIG, "", "", "", "reload refused", &text);
+                return;
+            }
+        };
+        let plan = crate::runtime::plan::build(&loaded.config, self.node_override.clone());
+        let old: Vec<InstancePlan> = self.slots.iter().map(|s| s.plan.clone()).collect();
+        let changes = crate::runtime::reload::diff(&old, &plan.instances);
+        let mut summary = Vec::new();
+        for (name, change) in changes {
+            use crate::runtime::reload::Change;
+            match change {
+                Change::Keep => {}
+                Change::Update(p) => {
+                    if let Err(e) = self.update_instance(&name, *p).await {
+                        error!(instance = %name, error = %e, "reload: update failed");
+                    }
+                    summary.push(format!("{name} updated"));
+                }
+                Change::Restart(p) => {
+                    self.remove_instance(&name).await;
+                    self.start_new_instance(*p).await;
+                    summary.push(format!("{name} restarted"));
+                }
+                Change::Add(p) => {
+                    self.start_new_instance(*p).await;
+                    summary.push(format!("{name} added"));
+                }
+                Change::Remove => {
+                    self.remove_instance(&name).await;
+                    summary.push(format!("{name} removed"));
+                }
+            }
+        }
+        // Overrides stay in force where they still apply.
+        let set = self.overrides.clone();
+        if let Err(e) = self.apply_overrides(set) {
+            warn!(error = %e, "overrides no longer valid after reload");
+        }
+        let text = if summary.is_empty() {
+            "no change".to_string()
+        } else {
+            summary.join(", ")
+        };
+        info!(changes = %text, "configuration reloaded");
+        self.event(kind::CONFIG, "", "", "", "reloaded", &text);
+    }
+
+    async fn start_new_instance(&mut self, p: InstancePlan) {
+        let name = p.cfg.name.clone();
+        match self.add_instance(p).await {
+            Ok(()) => {
+                let i = self.slots.len() - 1;
+                self.feed(i, Input::Start).await;
+            }
+            Err(e) => error!(instance = %name, error = %e, "reload: cannot start instance"),
+        }
+    }
+
+    async fn remove_instance(&mut self, name: &str) {
+        let Some(i) = self.slots.iter().position(|s| s.plan.cfg.name == name) else {
+            return;
+        };
+        self.feed(i, Input::Shutdown).await;
+        let _ = self.nl.clear_vips(name.to_string()).await;
+        let slot = self.slots.remove(i);
+        if let Some(v) = slot.vmac {
+            let _ = self.nl.flush().await;
+            if let Err(e) = self.nl.delete_vmac(v).await {
+                warn!(instance = %name, error = %e, "cannot delete vmac");
+            }
+        }
+    }
+
+    async fn update_instance(&mut self, name: &str, p: InstancePlan) -> Result<(), EngineError> {
+        let Some(i) = self.slots.iter().position(|s| s.plan.cfg.name == name) else {
+            return Ok(());
+        };
+        let vrrp_ifindex = self.slots[i].vmac.unwrap_or(
+            self.slots[i]
+                .base_vips
+                .first()
+                .map(|v| v.ifindex)
+                .unwrap_or_default(),
+        );
+        let vips = self.resolve_vips(&p, vrrp_ifindex).await?;
+        let now = self.now();
+        let slot = &mut self.slots[i];
+        slot.base_vips = vips.clone();
+        slot.vips = vips;
+        slot.announce = p.vips.iter().map(|v| v.addr).collect();
+        slot.inst.reconfigure(p.cfg.clone());
+        let prio = slot.override_prio.unwrap_or(p.cfg.priority);
+        slot.plan = p;
+        let actions = slot.inst.handle(now, Input::SetPriority(prio));
+        for a in actions {
+            self.execute(i, a).await;
+        }
+        if self.slots[i].inst.state() == crate::vrrp::fsm::State::Master {
+            self.execute(i, Action::AddVips).await;
+        }
+        Ok(())
+    }
+
     /// Queue an event for the manager (no-op without a link).
     fn event(&self, kind: i32, instance: &str, from: &str, to: &str, reason: &str, detail: &str) {
         if let Some(tx) = &self.to_link {
@@ -741,6 +909,7 @@ impl Engine {
             }
         }
         self.override_generation = set.generation;
+        self.overrides = set;
         Ok(pending)
     }
 

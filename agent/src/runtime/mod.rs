@@ -16,4 +16,5 @@ pub mod logging;
 pub mod overrides;
 pub mod plan;
 pub mod ratelimit;
+pub mod reload;
 pub mod stats;
