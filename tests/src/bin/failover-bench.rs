@@ -281,9 +281,10 @@ fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
     let replies = pinger.stop();
     waited.with_context(|| {
         format!(
-            "{} replies, {} after the trigger\n{}",
+            "{} replies, {} after the trigger; {}\n{}",
             replies.len(),
             replies.iter().filter(|ts| **ts > trig).count(),
+            diagnose(&t),
             logs(&t)
         )
     })?;
@@ -296,6 +297,21 @@ fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
         .unwrap_or(trig);
     let window: Vec<f64> = replies.into_iter().filter(|ts| *ts >= from).collect();
     largest_gap(&window).context("fewer than two replies")
+}
+
+/// Who holds the VIP and where the client sends it, to tell a missing takeover from a
+/// missing gratuitous ARP.
+fn diagnose(t: &Classic) -> String {
+    let mac = |i| t.mac(i).unwrap_or_else(|_| "?".into());
+    format!(
+        "lb2 state {:?}, VIP on lb1 {} / lb2 {}, client neighbour for the VIP {} (lb1 {}, lb2 {})",
+        t.nodes[1].as_ref().and_then(|n| n.state("VI_1")),
+        t.lan.ns(0).has_addr(VIP),
+        t.lan.ns(1).has_addr(VIP),
+        t.client_neigh(VIP).unwrap_or_else(|| "none".into()),
+        mac(0),
+        mac(1)
+    )
 }
 
 fn node(t: &Classic, idx: usize) -> Result<&Node> {
@@ -498,6 +514,11 @@ fn main() -> Result<()> {
             eprintln!("skipping ha-agent: {e:#} (cargo build -p ha-agent --bin ha-agent)");
             skipped.insert("ha-agent", format!("{e:#}"));
             impls.retain(|i| *i != Impl::HaAgent);
+        }
+    }
+    if let Ok(p) = ha_tests::bin("ha-agent") {
+        if impls.contains(&Impl::HaAgent) {
+            eprintln!("ha-agent binary: {}", p.display());
         }
     }
     let started = Instant::now();
