@@ -78,7 +78,7 @@ up() {
   host lb2 192.0.2.2 p2
   for n in lb1 lb2; do
     "$bin" --check --config "$here/lab/$n.conf" >/dev/null
-    ip netns exec "ha-$n" setsid "$bin" --config "$here/lab/$n.conf" --state-dir "$run/$n" \
+    ip netns exec "ha-$n" env RUST_LOG=${RUST_LOG:-info} setsid "$bin" --config "$here/lab/$n.conf" --state-dir "$run/$n" \
       >"$run/$n.log" 2>&1 < /dev/null &
     echo $! > "$run/$n.pid"
   done

@@ -53,11 +53,22 @@ impl Lan {
         let idx = self.hosts.len();
         let port = format!("p{idx}");
         crate::netns::ip(&[
-            "link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", &port,
-            "netns", &self.switch.name,
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch.name,
         ])?;
-        self.switch
-            .sh(&format!("ip link set {port} master br0 && ip link set {port} up"))?;
+        self.switch.sh(&format!(
+            "ip link set {port} master br0 && ip link set {port} up"
+        ))?;
         ns.sh(&format!(
             "sysctl -qw net.ipv6.conf.eth0.accept_dad=0 && ip addr add {cidr} dev eth0 && ip link set eth0 up"
         ))?;

@@ -55,7 +55,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start `program args` in `ns`, logging to `<dir>/<name>.log`.
-    pub fn start(ns: &Netns, dir: &Path, name: &str, program: &Path, args: &[&str]) -> Result<Self> {
+    pub fn start(
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> Result<Self> {
         fs::create_dir_all(dir)?;
         let log = dir.join(format!("{name}.log"));
         let out = fs::File::create(&log)?;
@@ -83,11 +89,7 @@ impl Daemon {
     /// Send a signal by name (TERM, KILL, HUP, USR2...).
     pub fn signal(&self, sig: &str) -> Result<()> {
         let pid = self.pid().context("not running")?;
-        crate::netns::run(std::process::Command::new("kill").args([
-            "-s",
-            sig,
-            &pid.to_string(),
-        ]))?;
+        crate::netns::run(std::process::Command::new("kill").args(["-s", sig, &pid.to_string()]))?;
         Ok(())
     }
 
@@ -160,15 +162,17 @@ impl Agent {
         let before = read_json(&path).ok().and_then(|v| v["dump_seq"].as_u64());
         self.daemon.signal("USR2")?;
         let mut value = None;
-        wait_until("stats.json dump", Duration::from_secs(5), || {
-            match read_json(&path) {
+        wait_until(
+            "stats.json dump",
+            Duration::from_secs(5),
+            || match read_json(&path) {
                 Ok(v) if v["dump_seq"].as_u64() != before => {
                     value = Some(v);
                     true
                 }
                 _ => false,
-            }
-        })?;
+            },
+        )?;
         value.context("no stats")
     }
 

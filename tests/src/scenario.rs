@@ -148,8 +148,19 @@ impl Node {
                     "keepalived",
                     Path::new("/usr/sbin/keepalived"),
                     &[
-                        "-n", "-l", "-D", "-P", "-G", "-f", &p("keepalived.conf"), "-p",
-                        &p("k.pid"), "-r", &p("v.pid"), "-c", &p("c.pid"),
+                        "-n",
+                        "-l",
+                        "-D",
+                        "-P",
+                        "-G",
+                        "-f",
+                        &p("keepalived.conf"),
+                        "-p",
+                        &p("k.pid"),
+                        "-r",
+                        &p("v.pid"),
+                        "-c",
+                        &p("c.pid"),
                     ],
                 )?;
                 Ok(Node::Keepalived(d))
@@ -271,14 +282,18 @@ impl Classic {
         wait_until(&format!("lb{} {inst} {state}", idx + 1), limit, || {
             self.node(idx).state(inst).as_deref() == Some(state)
         })
-        .with_context(|| format!("log of lb{}:\n{}", idx + 1, self.node(idx).daemon().log_text()))
+        .with_context(|| {
+            format!(
+                "log of lb{}:\n{}",
+                idx + 1,
+                self.node(idx).daemon().log_text()
+            )
+        })
     }
 
     /// Whether the client gets an echo reply from `vip` within a second.
     pub fn client_reaches(&self, vip: &str) -> bool {
-        self.lan
-            .ns(CLIENT)
-            .ok(&format!("ping -c1 -W1 {vip}"))
+        self.lan.ns(CLIENT).ok(&format!("ping -c1 -W1 {vip}"))
     }
 
     /// Which lb holds `vip` right now (None if none, Err if both).
@@ -303,7 +318,11 @@ impl Classic {
 
     /// The client's neighbour entry (MAC) for `addr`, after pinging it.
     pub fn client_neigh(&self, addr: &str) -> Option<String> {
-        let out = self.lan.ns(CLIENT).sh(&format!("ip neigh show {addr}")).ok()?;
+        let out = self
+            .lan
+            .ns(CLIENT)
+            .sh(&format!("ip neigh show {addr}"))
+            .ok()?;
         let mut words = out.split_whitespace();
         while let Some(w) = words.next() {
             if w == "lladdr" {

@@ -108,7 +108,11 @@ fn preempt_delay_defers_the_takeover() -> Result<()> {
     c.start(0, Impl::HaAgent, &render("lb1", &[a]))?;
     c.wait_state(0, "VI_1", "BACKUP", LONG)?;
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(c.node(0).state("VI_1").as_deref(), Some("BACKUP"), "preempted too early");
+    assert_eq!(
+        c.node(0).state("VI_1").as_deref(),
+        Some("BACKUP"),
+        "preempted too early"
+    );
     assert_eq!(c.node(1).state("VI_1").as_deref(), Some("MASTER"));
     c.wait_state(0, "VI_1", "MASTER", LONG)?;
     c.wait_state(1, "VI_1", "BACKUP", LONG)?;
@@ -127,7 +131,13 @@ fn use_vmac_client_sees_the_virtual_mac_across_failover() -> Result<()> {
     c.wait_state(1, "VI_1", "BACKUP", LONG)?;
     let vmac = "00:00:5e:00:01:33"; // VRID 51
     assert!(c.client_reaches(VIP));
-    assert_eq!(c.client_neigh(VIP).as_deref(), Some(vmac));
+    assert_eq!(
+        c.client_neigh(VIP).as_deref(),
+        Some(vmac),
+        "lb1 eth0 {}, lb2 eth0 {}",
+        c.mac(0)?,
+        c.mac(1)?
+    );
 
     c.lan.set_link(0, false)?;
     c.wait_state(1, "VI_1", "MASTER", LONG)?;
@@ -152,5 +162,29 @@ fn ipv6_vip_v3_failover() -> Result<()> {
     c.wait_state(1, "VI_1", "MASTER", LONG)?;
     assert_eq!(c.holder(v6)?, Some(1));
     assert!(c.client_reaches(v6));
+    Ok(())
+}
+
+#[test]
+fn crash_leftover_vip_is_removed_at_restart() -> Result<()> {
+    let mut c = pair("crash", fast("MASTER", 150), fast("BACKUP", 100))?;
+    c.wait_state(0, "VI_1", "MASTER", LONG)?;
+    c.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    // kill -9: no priority 0, no cleanup; the VIP stays behind on lb1.
+    c.node(0).daemon().signal("KILL")?;
+    c.node_mut(0).daemon_mut().wait_exit(LONG)?;
+    c.wait_state(1, "VI_1", "MASTER", LONG)?;
+    assert!(c.lan.ns(0).has_addr(VIP), "the crash left no VIP behind");
+    // A manually added address on lb1 is not ours and must survive the cleanup.
+    c.lan.ns(0).sh("ip addr add 198.51.100.7/32 dev eth0")?;
+    // Restart lb1 as a low-priority backup: it removes the leftover at start.
+    c.start(0, Impl::HaAgent, &render("lb1", &[fast("BACKUP", 50)]))?;
+    c.wait_state(0, "VI_1", "BACKUP", LONG)?;
+    ha_tests::proc::wait_until("leftover VIP removed", LONG, || !c.lan.ns(0).has_addr(VIP))?;
+    assert!(
+        c.lan.ns(0).has_addr("198.51.100.7"),
+        "a foreign address was removed"
+    );
+    assert_serves(&c, 1)?;
     Ok(())
 }

@@ -13,9 +13,11 @@ const LONG: Duration = Duration::from_secs(20);
 fn roundtrip(test: &str, master: Impl, backup: Impl, a: Inst, b: Inst, vip: &str) -> Result<()> {
     let mut c = Classic::new(test)?;
     let name = a.name.clone();
+    // The master first: at 10 ms adverts a backup started alongside would time out
+    // before a slow-starting peer sends its first advert.
     c.start(0, master, &render("lb1", &[a]))?;
-    c.start(1, backup, &render("lb2", &[b]))?;
     c.wait_state(0, &name, "MASTER", LONG)?;
+    c.start(1, backup, &render("lb2", &[b]))?;
     c.wait_state(1, &name, "BACKUP", LONG)?;
     assert_eq!(c.holder(vip)?, Some(0));
     assert!(c.client_reaches(vip), "client cannot reach {vip} on lb1");
@@ -33,13 +35,30 @@ fn roundtrip(test: &str, master: Impl, backup: Impl, a: Inst, b: Inst, vip: &str
     c.wait_state(0, &name, "MASTER", LONG)?;
     c.wait_state(1, &name, "BACKUP", LONG)?;
     assert_eq!(c.holder(vip)?, Some(0));
-    assert!(c.client_reaches(vip), "client cannot reach {vip} after preemption");
+    assert!(
+        c.client_reaches(vip),
+        "client cannot reach {vip} after preemption"
+    );
     Ok(())
 }
 
 fn both_ways(test: &str, a: Inst, b: Inst, vip: &str) -> Result<()> {
-    roundtrip(&format!("{test}k"), Impl::Keepalived, Impl::HaAgent, a.clone(), b.clone(), vip)?;
-    roundtrip(&format!("{test}h"), Impl::HaAgent, Impl::Keepalived, a, b, vip)
+    roundtrip(
+        &format!("{test}k"),
+        Impl::Keepalived,
+        Impl::HaAgent,
+        a.clone(),
+        b.clone(),
+        vip,
+    )?;
+    roundtrip(
+        &format!("{test}h"),
+        Impl::HaAgent,
+        Impl::Keepalived,
+        a,
+        b,
+        vip,
+    )
 }
 
 fn inst(state: &'static str, prio: u8) -> Inst {

@@ -3,11 +3,26 @@
 //! CONTRACT (used by main.rs, the runtime and the fuzz target; keep these signatures):
 //! - `load(path) -> Result<Loaded, Vec<Diagnostic>>`: read, include, parse, validate.
 //! - `parse_str(name, text) -> Result<Loaded, Vec<Diagnostic>>`: the same from memory
-//!   (includes resolved relative to the current directory).
+//!   (includes resolved relative to `name`'s directory, the current directory for a bare
+//!   name, as keepalived does for the including file).
 //! - `Diagnostic` displays as `file:line: message`.
+//!
+//! Pipeline: `lexer` (comments, quotes, braces, includes; file:line per token) ->
+//! `tree` (generic statements and blocks) -> `keywords` (every keyword known in its
+//! block; notes for features not active yet or without effect) -> `build` (typed
+//! [`model`]) with `validate` (cross-field rules), collecting every error.
+
+pub mod build;
+pub mod keywords;
+pub mod lexer;
+pub mod model;
+pub mod tree;
+pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+pub use model::Config;
 
 /// An error or note tied to a place in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +46,13 @@ impl fmt::Display for Diagnostic {
 pub struct Loaded {
     /// Notes: keywords with no effect, features parsed but not active yet.
     pub notes: Vec<Diagnostic>,
+    /// The typed configuration.
+    pub config: Config,
 }
 
 /// Read, parse and validate a keepalived.conf.
 pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = lexer::read_bounded(path, u64::MAX).map_err(|e| {
         vec![Diagnostic {
             file: path.to_path_buf(),
             line: 0,
@@ -45,7 +62,70 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     parse_str(path, &text)
 }
 
-/// Parse and validate config text; `name` is used in diagnostics.
-pub fn parse_str(_name: &Path, _text: &str) -> Result<Loaded, Vec<Diagnostic>> {
-    Ok(Loaded::default())
+/// Parse and validate config text; `name` is used in diagnostics and as the base for
+/// relative includes.
+pub fn parse_str(name: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    parse_with(name, text, &Options::default())
+}
+
+/// Options of [`parse_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// keepalived's config-id for `@id` lines (default: the host name up to the first dot).
+    pub config_id: Option<String>,
+    /// Follow `include` lines (default true; a fuzzer may turn it off).
+    pub follow_includes: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_id: host_config_id(),
+            follow_includes: true,
+        }
+    }
+}
+
+/// keepalived's default config-id: the node name up to the first dot.
+fn host_config_id() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let first = h.trim().split('.').next()?.to_owned();
+    (!first.is_empty()).then_some(first)
+}
+
+/// [`parse_str`] with explicit options.
+pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec<Diagnostic>> {
+    let lexed = lexer::lex(
+        name,
+        text,
+        lexer::LexOptions {
+            config_id: opts.config_id.clone(),
+            follow_includes: opts.follow_includes,
+        },
+    );
+    let mut errors = lexed.errors;
+    let mut notes = lexed.notes;
+    let nodes = tree::parse(lexed.toks, &mut errors);
+    keywords::check(&nodes, &keywords::ROOT, false, &mut errors, &mut notes);
+    let config = if errors.is_empty() {
+        build::build(&nodes, &mut errors)
+    } else {
+        // Still run the typed checks on the statements that are known, so one run
+        // reports as many errors as possible.
+        let mut more = Vec::new();
+        let known: Vec<tree::Node> = nodes
+            .into_iter()
+            .filter(|n| keywords::ROOT.lookup(&n.name).is_some())
+            .collect();
+        let _ = build::build(&known, &mut more);
+        errors.extend(more);
+        Config::default()
+    };
+    if errors.is_empty() {
+        Ok(Loaded { notes, config })
+    } else {
+        // File order (stable: same-line errors keep the order they were found in).
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(errors)
+    }
 }

@@ -83,8 +83,6 @@ struct Slot {
     plan: InstancePlan,
     /// Index into `Engine::sockets`.
     sock: usize,
-    /// The configured interface.
-    base_ifindex: u32,
     /// vmac we created, removed at exit.
     vmac: Option<u32>,
     /// Desired VIP entries (virtual_ipaddress and _excluded).
@@ -137,11 +135,13 @@ pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
     drop(rx_tx);
     engine.set_interface_sysctls();
 
-    let sig = |k| signal(k).map_err(|source| EngineError::Io {
-        instance: "-".into(),
-        what: "install signal handler".into(),
-        source,
-    });
+    let sig = |k| {
+        signal(k).map_err(|source| EngineError::Io {
+            instance: "-".into(),
+            what: "install signal handler".into(),
+            source,
+        })
+    };
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
     let mut usr2 = sig(SignalKind::user_defined2())?;
@@ -200,10 +200,7 @@ impl Engine {
             .await
             .map_err(nlerr(format!("interface {}", plan.interface)))?;
         let family = plan.family();
-        let nl_family = match family {
-            Family::V4 => Family::V4,
-            Family::V6 => Family::V6,
-        };
+        let nl_family = family;
         // The VRRP source: unicast_src_ip, else the interface's primary address
         // (IPv4: first address; IPv6: link-local, as keepalived does).
         let primary = match plan.unicast_src {
@@ -212,7 +209,11 @@ impl Engine {
                 .nl
                 .primary_address(base, nl_family)
                 .await
-                .map_err(nlerr(format!("{} address of {}", family_name(family), plan.interface)))?,
+                .map_err(nlerr(format!(
+                    "{} address of {}",
+                    family_name(family),
+                    plan.interface
+                )))?,
         };
         let (vrrp_ifindex, mac, vmac) = match &plan.use_vmac {
             Some(vname) => {
@@ -223,7 +224,6 @@ impl Engine {
                     .await
                     .map_err(nlerr(format!("create vmac {vname}")))?;
                 set_sysctl(&format!("net/ipv4/conf/{vname}/arp_ignore"), "1");
-                set_sysctl(&format!("net/ipv4/conf/{vname}/arp_filter"), "1");
                 set_sysctl(&format!("net/ipv4/conf/{vname}/rp_filter"), "0");
                 if family == Family::V4 {
                     set_sysctl(&format!("net/ipv6/conf/{vname}/disable_ipv6"), "1");
@@ -257,18 +257,17 @@ impl Engine {
             vips.push(e);
         }
         let announce: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-        let mut announcer = match Announcer::open(vrrp_ifindex, mac) {
-            Ok(a) => Some(a),
+        let announcer = match Announcer::open(vrrp_ifindex, mac) {
+            // keepalived sends unsolicited NAs from the interface's link-local address.
+            Ok(a) => Some(match primary {
+                IpAddr::V6(ll) => a.with_na_source(ll),
+                IpAddr::V4(_) => a,
+            }),
             Err(e) => {
                 error!(instance = %name, error = %e, "cannot open GARP/NA socket");
                 None
             }
         };
-        if let (Some(a), IpAddr::V6(ll)) = (announcer.take(), primary) {
-            announcer = Some(a.with_na_source(ll));
-        } else if let Some(a) = announcer.take() {
-            announcer = Some(a);
-        }
         let mut watched = Vec::new();
         if !plan.dont_track_primary {
             watched.push(base);
@@ -297,7 +296,6 @@ impl Engine {
             inst,
             plan,
             sock,
-            base_ifindex: base,
             vmac,
             vips,
             announce,
@@ -337,7 +335,10 @@ impl Engine {
         tokio::spawn(receive(idx, Arc::clone(&sock), checksum, rx_tx.clone()));
         self.sockets.push(SockSlot {
             sock,
-            interface: plan.use_vmac.clone().unwrap_or_else(|| plan.interface.clone()),
+            interface: plan
+                .use_vmac
+                .clone()
+                .unwrap_or_else(|| plan.interface.clone()),
             drops: [0; DropReason::ALL.len()],
         });
         Ok(idx)
@@ -350,6 +351,9 @@ impl Engine {
             let base = &s.plan.interface;
             set_sysctl(&format!("net/ipv4/conf/{base}/arp_ignore"), "1");
             set_sysctl(&format!("net/ipv4/conf/{base}/arp_filter"), "1");
+            // ARP requests the node sends itself must not carry a VIP as sender, or
+            // neighbours learn the VIP at the parent's MAC instead of the virtual MAC.
+            set_sysctl(&format!("net/ipv4/conf/{base}/arp_announce"), "2");
         }
     }
 
@@ -590,14 +594,22 @@ async fn receive(
         let meta = info.meta();
         let (payload, meta) = match info.src {
             IpAddr::V4(_) => match parse_ipv4(data) {
-                Ok((h, p)) => (p, crate::vrrp::packet::RxMeta {
-                    src: IpAddr::V4(h.src),
-                    dst: IpAddr::V4(h.dst),
-                    ttl: h.ttl,
-                    ifindex: meta.ifindex,
-                }),
+                Ok((h, p)) => (
+                    p,
+                    crate::vrrp::packet::RxMeta {
+                        src: IpAddr::V4(h.src),
+                        dst: IpAddr::V4(h.dst),
+                        ttl: h.ttl,
+                        ifindex: meta.ifindex,
+                    },
+                ),
                 Err(e) => {
-                    let msg = RxMsg { sock: idx, vrid: None, src: info.src, result: Err(e) };
+                    let msg = RxMsg {
+                        sock: idx,
+                        vrid: None,
+                        src: info.src,
+                        result: Err(e),
+                    };
                     if tx.send(msg).await.is_err() {
                         return;
                     }
@@ -607,8 +619,18 @@ async fn receive(
             IpAddr::V6(_) => (data, meta),
         };
         let vrid = payload.get(1).copied();
-        let result = Advert::decode(payload, &meta, checksum).map(|advert| Received { meta, advert });
-        if tx.send(RxMsg { sock: idx, vrid, src: info.src, result }).await.is_err() {
+        let result =
+            Advert::decode(payload, &meta, checksum).map(|advert| Received { meta, advert });
+        if tx
+            .send(RxMsg {
+                sock: idx,
+                vrid,
+                src: info.src,
+                result,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -37,7 +37,11 @@ pub fn init(log_file: Option<&Path>) -> Result<(), LogError> {
                 })?;
             builder.with_ansi(false).with_writer(Mutex::new(f)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            use std::io::IsTerminal;
+            let ansi = std::io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }

@@ -84,7 +84,10 @@ fn fix_checksum(bytes: &mut [u8], version: Version, src: IpAddr, dst: IpAddr) {
     }
     bytes[6] = 0;
     bytes[7] = 0;
-    let c = checksum(bytes, PseudoHeader::for_send(version, src, dst, ChecksumMode::Standard));
+    let c = checksum(
+        bytes,
+        PseudoHeader::for_send(version, src, dst, ChecksumMode::Standard),
+    );
     bytes[6..8].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -134,7 +137,11 @@ fn main() -> Result<()> {
         }
         k => bail!("unknown kind {k}"),
     }
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
+    let sock = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )?;
     sock.bind_device(Some(o.iface.as_bytes()))?;
     sock.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
     sock.set_multicast_ttl_v4(ttl)?;

@@ -1,0 +1,693 @@
+//! keepalived.conf keyword table and the check that every statement is known.
+//!
+//! Every keyword keepalived 2.2 accepts is listed in the block where it accepts it (found
+//! by running `keepalived -t` 2.2.7 on every candidate string of its binary in every block,
+//! checked against the keepalived.conf(5) man page; `v3_checksum_as_v2` and
+//! `no_virtual_ipaddress` come from 2.2.8). Each is in one of three classes:
+//! - [`Support::Active`]: ha-agent implements it now;
+//! - [`Support::Later`]: parsed into the model, not active yet (a `--check` note);
+//! - [`Support::NoEffect`]: accepted for compatibility, ha-agent will not do it (a note).
+//!
+//! A keyword keepalived does not know is an error `unknown keyword 'x' in <block>`.
+
+use super::tree::Node;
+use super::Diagnostic;
+
+/// What ha-agent does with a keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented now.
+    Active,
+    /// Parsed into the model, not active yet.
+    Later,
+    /// Accepted, has no effect in ha-agent.
+    NoEffect,
+}
+
+/// The syntax of a keyword.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// `keyword args...`
+    Leaf,
+    /// `keyword args... { keywords of the given block }`
+    Block(&'static Block),
+    /// `keyword args... { free-form value lines }` (addresses, names, ...).
+    Values,
+}
+
+/// One keyword of a block.
+#[derive(Debug, Clone, Copy)]
+pub struct Kw {
+    /// The keyword.
+    pub name: &'static str,
+    /// What ha-agent does with it.
+    pub support: Support,
+    /// Its syntax.
+    pub shape: Shape,
+}
+
+/// A block and the keywords it accepts.
+#[derive(Debug)]
+pub struct Block {
+    /// Name used in messages (`unknown keyword 'x' in <name>`).
+    pub name: &'static str,
+    /// Keyword lists (several, so blocks can share common lists).
+    pub keywords: &'static [&'static [Kw]],
+}
+
+impl Block {
+    /// The keyword `name` in this block.
+    pub fn lookup(&self, name: &str) -> Option<&'static Kw> {
+        self.keywords
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|k| k.name == name)
+    }
+}
+
+use Support::{Active as A, Later as L, NoEffect as X};
+
+const fn kw(name: &'static str, support: Support) -> Kw {
+    Kw {
+        name,
+        support,
+        shape: Shape::Leaf,
+    }
+}
+const fn blk(name: &'static str, support: Support, b: &'static Block) -> Kw {
+    Kw {
+        name,
+        support,
+        shape: Shape::Block(b),
+    }
+}
+const fn vals(name: &'static str, support: Support) -> Kw {
+    Kw {
+        name,
+        support,
+        shape: Shape::Values,
+    }
+}
+
+/// The top level of the file.
+pub static ROOT: Block = Block {
+    name: "top level",
+    keywords: &[&[
+        blk("global_defs", A, &GLOBAL_DEFS),
+        blk("vrrp_instance", A, &VRRP_INSTANCE),
+        blk("vrrp_script", L, &VRRP_SCRIPT),
+        blk("vrrp_track_file", L, &TRACK_FILE),
+        blk("track_file", L, &TRACK_FILE),
+        blk("vrrp_track_process", L, &TRACK_PROCESS),
+        blk("vrrp_sync_group", L, &SYNC_GROUP),
+        blk("garp_group", L, &GARP_GROUP),
+        blk("virtual_server", L, &VIRTUAL_SERVER),
+        vals("virtual_server_group", L),
+        blk("bfd_instance", L, &BFD_INSTANCE),
+        blk("SSL", L, &SSL),
+        vals("static_ipaddress", L),
+        vals("static_routes", L),
+        vals("static_rules", L),
+        vals("linkbeat_interfaces", L),
+        vals("track_group", L),
+        kw("linkbeat_use_polling", L),
+        kw("interface_up_down_delays", L),
+        kw("net_namespace", L),
+        kw("net_namespace_ipvs", L),
+        kw("namespace_with_ipsets", L),
+        kw("instance", X),
+        kw("use_pid_dir", X),
+        kw("child_wait_time", X),
+    ]],
+};
+
+/// `global_defs { }`.
+pub static GLOBAL_DEFS: Block = Block {
+    name: "global_defs",
+    keywords: &[&[
+        kw("router_id", A),
+        kw("vrrp_version", A),
+        kw("vrrp_garp_master_delay", A),
+        kw("vrrp_garp_master_repeat", A),
+        kw("vrrp_garp_master_refresh", A),
+        kw("vrrp_garp_master_refresh_repeat", A),
+        kw("vrrp_garp_lower_prio_delay", A),
+        kw("vrrp_garp_lower_prio_repeat", A),
+        kw("vrrp_garp_interval", A),
+        kw("vrrp_gna_interval", A),
+        kw("vrrp_min_garp", A),
+        kw("script_user", A),
+        kw("enable_script_security", A),
+        kw("vrrp_check_unicast_src", A),
+        kw("v3_checksum_as_v2", A),
+        kw("vrrp_strict", A),
+        kw("vrrp_skip_check_adv_addr", A),
+        kw("vrrp_higher_prio_send_advert", A),
+        kw("vrrp_lower_prio_no_advert", A),
+        kw("vrrp_mcast_group4", A),
+        kw("vrrp_mcast_group6", A),
+        // VRRP features for later issues.
+        kw("vrrp_startup_delay", L),
+        kw("vrrp_garp_extra_if", L),
+        kw("vrrp_vmac_garp_intvl", L),
+        kw("vrrp_down_timer_adverts", L),
+        kw("vrrp_notify_fifo", L),
+        kw("vrrp_notify_fifo_script", L),
+        kw("vrrp_notify_priority_changes", L),
+        kw("notify_fifo", L),
+        kw("notify_fifo_script", L),
+        kw("fifo_write_vrrp_states_on_reload", L),
+        kw("max_auto_priority", L),
+        kw("min_auto_priority_delay", L),
+        kw("vmac_prefix", L),
+        kw("vmac_addr_prefix", L),
+        kw("default_interface", L),
+        kw("dynamic_interfaces", L),
+        kw("disable_local_igmp", L),
+        kw("vrrp_iptables", L),
+        kw("vrrp_ipsets", L),
+        kw("nftables", L),
+        kw("nftables_priority", L),
+        kw("nftables_ifindex", L),
+        kw("nftables_counters", L),
+        kw("startup_script", L),
+        kw("startup_script_timeout", L),
+        kw("shutdown_script", L),
+        kw("shutdown_script_timeout", L),
+        kw("reload_check_config", L),
+        kw("reload_time_file", L),
+        kw("reload_repeat", L),
+        kw("reload_file", L),
+        kw("config_save_dir", L),
+        kw("tmp_config_directory", L),
+        kw("include_check", L),
+        kw("random_seed", L),
+        kw("data_use_instance", L),
+        kw("umask", L),
+        // LVS and checkers, for later issues.
+        kw("lvs_flush", L),
+        kw("lvs_flush_on_stop", L),
+        kw("lvs_flush_onstop", L),
+        kw("lvs_sync_daemon", L),
+        kw("lvs_timeouts", L),
+        kw("lvs_notify_fifo", L),
+        kw("lvs_notify_fifo_script", L),
+        kw("lvs_netlink_cmd_rcv_bufs", L),
+        kw("lvs_netlink_cmd_rcv_bufs_force", L),
+        kw("lvs_netlink_monitor_rcv_bufs", L),
+        kw("lvs_netlink_monitor_rcv_bufs_force", L),
+        kw("nftables_ipvs", L),
+        kw("nftables_ipvs_priority", L),
+        kw("nftables_ipvs_start_fwmark", L),
+        kw("checker_log_all_failures", L),
+        kw("rs_init_notifies", L),
+        // Process tuning of keepalived's own daemons: no meaning for ha-agent.
+        kw("vrrp_priority", X),
+        kw("vrrp_rt_priority", X),
+        kw("vrrp_rlimit_rtime", X),
+        kw("vrrp_rlimit_rttime", X),
+        kw("vrrp_no_swap", X),
+        kw("vrrp_cpu_affinity", X),
+        kw("vrrp_process_name", X),
+        kw("vrrp_netlink_cmd_rcv_bufs", X),
+        kw("vrrp_netlink_cmd_rcv_bufs_force", X),
+        kw("vrrp_netlink_monitor_rcv_bufs", X),
+        kw("vrrp_netlink_monitor_rcv_bufs_force", X),
+        kw("vrrp_rx_bufs_policy", X),
+        kw("vrrp_rx_bufs_multiplier", X),
+        kw("checker_priority", X),
+        kw("checker_rt_priority", X),
+        kw("checker_rlimit_rtime", X),
+        kw("checker_rlimit_rttime", X),
+        kw("checker_no_swap", X),
+        kw("checker_cpu_affinity", X),
+        kw("checker_process_name", X),
+        kw("bfd_priority", X),
+        kw("bfd_rt_priority", X),
+        kw("bfd_rlimit_rtime", X),
+        kw("bfd_rlimit_rttime", X),
+        kw("bfd_no_swap", X),
+        kw("bfd_cpu_affinity", X),
+        kw("bfd_process_name", X),
+        kw("lvs_process_name", X),
+        kw("process_name", X),
+        kw("process_names", X),
+        kw("process_monitor_rcv_bufs", X),
+        kw("process_monitor_rcv_bufs_force", X),
+        // Email alerts, SNMP, DBus: not in ha-agent (the manager replaces them).
+        vals("notification_email", X),
+        kw("notification_email_from", X),
+        kw("smtp_server", X),
+        kw("smtp_helo_name", X),
+        kw("smtp_connect_timeout", X),
+        kw("smtp_alert", X),
+        kw("smtp_alert_vrrp", X),
+        kw("smtp_alert_checker", X),
+        kw("no_email_faults", X),
+        kw("no_checker_emails", X),
+        kw("enable_traps", X),
+        kw("enable_snmp_vrrp", X),
+        kw("enable_snmp_keepalived", X),
+        kw("enable_snmp_checker", X),
+        kw("enable_snmp_rfc", X),
+        kw("enable_snmp_rfcv2", X),
+        kw("enable_snmp_rfcv3", X),
+        kw("snmp_socket", X),
+        kw("enable_dbus", X),
+        kw("dbus_service_name", X),
+    ]],
+};
+
+/// `vrrp_instance NAME { }`.
+pub static VRRP_INSTANCE: Block = Block {
+    name: "vrrp_instance",
+    keywords: &[&[
+        kw("state", A),
+        kw("interface", A),
+        kw("virtual_router_id", A),
+        kw("priority", A),
+        kw("advert_int", A),
+        kw("version", A),
+        blk("authentication", A, &AUTHENTICATION),
+        vals("virtual_ipaddress", A),
+        vals("virtual_ipaddress_excluded", A),
+        kw("unicast_src_ip", A),
+        kw("mcast_src_ip", A),
+        vals("unicast_peer", A),
+        kw("check_unicast_src", A),
+        kw("nopreempt", A),
+        kw("preempt", A),
+        kw("preempt_delay", A),
+        kw("accept", A),
+        kw("no_accept", A),
+        kw("strict_mode", A),
+        vals("track_interface", A),
+        kw("garp_master_delay", A),
+        kw("garp_master_repeat", A),
+        kw("garp_master_refresh", A),
+        kw("garp_master_refresh_repeat", A),
+        kw("garp_lower_prio_delay", A),
+        kw("garp_lower_prio_repeat", A),
+        kw("use_vmac", A),
+        kw("vmac_xmit_base", A),
+        kw("dont_track_primary", A),
+        kw("native_ipv6", A),
+        kw("v3_checksum_as_v2", A),
+        kw("lower_prio_no_advert", A),
+        kw("higher_prio_send_advert", A),
+        kw("skip_check_adv_addr", A),
+        // For later issues.
+        vals("track_script", L),
+        vals("track_file", L),
+        vals("track_process", L),
+        vals("track_bfd", L),
+        kw("notify_master", L),
+        kw("notify_backup", L),
+        kw("notify_fault", L),
+        kw("notify_stop", L),
+        kw("notify_deleted", L),
+        kw("notify", L),
+        kw("notify_master_rx_lower_pri", L),
+        kw("notify_priority_changes", L),
+        vals("virtual_routes", L),
+        vals("virtual_rules", L),
+        kw("no_virtual_ipaddress", L),
+        kw("promote_secondaries", L),
+        kw("use_vmac_addr", L),
+        kw("use_ipvlan", L),
+        kw("vrf", L),
+        kw("mcast_dst_ip", L),
+        kw("track_src_ip", L),
+        kw("unicast_fault_no_peer", L),
+        kw("unicast_ttl", L),
+        kw("old_unicast_checksum", L),
+        kw("garp_extra_if", L),
+        kw("garp_extra_if_vmac", L),
+        kw("vmac_garp_intvl", L),
+        kw("down_timer_adverts", L),
+        kw("lvs_sync_daemon_interface", L),
+        kw("linkbeat_use_polling", L),
+        kw("kernel_rx_buf_size", X),
+        kw("debug", X),
+        kw("smtp_alert", X),
+    ]],
+};
+
+/// `authentication { }` inside a vrrp_instance.
+pub static AUTHENTICATION: Block = Block {
+    name: "authentication",
+    keywords: &[&[kw("auth_type", A), kw("auth_pass", A)]],
+};
+
+/// `vrrp_script NAME { }`.
+pub static VRRP_SCRIPT: Block = Block {
+    name: "vrrp_script",
+    keywords: &[&[
+        kw("script", L),
+        kw("interval", L),
+        kw("timeout", L),
+        kw("weight", L),
+        kw("rise", L),
+        kw("fall", L),
+        kw("user", L),
+        kw("init_fail", L),
+    ]],
+};
+
+/// `track_file NAME { }` / `vrrp_track_file NAME { }`.
+pub static TRACK_FILE: Block = Block {
+    name: "track_file",
+    keywords: &[&[kw("file", L), kw("weight", L), kw("init_file", L)]],
+};
+
+/// `vrrp_track_process NAME { }`.
+pub static TRACK_PROCESS: Block = Block {
+    name: "vrrp_track_process",
+    keywords: &[&[
+        kw("process", L),
+        kw("param_match", L),
+        kw("weight", L),
+        kw("quorum", L),
+        kw("quorum_max", L),
+        kw("fork_delay", L),
+        kw("terminate_delay", L),
+        kw("delay", L),
+        kw("full_command", L),
+    ]],
+};
+
+/// `vrrp_sync_group NAME { }`.
+pub static SYNC_GROUP: Block = Block {
+    name: "vrrp_sync_group",
+    keywords: &[&[
+        vals("group", L),
+        vals("track_interface", L),
+        vals("track_script", L),
+        vals("track_file", L),
+        vals("track_process", L),
+        vals("track_bfd", L),
+        kw("notify_master", L),
+        kw("notify_backup", L),
+        kw("notify_fault", L),
+        kw("notify_stop", L),
+        kw("notify_deleted", L),
+        kw("notify", L),
+        kw("notify_priority_changes", L),
+        kw("global_tracking", L),
+        kw("sync_group_tracking_weight", L),
+        kw("smtp_alert", X),
+    ]],
+};
+
+/// `garp_group { }`.
+pub static GARP_GROUP: Block = Block {
+    name: "garp_group",
+    keywords: &[&[
+        kw("garp_interval", L),
+        kw("gna_interval", L),
+        kw("interface", L),
+        vals("interfaces", L),
+    ]],
+};
+
+/// `bfd_instance NAME { }`.
+pub static BFD_INSTANCE: Block = Block {
+    name: "bfd_instance",
+    keywords: &[&[
+        kw("neighbor_ip", L),
+        kw("source_ip", L),
+        kw("min_rx", L),
+        kw("min_tx", L),
+        kw("idle_tx", L),
+        kw("multiplier", L),
+        kw("passive", L),
+        kw("ttl", L),
+        kw("hoplimit", L),
+        kw("max_hops", L),
+        kw("weight", L),
+        kw("vrrp", L),
+        kw("checker", L),
+        kw("disabled", L),
+    ]],
+};
+
+/// `SSL { }` (client certificate for SSL_GET).
+pub static SSL: Block = Block {
+    name: "SSL",
+    keywords: &[&[
+        kw("password", L),
+        kw("ca", L),
+        kw("certificate", L),
+        kw("key", L),
+    ]],
+};
+
+/// Keywords shared by virtual_server and real_server.
+const VS_RS_COMMON: &[Kw] = &[
+    kw("weight", L),
+    kw("lvs_method", L),
+    kw("lb_kind", L),
+    kw("connect_timeout", L),
+    kw("retry", L),
+    kw("nb_get_retry", L),
+    kw("delay_before_retry", L),
+    kw("warmup", L),
+    kw("delay_loop", L),
+    kw("inhibit_on_failure", L),
+    kw("alpha", L),
+    kw("virtualhost", L),
+    kw("notify_up", L),
+    kw("notify_down", L),
+    kw("smtp_alert", X),
+    kw("snmp_name", X),
+];
+
+/// `virtual_server ... { }`.
+pub static VIRTUAL_SERVER: Block = Block {
+    name: "virtual_server",
+    keywords: &[
+        VS_RS_COMMON,
+        &[
+            kw("lvs_sched", L),
+            kw("lb_algo", L),
+            kw("ops", L),
+            kw("persistence_engine", L),
+            kw("persistence_timeout", L),
+            kw("persistence_granularity", L),
+            kw("protocol", L),
+            kw("ha_suspend", L),
+            kw("omega", L),
+            kw("quorum", L),
+            kw("quorum_up", L),
+            kw("quorum_down", L),
+            kw("hysteresis", L),
+            kw("ip_family", L),
+            kw("sorry_server", L),
+            kw("sorry_server_inhibit", L),
+            kw("sorry_server_lvs_method", L),
+            kw("sorry_server_lb_kind", L),
+            kw("hashed", L),
+            kw("flag-1", L),
+            kw("flag-2", L),
+            kw("flag-3", L),
+            kw("sh-port", L),
+            kw("sh-fallback", L),
+            kw("mh-port", L),
+            kw("mh-fallback", L),
+            kw("one-packet", L),
+            kw("quorum_max", L),
+            blk("real_server", L, &REAL_SERVER),
+        ],
+    ],
+};
+
+/// `real_server IP PORT { }`.
+pub static REAL_SERVER: Block = Block {
+    name: "real_server",
+    keywords: &[
+        VS_RS_COMMON,
+        &[
+            kw("uthreshold", L),
+            kw("lthreshold", L),
+            kw("tunnel_encap", L),
+            kw("tunnel_port", L),
+            kw("tunnel_nocsum", L),
+            kw("tunnel_csum", L),
+            kw("tunnel_remcsum", L),
+            kw("track_file", L),
+            blk("HTTP_GET", L, &HTTP_GET),
+            blk("SSL_GET", L, &HTTP_GET),
+            blk("TCP_CHECK", L, &TCP_CHECK),
+            blk("SMTP_CHECK", L, &SMTP_CHECK),
+            blk("DNS_CHECK", L, &DNS_CHECK),
+            blk("MISC_CHECK", L, &MISC_CHECK),
+            blk("BFD_CHECK", L, &BFD_CHECK),
+            blk("UDP_CHECK", L, &UDP_CHECK),
+            blk("PING_CHECK", L, &PING_CHECK),
+            blk("FILE_CHECK", L, &FILE_CHECK),
+        ],
+    ],
+};
+
+/// Keywords every checker accepts.
+const CHECKER_COMMON: &[Kw] = &[
+    kw("connect_ip", L),
+    kw("connect_port", L),
+    kw("bindto", L),
+    kw("bind_port", L),
+    kw("bind_if", L),
+    kw("fwmark", L),
+    kw("connect_timeout", L),
+    kw("retry", L),
+    kw("nb_get_retry", L),
+    kw("delay_before_retry", L),
+    kw("warmup", L),
+    kw("delay_loop", L),
+    kw("alpha", L),
+    kw("log_all_failures", L),
+];
+
+/// `HTTP_GET { }` and `SSL_GET { }`.
+pub static HTTP_GET: Block = Block {
+    name: "HTTP_GET",
+    keywords: &[
+        CHECKER_COMMON,
+        &[
+            blk("url", L, &URL),
+            kw("http_protocol", L),
+            kw("fast_recovery", L),
+            kw("enable_sni", L),
+        ],
+    ],
+};
+
+/// `url { }` in HTTP_GET / SSL_GET.
+pub static URL: Block = Block {
+    name: "url",
+    keywords: &[&[
+        kw("path", L),
+        kw("digest", L),
+        kw("status_code", L),
+        kw("virtualhost", L),
+        kw("regex", L),
+        kw("regex_no_match", L),
+        kw("regex_options", L),
+        kw("regex_stack", L),
+        kw("regex_min_offset", L),
+        kw("regex_max_offset", L),
+    ]],
+};
+
+/// `TCP_CHECK { }`.
+pub static TCP_CHECK: Block = Block {
+    name: "TCP_CHECK",
+    keywords: &[CHECKER_COMMON],
+};
+
+/// `SMTP_CHECK { }`.
+pub static SMTP_CHECK: Block = Block {
+    name: "SMTP_CHECK",
+    keywords: &[
+        CHECKER_COMMON,
+        &[kw("helo_name", L), blk("host", L, &SMTP_HOST)],
+    ],
+};
+
+/// `host { }` in SMTP_CHECK.
+pub static SMTP_HOST: Block = Block {
+    name: "host",
+    keywords: &[CHECKER_COMMON],
+};
+
+/// `DNS_CHECK { }`.
+pub static DNS_CHECK: Block = Block {
+    name: "DNS_CHECK",
+    keywords: &[CHECKER_COMMON, &[kw("type", L), kw("name", L)]],
+};
+
+/// `MISC_CHECK { }`.
+pub static MISC_CHECK: Block = Block {
+    name: "MISC_CHECK",
+    keywords: &[
+        CHECKER_COMMON,
+        &[
+            kw("misc_path", L),
+            kw("misc_timeout", L),
+            kw("misc_dynamic", L),
+            kw("user", L),
+        ],
+    ],
+};
+
+/// `BFD_CHECK { }`.
+pub static BFD_CHECK: Block = Block {
+    name: "BFD_CHECK",
+    keywords: &[&[kw("name", L), kw("alpha", L)]],
+};
+
+/// `UDP_CHECK { }`.
+pub static UDP_CHECK: Block = Block {
+    name: "UDP_CHECK",
+    keywords: &[
+        CHECKER_COMMON,
+        &[
+            kw("payload", L),
+            kw("require_reply", L),
+            kw("min_reply_length", L),
+            kw("max_reply_length", L),
+        ],
+    ],
+};
+
+/// `PING_CHECK { }`.
+pub static PING_CHECK: Block = Block {
+    name: "PING_CHECK",
+    keywords: &[CHECKER_COMMON],
+};
+
+/// `FILE_CHECK { }`.
+pub static FILE_CHECK: Block = Block {
+    name: "FILE_CHECK",
+    keywords: &[&[kw("track_file", L), kw("dynamic", L), kw("weight", L)]],
+};
+
+/// Check every statement of `nodes` against `block`: unknown keywords and wrong shapes
+/// are errors; keywords not active yet or without effect give one note each (not repeated
+/// for the statements inside a block already noted). Recursion only follows the static
+/// table, so its depth is bounded whatever the input.
+pub fn check(
+    nodes: &[Node],
+    block: &'static Block,
+    noted: bool,
+    errors: &mut Vec<Diagnostic>,
+    notes: &mut Vec<Diagnostic>,
+) {
+    for n in nodes {
+        let Some(k) = block.lookup(&n.name) else {
+            errors.push(n.diag(format!("unknown keyword '{}' in {}", n.name, block.name)));
+            continue;
+        };
+        if !noted {
+            match k.support {
+                Support::Active => {}
+                Support::Later => {
+                    notes.push(n.diag(format!("'{}' parsed, not active yet", n.name)))
+                }
+                Support::NoEffect => {
+                    notes.push(n.diag(format!("'{}' has no effect in ha-agent", n.name)))
+                }
+            }
+        }
+        let noted = noted || k.support != Support::Active;
+        match (k.shape, &n.block) {
+            (Shape::Leaf, Some(_)) => {
+                errors.push(n.diag(format!("'{}' does not take a {{ }} block", n.name)))
+            }
+            (Shape::Block(_) | Shape::Values, None) => {
+                errors.push(n.diag(format!("'{}' needs a {{ }} block", n.name)))
+            }
+            (Shape::Block(b), Some(kids)) => check(kids, b, noted, errors, notes),
+            _ => {}
+        }
+    }
+}
