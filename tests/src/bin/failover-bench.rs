@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build -p ha-agent --bin ha-agent
-//! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent]
+//! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle]
 //! ```
 //!
 //! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -96,6 +97,8 @@ struct Opts {
     quick: bool,
     json: Option<PathBuf>,
     impls: Vec<Impl>,
+    failover: bool,
+    idle: bool,
 }
 
 fn parse_opts() -> Result<Opts> {
@@ -104,12 +107,16 @@ fn parse_opts() -> Result<Opts> {
         quick: false,
         json: None,
         impls: vec![Impl::Keepalived, Impl::HaAgent],
+        failover: true,
+        idle: true,
     };
     let mut runs = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--no-failover" => o.failover = false,
+            "--no-idle" => o.idle = false,
             "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
             "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
             "--only" => {
@@ -121,7 +128,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent]"
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle]"
                 );
                 std::process::exit(0);
             }
@@ -222,8 +229,28 @@ fn in_state(t: &Classic, idx: usize, state: &str) -> bool {
 }
 
 /// One failover run; returns the largest reply gap in seconds.
+/// Build the classic topology, run `f` on it, tear it down; the scratch directory (configs,
+/// logs) is removed after a success and kept, and named, after a failure.
+fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Result<T> {
+    let mut t = Classic::new(name)?;
+    let dir = t.dir.clone();
+    let r = f(&mut t);
+    drop(t);
+    match r {
+        Ok(v) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(v)
+        }
+        Err(e) => Err(e.context(format!("logs kept in {}", dir.display()))),
+    }
+}
+
 fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
-    let mut t = Classic::new(&format!("bench-{}-{}-{rep}", impl_name(which), p.tag()))?;
+    let name = format!("bench-{}-{}-{rep}", impl_name(which), p.tag());
+    with_topology(&name, |t| failover_on(t, which, p))
+}
+
+fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
     let conf = |state, prio| {
         render(
             "lb",
@@ -234,16 +261,16 @@ fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
     t.start(1, which, &conf("BACKUP", 100))?;
     let settle = Duration::from_secs(15);
     wait_for("lb1 MASTER, lb2 BACKUP", settle, || {
-        in_state(&t, 0, "MASTER") && in_state(&t, 1, "BACKUP")
+        in_state(t, 0, "MASTER") && in_state(t, 1, "BACKUP")
     })
-    .with_context(|| logs(&t))?;
+    .with_context(|| logs(t))?;
     wait_for("client reaching the VIP", settle, || t.client_reaches(VIP))?;
     pause(Duration::from_secs(2))?;
-    if t.holder(VIP)? != Some(0) || !in_state(&t, 0, "MASTER") || !in_state(&t, 1, "BACKUP") {
+    if t.holder(VIP)? != Some(0) || !in_state(t, 0, "MASTER") || !in_state(t, 1, "BACKUP") {
         bail!(
             "not settled after 2 s (VIP holder {:?})\n{}",
             t.holder(VIP),
-            logs(&t)
+            logs(t)
         );
     }
 
@@ -254,14 +281,14 @@ fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
     let trig = now_secs();
     match p.trigger {
         Trigger::LinkCut => t.lan.set_link(0, false)?,
-        Trigger::Stop => node(&t, 0)?.daemon().signal("TERM")?,
+        Trigger::Stop => node(t, 0)?.daemon().signal("TERM")?,
     }
     let mut master_at = None;
     let waited = wait_for(
         "lb2 MASTER and echo replies flowing again",
         p.limit(),
         || {
-            if master_at.is_none() && in_state(&t, 1, "MASTER") {
+            if master_at.is_none() && in_state(t, 1, "MASTER") {
                 master_at = Some(now_secs());
             }
             let Some(m) = master_at else { return false };
@@ -284,8 +311,8 @@ fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
             "{} replies, {} after the trigger; {}\n{}",
             replies.len(),
             replies.iter().filter(|ts| **ts > trig).count(),
-            diagnose(&t),
-            logs(&t)
+            diagnose(t),
+            logs(t)
         )
     })?;
     // From the last reply before the trigger on: earlier hiccups are not the failover.
@@ -411,8 +438,11 @@ struct Usage {
 struct Idle {
     master: Usage,
     backup: Usage,
-    /// Transitions seen during the measurement window (should be 0).
-    transitions: usize,
+    /// State changes logged by the master during the measurement window (0 when stable).
+    master_changes: usize,
+    /// State changes logged by the backup during the window: a backup taking over because
+    /// adverts came late shows up here (0 when stable).
+    backup_changes: usize,
 }
 
 const IDLE_INSTANCES: u8 = 50;
@@ -450,7 +480,11 @@ fn transitions(n: &Node) -> usize {
 }
 
 fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
-    let mut t = Classic::new(&format!("bench-{}-idle", impl_name(which)))?;
+    let name = format!("bench-{}-idle", impl_name(which));
+    with_topology(&name, |t| idle_on(t, which, tck))
+}
+
+fn idle_on(t: &mut Classic, which: Impl, tck: u64) -> Result<Idle> {
     let conf = |state, prio| {
         let insts: Vec<Inst> = (1..=IDLE_INSTANCES)
             .map(|v| {
@@ -471,12 +505,12 @@ fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
                 && t.nodes[1].as_ref().is_some_and(|n| all_in(n, "BACKUP"))
         },
     )
-    .with_context(|| logs(&t))?;
+    .with_context(|| logs(t))?;
     pause(WARMUP)?;
-    let (m, b) = (node(&t, 0)?, node(&t, 1)?);
+    let (m, b) = (node(t, 0)?, node(t, 1)?);
     let pid = |n: &Node| n.daemon().pid().context("daemon exited");
     let (mpid, bpid) = (pid(m)?, pid(b)?);
-    let trans0 = transitions(m) + transitions(b);
+    let (mc0, bc0) = (transitions(m), transitions(b));
     let (m0, b0) = (TreeSample::take(mpid), TreeSample::take(bpid));
     let start = Instant::now();
     pause(WINDOW)?;
@@ -490,7 +524,8 @@ fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
     Ok(Idle {
         master: usage(&m0, &m1),
         backup: usage(&b0, &b1),
-        transitions: transitions(m) + transitions(b) - trans0,
+        master_changes: transitions(m).saturating_sub(mc0),
+        backup_changes: transitions(b).saturating_sub(bc0),
     })
 }
 
@@ -516,17 +551,27 @@ fn main() -> Result<()> {
             impls.retain(|i| *i != Impl::HaAgent);
         }
     }
-    if let Ok(p) = ha_tests::bin("ha-agent") {
-        if impls.contains(&Impl::HaAgent) {
-            eprintln!("ha-agent binary: {}", p.display());
-        }
-    }
+    let ha_bin = ha_tests::bin("ha-agent")
+        .ok()
+        .filter(|_| impls.contains(&Impl::HaAgent))
+        .map(|p| p.display().to_string());
+    let keepalived_version = Command::new("/usr/sbin/keepalived")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned()
+                + &String::from_utf8_lossy(&o.stdout);
+            text.lines().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "keepalived (version unknown)".into());
     let started = Instant::now();
     let runs = o.runs;
 
     // 1. Failover gaps, implementations interleaved run by run.
     let mut cells: Vec<HashMap<&str, Cell>> = Vec::new();
-    for p in POINTS {
+    let points: &[Point] = if o.failover { &POINTS } else { &[] };
+    for &p in points {
         let mut row: HashMap<&str, Cell> = HashMap::new();
         for rep in 0..runs {
             for &which in &impls {
@@ -567,7 +612,8 @@ fn main() -> Result<()> {
     // 2. Idle cost.
     let tck = clock_ticks_per_sec()?;
     let mut idle: HashMap<&str, Result<Idle, String>> = HashMap::new();
-    for &which in &impls {
+    let idle_impls: &[Impl] = if o.idle { &impls } else { &[] };
+    for &which in idle_impls {
         check_interrupted()?;
         let r = idle_run(which, tck);
         check_interrupted()?;
@@ -603,7 +649,7 @@ fn main() -> Result<()> {
     );
     println!("{:-<w$}-+-{:-<20}-+-{:-<20}-+-{:-<25}", "", "", "", "");
     let mut failover_json = Vec::new();
-    for (p, row) in POINTS.iter().zip(&cells) {
+    for (p, row) in points.iter().zip(&cells) {
         let k = row.get(ka).unwrap_or(&empty);
         let h = row.get(ha).unwrap_or(&empty);
         let r = ratio(h.median(), k.median());
@@ -679,14 +725,23 @@ fn main() -> Result<()> {
         cell(ka, procs(ki)),
         cell(ha, procs(hi))
     );
-    let trans = |i: Option<Idle>| i.map(|i| i.transitions.to_string());
+    let trans = |i: Option<Idle>| i.map(|i| format!("{} + {}", i.master_changes, i.backup_changes));
     println!(
         "{:<w$} | {:<20} | {:<20} |",
-        "transitions during window",
+        "state changes in window (m + b)",
         cell(ka, trans(ki)),
         cell(ha, trans(hi))
     );
     println!();
+    println!("{keepalived_version}");
+    if let Some(b) = &ha_bin {
+        let profile = if b.contains("/release/") {
+            "release build"
+        } else {
+            "debug build: unoptimised, CPU figures are pessimistic"
+        };
+        println!("ha-agent: {b} ({profile})");
+    }
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
 
     if let Some(path) = &o.json {
@@ -694,7 +749,8 @@ fn main() -> Result<()> {
             Some(Ok(i)) => json!({
                 "master": usage_json(&i.master),
                 "backup": usage_json(&i.backup),
-                "transitions_during_window": i.transitions,
+                "master_state_changes_during_window": i.master_changes,
+                "backup_state_changes_during_window": i.backup_changes,
             }),
             Some(Err(e)) => json!({"error": e}),
             None => {
@@ -703,6 +759,8 @@ fn main() -> Result<()> {
         };
         let doc = json!({
             "runs_per_point": runs,
+            "keepalived": keepalived_version,
+            "ha_agent_binary": ha_bin,
             "quick": o.quick,
             "ping_interval_ms": 5,
             "failover": failover_json,
