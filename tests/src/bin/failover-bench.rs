@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo build -p ha-agent --bin ha-agent
-//! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle]
+//! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE]
+//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]
 //! ```
 //!
 //! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
@@ -35,6 +36,8 @@ const RESUMED_FOR: f64 = 1.0;
 const OUTAGE: f64 = 0.040;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// `--keep`: keep every scratch directory (configs, logs), not only those of failed runs.
+static KEEP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -117,6 +120,7 @@ fn parse_opts() -> Result<Opts> {
             "--quick" => o.quick = true,
             "--no-failover" => o.failover = false,
             "--no-idle" => o.idle = false,
+            "--keep" => KEEP.store(true, Ordering::SeqCst),
             "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
             "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
             "--only" => {
@@ -128,7 +132,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle]"
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -238,7 +242,11 @@ fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Re
     drop(t);
     match r {
         Ok(v) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if KEEP.load(Ordering::SeqCst) {
+                eprintln!("kept {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             Ok(v)
         }
         Err(e) => Err(e.context(format!("logs kept in {}", dir.display()))),
@@ -728,7 +736,7 @@ fn main() -> Result<()> {
     let trans = |i: Option<Idle>| i.map(|i| format!("{} + {}", i.master_changes, i.backup_changes));
     println!(
         "{:<w$} | {:<20} | {:<20} |",
-        "state changes in window (m + b)",
+        "state changes (m + b)",
         cell(ka, trans(ki)),
         cell(ha, trans(hi))
     );
