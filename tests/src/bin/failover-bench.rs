@@ -249,6 +249,10 @@ fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Re
             }
             Ok(v)
         }
+        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
         Err(e) => Err(e.context(format!("logs kept in {}", dir.display()))),
     }
 }
