@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use ha_agent::runtime::engine::RunOptions;
 
 /// A keepalived-compatible VRRP agent.
 #[derive(Debug, Parser)]
@@ -61,7 +62,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(ha_agent::runtime::engine::run(plan, args.state_dir))?;
+    rt.block_on(ha_agent::runtime::engine::run(RunOptions {
+        plan,
+        state_dir: args.state_dir,
+        config_path: args.config,
+        node_override: args.node,
+        link: None,
+        initial: None,
+    }))?;
     Ok(())
 }
 

@@ -1,1 +1,8 @@
-//! gRPC definitions (the AgentLink and Control services land with the manager issue).
+//! gRPC definitions of the fleet link: `AgentLink` (agent <-> manager) and `Control`
+//! (hactl -> manager). Generated from proto/ha/v1/ha.proto at build time.
+
+/// Package `ha.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("ha.v1");
+}

@@ -13,13 +13,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet, ToLink};
 use crate::net::garp::Announcer;
 use crate::net::netlink::{self, Family, LinkEvent, NetlinkHandle, VipEntry};
 use crate::net::socket::{Mode, VrrpSocket, RECV_BUF_LEN, VRRP_GROUP_V4, VRRP_GROUP_V6};
+use crate::runtime::overrides;
 use crate::runtime::plan::{InstancePlan, Plan};
 use crate::runtime::ratelimit::{RateLimit, Verdict};
 use crate::runtime::stats;
-use crate::units::Mono;
+use crate::units::{Mono, Priority};
 use crate::vrrp::fsm::{Action, Input};
 use crate::vrrp::instance::Instance;
 use crate::vrrp::packet::{parse_ipv4, Advert, ChecksumMode, DecodeError, DropReason, Received};
@@ -95,6 +97,16 @@ struct Slot {
     watched: Vec<u32>,
     /// Which of `watched` are down now.
     down: Vec<u32>,
+    /// VIP entries from the config (overrides are applied on top into `vips`).
+    base_vips: Vec<VipEntry>,
+    /// Priority override in force.
+    override_prio: Option<Priority>,
+    /// Local alerts in force (VRID collision): text and when last seen.
+    alerts: Vec<(String, Mono)>,
+    /// Source of the last advert accepted.
+    last_advert_from: Option<IpAddr>,
+    /// Until when a transition is attributed to an override (reason "priority override").
+    override_cause_until: Option<Mono>,
 }
 
 /// Owns every instance; see the module docs.
@@ -107,10 +119,58 @@ struct Engine {
     origin: Instant,
     drop_log: RateLimit<(DropReason, IpAddr)>,
     dump_seq: u64,
+    /// Events for the manager link (None: no manager configured).
+    to_link: Option<mpsc::UnboundedSender<ToLink>>,
+    /// Generation of the override set in force.
+    override_generation: u64,
+    /// The override set in force (re-applied after a reload).
+    overrides: OverrideSet,
+    /// Where the config came from, for SIGHUP.
+    config_path: PathBuf,
+    /// `--node`, for rebuilding the plan.
+    node_override: Option<String>,
+    /// Receive tasks of sockets opened later (reload) send here.
+    rx_tx: mpsc::Sender<RxMsg>,
+    /// Checksum mode of the receive path.
+    checksum: ChecksumMode,
+}
+
+/// Everything `run` needs.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// What to run.
+    pub plan: Plan,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// The config file (re-read on SIGHUP).
+    pub config_path: PathBuf,
+    /// `--node`.
+    pub node_override: Option<String>,
+    /// The manager link, if any.
+    pub link: Option<LinkEnds>,
+    /// Overrides persisted by the last run, applied before any instance starts.
+    pub initial: Option<OverrideSet>,
+}
+
+/// The engine's ends of the manager link channels.
+#[derive(Debug)]
+pub struct LinkEnds {
+    /// Events out.
+    pub to_link: mpsc::UnboundedSender<ToLink>,
+    /// Requests in.
+    pub from_link: mpsc::Receiver<FromLink>,
 }
 
 /// Run the agent until SIGTERM / SIGINT: set up, loop, shut down cleanly.
-pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
+pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
+    let RunOptions {
+        plan,
+        state_dir,
+        config_path,
+        node_override,
+        link,
+        initial,
+    } = opts;
     let nl = netlink::spawn(netlink::Options::default()).map_err(EngineError::Start)?;
     match nl.cleanup_leftovers().await {
         Ok(0) => {}
@@ -128,9 +188,21 @@ pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
         origin: Instant::now(),
         drop_log: RateLimit::new(Duration::from_secs(10), 5),
         dump_seq: 0,
+        to_link: None,
+        override_generation: 0,
+        overrides: OverrideSet::default(),
+        config_path,
+        node_override,
+        rx_tx: rx_tx.clone(),
+        checksum: plan.checksum,
     };
+    let (to_link, mut from_link) = match link {
+        Some(l) => (Some(l.to_link), Some(l.from_link)),
+        None => (None, None),
+    };
+    engine.to_link = to_link;
     for ip in plan.instances {
-        engine.add_instance(ip, plan.checksum, &rx_tx).await?;
+        engine.add_instance(ip).await?;
     }
     drop(rx_tx);
     engine.set_interface_sysctls();
@@ -147,7 +219,17 @@ pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
     let mut usr2 = sig(SignalKind::user_defined2())?;
     let mut hup = sig(SignalKind::hangup())?;
 
+    if let Some(set) = initial {
+        match engine.apply_overrides(set) {
+            Ok(_) => info!(
+                generation = engine.override_generation,
+                "persisted overrides re-applied"
+            ),
+            Err(e) => warn!(error = %e, "persisted overrides no longer valid; ignored"),
+        }
+    }
     info!(node = %engine.node, instances = engine.slots.len(), "ha-agent started");
+    engine.event(kind::AGENT_START, "", "", "", "", "");
     for i in 0..engine.slots.len() {
         engine.feed(i, Input::Start).await;
     }
@@ -157,14 +239,22 @@ pub async fn run(plan: Plan, state_dir: PathBuf) -> Result<(), EngineError> {
             _ = sleep_until(deadline) => engine.tick().await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
+            Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
             _ = usr2.recv() => engine.dump_stats(),
-            _ = hup.recv() => warn!("SIGHUP: live reload is not available yet; config unchanged"),
+            _ = hup.recv() => engine.reload().await,
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
     }
     engine.shutdown().await;
     Ok(())
+}
+
+async fn recv_opt(rx: &mut Option<mpsc::Receiver<FromLink>>) -> Option<FromLink> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -179,12 +269,7 @@ impl Engine {
         Mono(self.origin.elapsed())
     }
 
-    async fn add_instance(
-        &mut self,
-        plan: InstancePlan,
-        checksum: ChecksumMode,
-        rx_tx: &mpsc::Sender<RxMsg>,
-    ) -> Result<(), EngineError> {
+    async fn add_instance(&mut self, plan: InstancePlan) -> Result<(), EngineError> {
         let name = plan.cfg.name.clone();
         let nlerr = |what: String| {
             let name = name.clone();
@@ -239,24 +324,9 @@ impl Engine {
                 (base, mac, None)
             }
         };
-        let mut vips = Vec::new();
-        for v in &plan.vips {
-            let ifindex = match &v.dev {
-                Some(dev) if Some(dev) != Some(&plan.interface) => self
-                    .nl
-                    .ifindex_by_name(dev)
-                    .await
-                    .map_err(nlerr(format!("VIP {} dev {dev}", v.addr)))?,
-                // With use_vmac the VIPs live on the vmac (keepalived does the same).
-                _ => vrrp_ifindex,
-            };
-            let mut e = VipEntry::new(ifindex, v.addr, v.prefix_len);
-            e.label = v.label.clone();
-            e.scope = v.scope;
-            e.brd = v.brd;
-            vips.push(e);
-        }
+        let vips = self.resolve_vips(&plan, vrrp_ifindex).await?;
         let announce: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
+        let vips_base = vips.clone();
         let announcer = match Announcer::open(vrrp_ifindex, mac) {
             // keepalived sends unsolicited NAs from the interface's link-local address.
             Ok(a) => Some(match primary {
@@ -288,7 +358,7 @@ impl Engine {
         } else {
             Mode::Unicast
         };
-        let sock = self.socket_for(&name, vrrp_ifindex, primary, mode, &plan, checksum, rx_tx)?;
+        let sock = self.socket_for(&name, vrrp_ifindex, primary, mode, &plan)?;
         let inst = Instance::new(plan.cfg.clone(), primary);
         info!(instance = %name, vrid = %plan.cfg.vrid, interface = %plan.interface,
               source = %primary, priority = %plan.cfg.priority, "instance configured");
@@ -302,12 +372,47 @@ impl Engine {
             announcer,
             watched,
             down: Vec::new(),
+            base_vips: vips_base,
+            override_prio: None,
+            alerts: Vec::new(),
+            last_advert_from: None,
+            override_cause_until: None,
         });
         Ok(())
     }
 
+    /// The netlink entries of a plan's VIPs; `dev` other than the instance's interface is
+    /// looked up, the rest go on `vrrp_ifindex` (the vmac with use_vmac, as keepalived).
+    async fn resolve_vips(
+        &self,
+        plan: &InstancePlan,
+        vrrp_ifindex: u32,
+    ) -> Result<Vec<VipEntry>, EngineError> {
+        let mut vips = Vec::new();
+        for v in &plan.vips {
+            let ifindex = match &v.dev {
+                Some(dev) if *dev != plan.interface => {
+                    self.nl
+                        .ifindex_by_name(dev)
+                        .await
+                        .map_err(|source| EngineError::Netlink {
+                            instance: plan.cfg.name.clone(),
+                            what: format!("VIP {} dev {dev}", v.addr),
+                            source,
+                        })?
+                }
+                _ => vrrp_ifindex,
+            };
+            let mut e = VipEntry::new(ifindex, v.addr, v.prefix_len);
+            e.label = v.label.clone();
+            e.scope = v.scope;
+            e.brd = v.brd;
+            vips.push(e);
+        }
+        Ok(vips)
+    }
+
     /// The socket for (interface, source), opened and given a receive task on first use.
-    #[allow(clippy::too_many_arguments)]
     fn socket_for(
         &mut self,
         name: &str,
@@ -315,8 +420,6 @@ impl Engine {
         src: IpAddr,
         mode: Mode,
         plan: &InstancePlan,
-        checksum: ChecksumMode,
-        rx_tx: &mpsc::Sender<RxMsg>,
     ) -> Result<usize, EngineError> {
         if let Some(i) = self
             .sockets
@@ -332,7 +435,12 @@ impl Engine {
         })?;
         let sock = Arc::new(sock);
         let idx = self.sockets.len();
-        tokio::spawn(receive(idx, Arc::clone(&sock), checksum, rx_tx.clone()));
+        tokio::spawn(receive(
+            idx,
+            Arc::clone(&sock),
+            self.checksum,
+            self.rx_tx.clone(),
+        ));
         self.sockets.push(SockSlot {
             sock,
             interface: plan
@@ -366,6 +474,7 @@ impl Engine {
     }
 
     async fn tick(&mut self) {
+        self.expire_alerts();
         let now = self.now();
         for i in 0..self.slots.len() {
             if self.slots[i].inst.next_deadline().is_some_and(|d| d <= now) {
@@ -431,7 +540,17 @@ impl Engine {
     /// Give one input to instance `i` and execute what it returns.
     async fn feed(&mut self, i: usize, input: Input) {
         let now = self.now();
+        let accepted_from = match &input {
+            Input::Packet(rx) => Some(rx.meta.src),
+            _ => None,
+        };
+        let rx_before = self.slots[i].inst.counters().rx;
         let actions = self.slots[i].inst.handle(now, input);
+        if let Some(src) = accepted_from {
+            if self.slots[i].inst.counters().rx > rx_before {
+                self.slots[i].last_advert_from = Some(src);
+            }
+        }
         for a in actions {
             self.execute(i, a).await;
         }
@@ -468,12 +587,32 @@ impl Engine {
                 }
             }
             Action::Transition { from, to, reason } => {
+                let now = self.now();
+                let slot = &mut self.slots[i];
+                let reason = match slot.override_cause_until.take() {
+                    Some(until) if now <= until => format!("priority override ({reason})"),
+                    _ => reason.to_string(),
+                };
                 info!(instance = %name, from = %from, to = %to, reason = %reason,
                       "({name}) Entering {to} STATE");
+                self.event(
+                    kind::TRANSITION,
+                    &name,
+                    from.as_str(),
+                    to.as_str(),
+                    &reason,
+                    "",
+                );
             }
-            Action::LogDrop { reason, src } => self.log_drop(&name, reason, src),
+            Action::LogDrop { reason, src } => {
+                if reason == DropReason::AddressList {
+                    self.raise_collision(i, src);
+                }
+                self.log_drop(&name, reason, src)
+            }
             Action::AddressListMismatch { src } => {
                 warn!(instance = %name, %src, "advert address list differs from ours");
+                self.raise_collision(i, src);
             }
         }
     }
@@ -502,6 +641,301 @@ impl Engine {
                 debug!(instance = %name, %dst, error = %e, "advert send failed");
             }
         }
+    }
+
+    /// SIGHUP: re-read the config and apply the smallest change; an invalid config keeps
+    /// the running one and reports every error.
+    async fn reload(&mut self) {
+        info!(config = %self.config_path.display(), "SIGHUP: reloading configuration");
+        let loaded = match crate::config::load(&self.config_path) {
+            Ok(l) => l,
+            Err(errors) => {
+                for e in &errors {
+                    error!("{e}");
+                }
+                let text = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                error!(
+                    errors = errors.len(),
+                    "reload refused: the running configuration stays"
+                );
+                self.event(kind::CONFIG, "", "", "", "reload refused", &text);
+                return;
+            }
+        };
+        let plan = crate::runtime::plan::build(&loaded.config, self.node_override.clone());
+        let old: Vec<InstancePlan> = self.slots.iter().map(|s| s.plan.clone()).collect();
+        let changes = crate::runtime::reload::diff(&old, &plan.instances);
+        let mut summary = Vec::new();
+        for (name, change) in changes {
+            use crate::runtime::reload::Change;
+            match change {
+                Change::Keep => {}
+                Change::Update(p) => {
+                    if let Err(e) = self.update_instance(&name, *p).await {
+                        error!(instance = %name, error = %e, "reload: update failed");
+                    }
+                    summary.push(format!("{name} updated"));
+                }
+                Change::Restart(p) => {
+                    self.remove_instance(&name).await;
+                    self.start_new_instance(*p).await;
+                    summary.push(format!("{name} restarted"));
+                }
+                Change::Add(p) => {
+                    self.start_new_instance(*p).await;
+                    summary.push(format!("{name} added"));
+                }
+                Change::Remove => {
+                    self.remove_instance(&name).await;
+                    summary.push(format!("{name} removed"));
+                }
+            }
+        }
+        // Overrides stay in force where they still apply.
+        let set = self.overrides.clone();
+        if let Err(e) = self.apply_overrides(set) {
+            warn!(error = %e, "overrides no longer valid after reload");
+        }
+        let text = if summary.is_empty() {
+            "no change".to_string()
+        } else {
+            summary.join(", ")
+        };
+        info!(changes = %text, "configuration reloaded");
+        self.event(kind::CONFIG, "", "", "", "reloaded", &text);
+    }
+
+    async fn start_new_instance(&mut self, p: InstancePlan) {
+        let name = p.cfg.name.clone();
+        match self.add_instance(p).await {
+            Ok(()) => {
+                let i = self.slots.len() - 1;
+                self.feed(i, Input::Start).await;
+            }
+            Err(e) => error!(instance = %name, error = %e, "reload: cannot start instance"),
+        }
+    }
+
+    async fn remove_instance(&mut self, name: &str) {
+        let Some(i) = self.slots.iter().position(|s| s.plan.cfg.name == name) else {
+            return;
+        };
+        self.feed(i, Input::Shutdown).await;
+        let _ = self.nl.clear_vips(name.to_string()).await;
+        let slot = self.slots.remove(i);
+        if let Some(v) = slot.vmac {
+            let _ = self.nl.flush().await;
+            if let Err(e) = self.nl.delete_vmac(v).await {
+                warn!(instance = %name, error = %e, "cannot delete vmac");
+            }
+        }
+    }
+
+    async fn update_instance(&mut self, name: &str, p: InstancePlan) -> Result<(), EngineError> {
+        let Some(i) = self.slots.iter().position(|s| s.plan.cfg.name == name) else {
+            return Ok(());
+        };
+        let vrrp_ifindex = self.slots[i].vmac.unwrap_or(
+            self.slots[i]
+                .base_vips
+                .first()
+                .map(|v| v.ifindex)
+                .unwrap_or_default(),
+        );
+        let vips = self.resolve_vips(&p, vrrp_ifindex).await?;
+        let now = self.now();
+        let slot = &mut self.slots[i];
+        slot.base_vips = vips.clone();
+        slot.vips = vips;
+        slot.announce = p.vips.iter().map(|v| v.addr).collect();
+        slot.inst.reconfigure(p.cfg.clone());
+        let prio = slot.override_prio.unwrap_or(p.cfg.priority);
+        slot.plan = p;
+        let actions = slot.inst.handle(now, Input::SetPriority(prio));
+        for a in actions {
+            self.execute(i, a).await;
+        }
+        if self.slots[i].inst.state() == crate::vrrp::fsm::State::Master {
+            self.execute(i, Action::AddVips).await;
+        }
+        Ok(())
+    }
+
+    /// Queue an event for the manager (no-op without a link).
+    fn event(&self, kind: i32, instance: &str, from: &str, to: &str, reason: &str, detail: &str) {
+        if let Some(tx) = &self.to_link {
+            let _ = tx.send(ToLink::Event(LocalEvent {
+                kind,
+                instance: instance.to_string(),
+                from_state: from.to_string(),
+                to_state: to.to_string(),
+                reason: reason.to_string(),
+                detail: detail.to_string(),
+                wall_time_ms: wall_ms(),
+            }));
+        }
+    }
+
+    /// Another router advertises our VRID with a different address list.
+    fn raise_collision(&mut self, i: usize, src: IpAddr) {
+        let now = self.now();
+        let name = self.slots[i].plan.cfg.name.clone();
+        let vrid = self.slots[i].plan.cfg.vrid;
+        let text =
+            format!("vrid-collision: {src} advertises VRID {vrid} with another address list");
+        let slot = &mut self.slots[i];
+        if let Some(a) = slot.alerts.iter_mut().find(|a| a.0 == text) {
+            a.1 = now;
+            return;
+        }
+        slot.alerts.push((text.clone(), now));
+        warn!(instance = %name, %src, "({name}) {text}");
+        self.event(kind::ALERT_RAISED, &name, "", "", "vrid-collision", &text);
+    }
+
+    /// Clear collision alerts not seen for a while.
+    fn expire_alerts(&mut self) {
+        let now = self.now();
+        let mut cleared = Vec::new();
+        for s in &mut self.slots {
+            let keep = Duration::from_secs(10).max(s.inst.master_down_interval() * 3);
+            s.alerts.retain(|(text, seen)| {
+                let live = now.since(*seen) < keep;
+                if !live {
+                    cleared.push((s.plan.cfg.name.clone(), text.clone()));
+                }
+                live
+            });
+        }
+        for (name, text) in cleared {
+            info!(instance = %name, "({name}) cleared: {text}");
+            self.event(kind::ALERT_CLEARED, &name, "", "", "vrid-collision", &text);
+        }
+    }
+
+    async fn link_request(&mut self, req: FromLink) {
+        match req {
+            FromLink::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            FromLink::ApplyOverrides { set, reply } => {
+                let generation = set.generation;
+                let request = set.request_id.clone();
+                let result = self.apply_overrides(set);
+                match &result {
+                    Ok(pending) => {
+                        for (i, actions) in pending.clone() {
+                            for a in actions {
+                                self.execute(i, a).await;
+                            }
+                        }
+                        info!(generation, request = %request, "overrides applied");
+                        self.event(
+                            kind::OVERRIDE_APPLIED,
+                            "",
+                            "",
+                            "",
+                            "",
+                            &format!("generation {generation} request {request}"),
+                        );
+                        // Install the new VIP sets of masters now.
+                        for i in 0..self.slots.len() {
+                            if self.slots[i].inst.state() == crate::vrrp::fsm::State::Master {
+                                self.execute(i, Action::AddVips).await;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(generation, request = %request, error = %e, "overrides refused");
+                        self.event(kind::OVERRIDE_REJECTED, "", "", "", "", e);
+                    }
+                }
+                let _ = reply.send(result.map(|_| ()));
+            }
+        }
+    }
+
+    /// Validate and apply a whole override set; on error nothing changes.
+    /// Returns the actions the priority changes produced, per slot, for the caller to run.
+    #[allow(clippy::type_complexity)]
+    fn apply_overrides(&mut self, set: OverrideSet) -> Result<Vec<(usize, Vec<Action>)>, String> {
+        let targets: Vec<overrides::Target> = self
+            .slots
+            .iter()
+            .map(|s| overrides::Target {
+                name: s.plan.cfg.name.clone(),
+                base_vips: s.base_vips.iter().map(|v| (v.addr, v.prefix_len)).collect(),
+            })
+            .collect();
+        let effects = overrides::validate(&set, &targets).map_err(|e| e.join("; "))?;
+        let now = self.now();
+        let mut pending = Vec::new();
+        for i in 0..self.slots.len() {
+            let name = self.slots[i].plan.cfg.name.clone();
+            let Some(eff) = effects.get(&name) else {
+                continue;
+            };
+            let slot = &mut self.slots[i];
+            // Installed VIPs: configured entries kept as they are, added ones on the
+            // instance's VIP interface.
+            let default_if = slot
+                .base_vips
+                .first()
+                .map(|v| v.ifindex)
+                .unwrap_or_default();
+            slot.vips = eff
+                .vips
+                .iter()
+                .map(|(a, p)| {
+                    slot.base_vips
+                        .iter()
+                        .find(|v| v.addr == *a)
+                        .cloned()
+                        .unwrap_or_else(|| VipEntry::new(default_if, *a, *p))
+                })
+                .collect();
+            slot.announce = slot.vips.iter().map(|v| v.addr).collect();
+            if slot.override_prio != eff.priority {
+                slot.override_prio = eff.priority;
+                let p = eff.priority.unwrap_or(slot.plan.cfg.priority);
+                let window = slot.inst.master_down_interval() * 2 + Duration::from_secs(1);
+                slot.override_cause_until = Some(now.after(window));
+                info!(instance = %name, priority = %p, "({name}) priority set to {p} by override");
+                pending.push((i, slot.inst.handle(now, Input::SetPriority(p))));
+            }
+        }
+        self.override_generation = set.generation;
+        self.overrides = set;
+        Ok(pending)
+    }
+
+    /// The state of every instance, for the manager.
+    fn snapshot(&self) -> Vec<InstanceView> {
+        self.slots
+            .iter()
+            .map(|s| InstanceView {
+                name: s.plan.cfg.name.clone(),
+                vrid: s.plan.cfg.vrid.get(),
+                interface: s.plan.interface.clone(),
+                state: s.inst.state().to_string(),
+                base_priority: s.plan.cfg.priority.get(),
+                effective_priority: s.inst.effective_priority().get(),
+                override_priority: s.override_prio.map(|p| p.get()),
+                vips: s
+                    .vips
+                    .iter()
+                    .map(|v| format!("{}/{}", v.addr, v.prefix_len))
+                    .collect(),
+                alerts: s.alerts.iter().map(|a| a.0.clone()).collect(),
+                last_advert_from: s.last_advert_from,
+                trackers: Vec::new(),
+                last_notify: String::new(),
+            })
+            .collect()
     }
 
     fn dump_stats(&mut self) {
@@ -555,6 +989,7 @@ impl Engine {
 
     /// Priority 0 and VIP removal for every master, then wait until netlink applied it.
     async fn shutdown(&mut self) {
+        self.event(kind::AGENT_STOP, "", "", "", "signal", "");
         for i in 0..self.slots.len() {
             self.feed(i, Input::Shutdown).await;
         }
@@ -649,4 +1084,12 @@ fn set_sysctl(path: &str, value: &str) {
     if let Err(e) = std::fs::write(&p, value) {
         warn!(sysctl = %p, error = %e, "cannot set sysctl");
     }
+}
+
+/// Wall clock, ms since the Unix epoch (events only; never for protocol timers).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -13,6 +13,8 @@
 
 pub mod engine;
 pub mod logging;
+pub mod overrides;
 pub mod plan;
 pub mod ratelimit;
+pub mod reload;
 pub mod stats;

@@ -27,7 +27,7 @@ pub struct VipPlan {
 }
 
 /// One instance to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstancePlan {
     /// What the protocol core needs.
     pub cfg: InstanceConfig,

@@ -168,6 +168,17 @@ impl Instance {
         }
     }
 
+    /// Live reload: take a new configuration for the same VRID, version and family,
+    /// keeping state, timers and counters (keepalived keeps a reloaded instance's state).
+    /// The caller follows up with `SetPriority` for the new effective priority; new
+    /// intervals and VIP lists take effect with the next advert.
+    pub fn reconfigure(&mut self, cfg: InstanceConfig) {
+        if self.state != State::Master && self.cfg.interval != cfg.interval {
+            self.master_adver_interval = cfg.interval;
+        }
+        self.cfg = cfg;
+    }
+
     /// Feed one input at `now`; returns what the runtime must do, in order.
     pub fn handle(&mut self, now: Mono, input: Input) -> Vec<Action> {
         match input {

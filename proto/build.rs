@@ -1,0 +1,12 @@
+//! Compile proto/ha/v1/*.proto with protox (pure Rust, no system protoc) and generate
+//! the tonic/prost code from the descriptor set.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/ha/v1/ha.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}
