@@ -11,6 +11,7 @@
 //! - [`bin`]: where the workspace binaries are.
 
 pub mod lan;
+pub mod measure;
 pub mod netns;
 pub mod proc;
 pub mod scenario;

@@ -1,0 +1,800 @@
+//! failover-bench: keepalived and ha-agent side by side in the same run, on the same
+//! namespace topology. Prints figures; asserts nothing.
+//!
+//! ```text
+//! cargo build -p ha-agent --bin ha-agent
+//! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE]
+//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]
+//! ```
+//!
+//! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
+//!    VIP 192.0.2.10, client 192.0.2.100 pinging the VIP every 5 ms). Per scenario (master
+//!    link cut at the switch, master SIGTERM; v2 advert_int 1 and v3 advert_int 0.01):
+//!    settle, start the pinger, trigger, wait until lb2 is MASTER and replies have resumed
+//!    for 1 s, and keep the largest gap between consecutive echo replies. N runs per
+//!    point (default 3, `--quick` 1): median and max.
+//! 2. Idle cost: a pair (lb1 MASTER of all, lb2 BACKUP of all) with 50 v3 instances at
+//!    advert_int 0.01 (VRIDs 1..50, VIPs 203.0.113.1..50/24); after a 3 s warm-up, CPU
+//!    (utime+stime over the whole process tree) over 10 s and VmRSS summed over the tree,
+//!    for the master and the backup separately.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use ha_tests::measure::{clock_ticks_per_sec, largest_gap, median, Pinger, TreeSample};
+use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
+use serde_json::{json, Value};
+
+const VIP: &str = "192.0.2.10";
+/// How long replies must flow again after the takeover before a run ends.
+const RESUMED_FOR: f64 = 1.0;
+/// A silence this long between replies counts as an outage (8 missed pings).
+const OUTAGE: f64 = 0.040;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// `--keep`: keep every scratch directory (configs, logs), not only those of failed runs.
+static KEEP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Turn SIGINT/SIGTERM into a flag checked between steps, so that an interrupted run
+/// still unwinds and the harness removes its namespaces and processes.
+#[allow(unsafe_code)]
+fn install_signal_flag() {
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and
+    // it is a plain `extern "C" fn` that lives for the whole program.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Sleep `d` in short slices, bailing out early on interruption.
+fn pause(d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        check_interrupted()?;
+        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+    }
+    Ok(())
+}
+
+/// Poll `cond` every 10 ms for up to `limit`; Err names `what`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        check_interrupted()?;
+        if cond() {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct Opts {
+    runs: usize,
+    quick: bool,
+    json: Option<PathBuf>,
+    impls: Vec<Impl>,
+    failover: bool,
+    idle: bool,
+}
+
+fn parse_opts() -> Result<Opts> {
+    let mut o = Opts {
+        runs: 3,
+        quick: false,
+        json: None,
+        impls: vec![Impl::Keepalived, Impl::HaAgent],
+        failover: true,
+        idle: true,
+    };
+    let mut runs = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--no-failover" => o.failover = false,
+            "--no-idle" => o.idle = false,
+            "--keep" => KEEP.store(true, Ordering::SeqCst),
+            "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
+            "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
+            "--only" => {
+                o.impls = vec![match args.next().as_deref() {
+                    Some("keepalived") => Impl::Keepalived,
+                    Some("ha-agent") => Impl::HaAgent,
+                    other => bail!("--only keepalived|ha-agent, not {other:?}"),
+                }]
+            }
+            "-h" | "--help" => {
+                println!(
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    o.runs = runs.unwrap_or(if o.quick { 1 } else { 3 }).max(1);
+    Ok(o)
+}
+
+fn impl_name(i: Impl) -> &'static str {
+    match i {
+        Impl::Keepalived => "keepalived",
+        Impl::HaAgent => "ha-agent",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// lb1's switch port goes down.
+    LinkCut,
+    /// lb1's daemon gets SIGTERM (a clean stop: priority 0 advert, VIP removed).
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    version: u8,
+    advert_int: &'static str,
+    trigger: Trigger,
+}
+
+impl Point {
+    fn label(&self) -> String {
+        let adv = if self.version == 2 { "1 s" } else { "10 ms" };
+        let t = match self.trigger {
+            Trigger::LinkCut => "link cut",
+            Trigger::Stop => "SIGTERM stop",
+        };
+        format!("v{} {adv}, {t}", self.version)
+    }
+
+    fn tag(&self) -> String {
+        let t = match self.trigger {
+            Trigger::LinkCut => "cut",
+            Trigger::Stop => "stop",
+        };
+        format!("v{}{t}", self.version)
+    }
+
+    /// How long a takeover may take before the run is declared failed.
+    fn limit(&self) -> Duration {
+        if self.version == 2 {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(8)
+        }
+    }
+}
+
+const POINTS: [Point; 4] = [
+    Point {
+        version: 2,
+        advert_int: "1",
+        trigger: Trigger::LinkCut,
+    },
+    Point {
+        version: 2,
+        advert_int: "1",
+        trigger: Trigger::Stop,
+    },
+    Point {
+        version: 3,
+        advert_int: "0.01",
+        trigger: Trigger::LinkCut,
+    },
+    Point {
+        version: 3,
+        advert_int: "0.01",
+        trigger: Trigger::Stop,
+    },
+];
+
+fn inst(name: &str, vrid: u8, state: &'static str, prio: u8, version: u8, adv: &str) -> Inst {
+    let mut i = Inst::new(name, vrid, state, prio);
+    i.version = version;
+    i.advert_int = adv.to_string();
+    i
+}
+
+/// Whether node `idx` of `t` last entered `state` for VI_1 (false if it is not running).
+fn in_state(t: &Classic, idx: usize, state: &str) -> bool {
+    t.nodes[idx]
+        .as_ref()
+        .and_then(|n| n.state("VI_1"))
+        .as_deref()
+        == Some(state)
+}
+
+/// One failover run; returns the largest reply gap in seconds.
+/// Build the classic topology, run `f` on it, tear it down; the scratch directory (configs,
+/// logs) is removed after a success and kept, and named, after a failure.
+fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Result<T> {
+    let mut t = Classic::new(name)?;
+    let dir = t.dir.clone();
+    let r = f(&mut t);
+    drop(t);
+    match r {
+        Ok(v) => {
+            if KEEP.load(Ordering::SeqCst) {
+                eprintln!("kept {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Ok(v)
+        }
+        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+        Err(e) => Err(e.context(format!("logs kept in {}", dir.display()))),
+    }
+}
+
+fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
+    let name = format!("bench-{}-{}-{rep}", impl_name(which), p.tag());
+    with_topology(&name, |t| failover_on(t, which, p))
+}
+
+fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
+    let conf = |state, prio| {
+        render(
+            "lb",
+            &[inst("VI_1", 51, state, prio, p.version, p.advert_int)],
+        )
+    };
+    t.start(0, which, &conf("MASTER", 150))?;
+    t.start(1, which, &conf("BACKUP", 100))?;
+    let settle = Duration::from_secs(15);
+    wait_for("lb1 MASTER, lb2 BACKUP", settle, || {
+        in_state(t, 0, "MASTER") && in_state(t, 1, "BACKUP")
+    })
+    .with_context(|| logs(t))?;
+    wait_for("client reaching the VIP", settle, || t.client_reaches(VIP))?;
+    pause(Duration::from_secs(2))?;
+    if t.holder(VIP)? != Some(0) || !in_state(t, 0, "MASTER") || !in_state(t, 1, "BACKUP") {
+        bail!(
+            "not settled after 2 s (VIP holder {:?})\n{}",
+            t.holder(VIP),
+            logs(t)
+        );
+    }
+
+    let pinger = Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?;
+    wait_for("first 40 echo replies", Duration::from_secs(5), || {
+        pinger.replies().len() >= 40
+    })?;
+    let trig = now_secs();
+    match p.trigger {
+        Trigger::LinkCut => t.lan.set_link(0, false)?,
+        Trigger::Stop => node(t, 0)?.daemon().signal("TERM")?,
+    }
+    let mut master_at = None;
+    let waited = wait_for(
+        "lb2 MASTER and echo replies flowing again",
+        p.limit(),
+        || {
+            if master_at.is_none() && in_state(t, 1, "MASTER") {
+                master_at = Some(now_secs());
+            }
+            let Some(m) = master_at else { return false };
+            let r = pinger.replies();
+            let after: Vec<f64> = r.iter().copied().filter(|ts| *ts > trig).collect();
+            // The end of the last outage after the trigger, if any.
+            let resumed = after
+                .windows(2)
+                .filter(|w| w[1] - w[0] > OUTAGE)
+                .map(|w| w[1])
+                .fold(m, f64::max);
+            after
+                .last()
+                .is_some_and(|last| last - resumed >= RESUMED_FOR)
+        },
+    );
+    let replies = pinger.stop();
+    waited.with_context(|| {
+        format!(
+            "{} replies, {} after the trigger; {}\n{}",
+            replies.len(),
+            replies.iter().filter(|ts| **ts > trig).count(),
+            diagnose(t),
+            logs(t)
+        )
+    })?;
+    // From the last reply before the trigger on: earlier hiccups are not the failover.
+    let from = replies
+        .iter()
+        .copied()
+        .filter(|ts| *ts <= trig)
+        .max_by(f64::total_cmp)
+        .unwrap_or(trig);
+    let window: Vec<f64> = replies.into_iter().filter(|ts| *ts >= from).collect();
+    largest_gap(&window).context("fewer than two replies")
+}
+
+/// Who holds the VIP and where the client sends it, to tell a missing takeover from a
+/// missing gratuitous ARP.
+fn diagnose(t: &Classic) -> String {
+    let mac = |i| t.mac(i).unwrap_or_else(|_| "?".into());
+    format!(
+        "lb2 state {:?}, VIP on lb1 {} / lb2 {}, client neighbour for the VIP {} (lb1 {}, lb2 {})",
+        t.nodes[1].as_ref().and_then(|n| n.state("VI_1")),
+        t.lan.ns(0).has_addr(VIP),
+        t.lan.ns(1).has_addr(VIP),
+        t.client_neigh(VIP).unwrap_or_else(|| "none".into()),
+        mac(0),
+        mac(1)
+    )
+}
+
+fn node(t: &Classic, idx: usize) -> Result<&Node> {
+    t.nodes[idx].as_ref().context("node not started")
+}
+
+fn logs(t: &Classic) -> String {
+    let mut s = String::new();
+    for (i, n) in t.nodes.iter().enumerate() {
+        if let Some(n) = n {
+            let log = n.daemon().log_text();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            s += &format!("--- lb{} log tail ---\n", i + 1);
+            for l in tail.iter().rev() {
+                s += l;
+                s += "\n";
+            }
+        }
+    }
+    s
+}
+
+/// The figures of one (scenario, implementation) cell.
+#[derive(Debug, Default)]
+struct Cell {
+    gaps: Vec<f64>,
+    errors: Vec<String>,
+}
+
+impl Cell {
+    fn median(&self) -> Option<f64> {
+        median(&self.gaps)
+    }
+
+    fn max(&self) -> Option<f64> {
+        self.gaps.iter().copied().max_by(f64::total_cmp)
+    }
+
+    fn show(&self) -> String {
+        let ms = |s: f64| fmt_ms(s * 1000.0);
+        let mut s = match (self.median(), self.max()) {
+            (Some(m), Some(x)) => format!("{} / {} ms", ms(m), ms(x)),
+            _ => "failed".to_string(),
+        };
+        if !self.errors.is_empty() && !self.gaps.is_empty() {
+            s += &format!(" ({} failed)", self.errors.len());
+        }
+        s
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "gaps_ms": self.gaps.iter().map(|g| round3(g * 1000.0)).collect::<Vec<_>>(),
+            "median_ms": self.median().map(|g| round3(g * 1000.0)),
+            "max_ms": self.max().map(|g| round3(g * 1000.0)),
+            "errors": self.errors,
+        })
+    }
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn ratio(ha: Option<f64>, ka: Option<f64>) -> Option<f64> {
+    match (ha, ka) {
+        (Some(h), Some(k)) if k > 0.0 => Some(h / k),
+        _ => None,
+    }
+}
+
+fn show_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}"))
+}
+
+/// CPU and memory of one node's process tree.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    /// CPU time over the window as a percentage of one core.
+    cpu_pct: f64,
+    /// VmRSS summed over the tree at the end of the window, KiB.
+    rss_kib: u64,
+    /// Processes in the tree.
+    procs: usize,
+}
+
+/// Idle figures of one implementation: master and backup of 50 instances.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    master: Usage,
+    backup: Usage,
+    /// State changes logged by the master during the measurement window (0 when stable).
+    master_changes: usize,
+    /// State changes logged by the backup during the window: a backup taking over because
+    /// adverts came late shows up here (0 when stable).
+    backup_changes: usize,
+}
+
+const IDLE_INSTANCES: u8 = 50;
+const WARMUP: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Last state of every instance in a log (one pass over the text).
+fn states(log: &str) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for l in log.lines() {
+        let Some(open) = l.find('(') else { continue };
+        let Some(close) = l[open..].find(") Entering ") else {
+            continue;
+        };
+        let name = &l[open + 1..open + close];
+        let rest = &l[open + close + ") Entering ".len()..];
+        if let Some(st) = rest.split_whitespace().next() {
+            m.insert(name.to_string(), st.to_string());
+        }
+    }
+    m
+}
+
+fn all_in(n: &Node, state: &str) -> bool {
+    let s = states(&n.daemon().log_text());
+    (1..=IDLE_INSTANCES).all(|v| s.get(&format!("VI_{v}")).map(String::as_str) == Some(state))
+}
+
+fn transitions(n: &Node) -> usize {
+    n.daemon()
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(") Entering "))
+        .count()
+}
+
+fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
+    let name = format!("bench-{}-idle", impl_name(which));
+    with_topology(&name, |t| idle_on(t, which, tck))
+}
+
+fn idle_on(t: &mut Classic, which: Impl, tck: u64) -> Result<Idle> {
+    let conf = |state, prio| {
+        let insts: Vec<Inst> = (1..=IDLE_INSTANCES)
+            .map(|v| {
+                let mut i = inst(&format!("VI_{v}"), v, state, prio, 3, "0.01");
+                i.vips = vec![format!("203.0.113.{v}/24")];
+                i
+            })
+            .collect();
+        render("lb", &insts)
+    };
+    t.start(0, which, &conf("MASTER", 150))?;
+    t.start(1, which, &conf("BACKUP", 100))?;
+    wait_for(
+        "all 50 instances MASTER on lb1 and BACKUP on lb2",
+        Duration::from_secs(30),
+        || {
+            t.nodes[0].as_ref().is_some_and(|n| all_in(n, "MASTER"))
+                && t.nodes[1].as_ref().is_some_and(|n| all_in(n, "BACKUP"))
+        },
+    )
+    .with_context(|| logs(t))?;
+    pause(WARMUP)?;
+    let (m, b) = (node(t, 0)?, node(t, 1)?);
+    let pid = |n: &Node| n.daemon().pid().context("daemon exited");
+    let (mpid, bpid) = (pid(m)?, pid(b)?);
+    let (mc0, bc0) = (transitions(m), transitions(b));
+    let (m0, b0) = (TreeSample::take(mpid), TreeSample::take(bpid));
+    let start = Instant::now();
+    pause(WINDOW)?;
+    let (m1, b1) = (TreeSample::take(mpid), TreeSample::take(bpid));
+    let secs = start.elapsed().as_secs_f64();
+    let usage = |a: &TreeSample, z: &TreeSample| Usage {
+        cpu_pct: z.ticks_since(a) as f64 / tck as f64 / secs * 100.0,
+        rss_kib: z.rss_kib,
+        procs: z.ticks.len(),
+    };
+    Ok(Idle {
+        master: usage(&m0, &m1),
+        backup: usage(&b0, &b1),
+        master_changes: transitions(m).saturating_sub(mc0),
+        backup_changes: transitions(b).saturating_sub(bc0),
+    })
+}
+
+fn usage_json(u: &Usage) -> Value {
+    json!({"cpu_pct": round3(u.cpu_pct), "rss_kib": u.rss_kib, "processes": u.procs})
+}
+
+fn main() -> Result<()> {
+    install_signal_flag();
+    let o = parse_opts()?;
+    // A binary lives in target/<profile>/, next to ha-agent (ha_tests::bin assumes deps/).
+    if std::env::var_os("HA_BIN_DIR").is_none() {
+        if let Some(dir) = std::env::current_exe()?.parent() {
+            std::env::set_var("HA_BIN_DIR", dir);
+        }
+    }
+    let mut impls = o.impls.clone();
+    let mut skipped: HashMap<&str, String> = HashMap::new();
+    if impls.contains(&Impl::HaAgent) {
+        if let Err(e) = ha_tests::bin("ha-agent") {
+            eprintln!("skipping ha-agent: {e:#} (cargo build -p ha-agent --bin ha-agent)");
+            skipped.insert("ha-agent", format!("{e:#}"));
+            impls.retain(|i| *i != Impl::HaAgent);
+        }
+    }
+    let ha_bin = ha_tests::bin("ha-agent")
+        .ok()
+        .filter(|_| impls.contains(&Impl::HaAgent))
+        .map(|p| p.display().to_string());
+    let keepalived_version = Command::new("/usr/sbin/keepalived")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned()
+                + &String::from_utf8_lossy(&o.stdout);
+            text.lines().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "keepalived (version unknown)".into());
+    let started = Instant::now();
+    let runs = o.runs;
+
+    // 1. Failover gaps, implementations interleaved run by run.
+    let mut cells: Vec<HashMap<&str, Cell>> = Vec::new();
+    let points: &[Point] = if o.failover { &POINTS } else { &[] };
+    for &p in points {
+        let mut row: HashMap<&str, Cell> = HashMap::new();
+        for rep in 0..runs {
+            for &which in &impls {
+                check_interrupted()?;
+                let name = impl_name(which);
+                let cell = row.entry(name).or_default();
+                let t0 = Instant::now();
+                match failover_run(which, p, rep) {
+                    Ok(g) => {
+                        eprintln!(
+                            "[{:>5.1}s] {:<28} {:<10} run {}/{runs}: gap {} ms ({:.1} s)",
+                            started.elapsed().as_secs_f64(),
+                            p.label(),
+                            name,
+                            rep + 1,
+                            fmt_ms(g * 1000.0),
+                            t0.elapsed().as_secs_f64()
+                        );
+                        cell.gaps.push(g);
+                    }
+                    Err(e) => {
+                        check_interrupted()?;
+                        eprintln!(
+                            "[{:>5.1}s] {:<28} {:<10} run {}/{runs}: FAILED: {e:#}",
+                            started.elapsed().as_secs_f64(),
+                            p.label(),
+                            name,
+                            rep + 1
+                        );
+                        cell.errors.push(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        cells.push(row);
+    }
+
+    // 2. Idle cost.
+    let tck = clock_ticks_per_sec()?;
+    let mut idle: HashMap<&str, Result<Idle, String>> = HashMap::new();
+    let idle_impls: &[Impl] = if o.idle { &impls } else { &[] };
+    for &which in idle_impls {
+        check_interrupted()?;
+        let r = idle_run(which, tck);
+        check_interrupted()?;
+        match &r {
+            Ok(i) => eprintln!(
+                "[{:>5.1}s] idle {:<10} master {:.1} % {} KiB, backup {:.1} % {} KiB",
+                started.elapsed().as_secs_f64(),
+                impl_name(which),
+                i.master.cpu_pct,
+                i.master.rss_kib,
+                i.backup.cpu_pct,
+                i.backup.rss_kib
+            ),
+            Err(e) => eprintln!("idle {} FAILED: {e:#}", impl_name(which)),
+        }
+        idle.insert(impl_name(which), r.map_err(|e| format!("{e:#}")));
+    }
+
+    // Report.
+    let ka = "keepalived";
+    let ha = "ha-agent";
+    let empty = Cell::default();
+    println!();
+    println!(
+        "Failover gap: largest interval between echo replies, client pinging {VIP} every 5 ms"
+    );
+    println!("({runs} run(s) per point; cells are median / max; ratio on medians)");
+    println!();
+    let w = 30;
+    println!(
+        "{:<w$} | {:<20} | {:<20} | ratio ha-agent/keepalived",
+        "scenario", ka, ha
+    );
+    println!("{:-<w$}-+-{:-<20}-+-{:-<20}-+-{:-<25}", "", "", "", "");
+    let mut failover_json = Vec::new();
+    for (p, row) in points.iter().zip(&cells) {
+        let k = row.get(ka).unwrap_or(&empty);
+        let h = row.get(ha).unwrap_or(&empty);
+        let r = ratio(h.median(), k.median());
+        let show = |name: &str, c: &Cell| {
+            if impls.iter().any(|i| impl_name(*i) == name) {
+                c.show()
+            } else {
+                "not run".to_string()
+            }
+        };
+        println!(
+            "{:<w$} | {:<20} | {:<20} | {}",
+            p.label(),
+            show(ka, k),
+            show(ha, h),
+            show_ratio(r)
+        );
+        failover_json.push(json!({
+            "scenario": p.label(),
+            "version": p.version,
+            "advert_int": p.advert_int,
+            "trigger": p.tag(),
+            ka: k.json(),
+            ha: h.json(),
+            "ratio_median": r.map(round3),
+        }));
+    }
+
+    println!();
+    println!(
+        "Idle cost: pair, {IDLE_INSTANCES} v3 instances at advert_int 0.01 (lb1 MASTER of all, lb2 BACKUP of all)"
+    );
+    println!(
+        "CPU over {} s after {} s warm-up (% of one core, utime+stime of the whole process tree); RSS = VmRSS summed over the tree",
+        WINDOW.as_secs(),
+        WARMUP.as_secs()
+    );
+    println!();
+    println!(
+        "{:<w$} | {:<20} | {:<20} | ratio ha-agent/keepalived",
+        "measure", ka, ha
+    );
+    println!("{:-<w$}-+-{:-<20}-+-{:-<20}-+-{:-<25}", "", "", "", "");
+    let get = |name: &str| idle.get(name).and_then(|r| r.as_ref().ok()).copied();
+    let (ki, hi) = (get(ka), get(ha));
+    let cell = |name: &str, v: Option<String>| match (v, idle.get(name)) {
+        (Some(v), _) => v,
+        (None, Some(Err(_))) => "failed".to_string(),
+        (None, _) => "not run".to_string(),
+    };
+    type Pick = fn(&Idle) -> f64;
+    let rows: [(&str, Pick); 4] = [
+        ("master CPU %", |i| i.master.cpu_pct),
+        ("backup CPU %", |i| i.backup.cpu_pct),
+        ("master RSS MiB", |i| i.master.rss_kib as f64 / 1024.0),
+        ("backup RSS MiB", |i| i.backup.rss_kib as f64 / 1024.0),
+    ];
+    for (label, pick) in rows {
+        let k = ki.as_ref().map(pick);
+        let h = hi.as_ref().map(pick);
+        println!(
+            "{:<w$} | {:<20} | {:<20} | {}",
+            label,
+            cell(ka, k.map(|v| format!("{v:.2}"))),
+            cell(ha, h.map(|v| format!("{v:.2}"))),
+            show_ratio(ratio(h, k))
+        );
+    }
+    let procs = |i: Option<Idle>| i.map(|i| format!("{} + {}", i.master.procs, i.backup.procs));
+    println!(
+        "{:<w$} | {:<20} | {:<20} |",
+        "processes (master + backup)",
+        cell(ka, procs(ki)),
+        cell(ha, procs(hi))
+    );
+    let trans = |i: Option<Idle>| i.map(|i| format!("{} + {}", i.master_changes, i.backup_changes));
+    println!(
+        "{:<w$} | {:<20} | {:<20} |",
+        "state changes (m + b)",
+        cell(ka, trans(ki)),
+        cell(ha, trans(hi))
+    );
+    println!();
+    println!("{keepalived_version}");
+    if let Some(b) = &ha_bin {
+        let profile = if b.contains("/release/") {
+            "release build"
+        } else {
+            "debug build: unoptimised, CPU figures are pessimistic"
+        };
+        println!("ha-agent: {b} ({profile})");
+    }
+    println!("total time {:.0} s", started.elapsed().as_secs_f64());
+
+    if let Some(path) = &o.json {
+        let idle_json = |name: &str| match idle.get(name) {
+            Some(Ok(i)) => json!({
+                "master": usage_json(&i.master),
+                "backup": usage_json(&i.backup),
+                "master_state_changes_during_window": i.master_changes,
+                "backup_state_changes_during_window": i.backup_changes,
+            }),
+            Some(Err(e)) => json!({"error": e}),
+            None => {
+                json!({"error": skipped.get(name).cloned().unwrap_or_else(|| "not run".into())})
+            }
+        };
+        let doc = json!({
+            "runs_per_point": runs,
+            "keepalived": keepalived_version,
+            "ha_agent_binary": ha_bin,
+            "quick": o.quick,
+            "ping_interval_ms": 5,
+            "failover": failover_json,
+            "idle": {
+                "instances": IDLE_INSTANCES,
+                "version": 3,
+                "advert_int": "0.01",
+                "topology": "pair: lb1 MASTER of all, lb2 BACKUP of all",
+                "warmup_s": WARMUP.as_secs(),
+                "window_s": WINDOW.as_secs(),
+                ka: idle_json(ka),
+                ha: idle_json(ha),
+                "ratio_master_cpu": ratio(hi.map(|i| i.master.cpu_pct), ki.map(|i| i.master.cpu_pct)).map(round3),
+                "ratio_backup_cpu": ratio(hi.map(|i| i.backup.cpu_pct), ki.map(|i| i.backup.cpu_pct)).map(round3),
+                "ratio_master_rss": ratio(hi.map(|i| i.master.rss_kib as f64), ki.map(|i| i.master.rss_kib as f64)).map(round3),
+                "ratio_backup_rss": ratio(hi.map(|i| i.backup.rss_kib as f64), ki.map(|i| i.backup.rss_kib as f64)).map(round3),
+            },
+            "total_s": round3(started.elapsed().as_secs_f64()),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Measurement helpers for the benchmarks: CPU time and resident memory of a process
+//! tree (read from /proc), a `ping` recorder running in a namespace, and small statistics.
+//!
+//! Nothing here asserts on timing: these helpers only collect figures to print.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+
+use crate::netns::Netns;
+
+/// The fields of `/proc/<pid>/stat` after the `(comm)` field, split on whitespace.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may hold spaces and parentheses: the fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The parent pid of `pid`, if it still exists.
+pub fn ppid(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// `root` and every process descending from it (children, grandchildren...), found by
+/// scanning the parent pid of every process in /proc.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(pp) = ppid(pid) {
+                    parent_of.push((pid, pp));
+                }
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// User plus system CPU time of `pid` in clock ticks (all its threads, fields 14 and 15
+/// of `/proc/<pid>/stat`).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    // After ')': index 0 is field 3 (state), so utime (14) is 11 and stime (15) is 12.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of [`cpu_ticks`].
+pub fn clock_ticks_per_sec() -> Result<u64> {
+    let out = crate::netns::run(Command::new("getconf").arg("CLK_TCK"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK output")
+}
+
+/// A snapshot of a process tree: CPU ticks per pid and total resident memory.
+#[derive(Debug, Clone, Default)]
+pub struct TreeSample {
+    /// CPU ticks (utime + stime) of each live process of the tree.
+    pub ticks: HashMap<u32, u64>,
+    /// Sum of VmRSS over the tree, KiB.
+    pub rss_kib: u64,
+}
+
+impl TreeSample {
+    /// Sample the tree rooted at `root` now.
+    pub fn take(root: u32) -> TreeSample {
+        let mut s = TreeSample::default();
+        for pid in process_tree(root) {
+            if let Some(t) = cpu_ticks(pid) {
+                s.ticks.insert(pid, t);
+                s.rss_kib += rss_kib(pid).unwrap_or(0);
+            }
+        }
+        s
+    }
+
+    /// CPU ticks spent by the tree since `earlier` (a process that appeared meanwhile
+    /// counts in full; one that exited meanwhile is lost).
+    pub fn ticks_since(&self, earlier: &TreeSample) -> u64 {
+        self.ticks
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(earlier.ticks.get(pid).copied().unwrap_or(0)))
+            .sum()
+    }
+}
+
+/// `ping -D` running in a namespace; the timestamps of its echo replies are recorded live.
+#[derive(Debug)]
+pub struct Pinger {
+    /// The ping process (killed on drop).
+    child: Option<Child>,
+    /// Reader thread of ping's stdout.
+    reader: Option<JoinHandle<()>>,
+    /// Wall-clock seconds (ping's `-D` stamp) of each reply, in arrival order.
+    replies: Arc<Mutex<Vec<f64>>>,
+}
+
+impl Pinger {
+    /// Start `ping -D -i <interval> -W 1 <target>` in `ns` (interval in seconds as
+    /// written for ping, e.g. "0.005"; under 0.2 s needs root).
+    pub fn start(ns: &Netns, target: &str, interval: &str) -> Result<Pinger> {
+        let mut child = ns
+            .command("ping")
+            .args(["-D", "-n", "-i", interval, "-W", "1", target])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start ping")?;
+        let out = child.stdout.take().context("ping stdout")?;
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&replies);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(ts) = reply_stamp(&line) {
+                    if let Ok(mut v) = sink.lock() {
+                        v.push(ts);
+                    }
+                }
+            }
+        });
+        Ok(Pinger {
+            child: Some(child),
+            reader: Some(reader),
+            replies,
+        })
+    }
+
+    /// The reply timestamps so far.
+    pub fn replies(&self) -> Vec<f64> {
+        self.replies.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Stop ping and return every reply timestamp.
+    pub fn stop(mut self) -> Vec<f64> {
+        self.halt();
+        self.replies()
+    }
+
+    fn halt(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The `-D` timestamp of a ping reply line:
+/// `[1732666666.123456] 64 bytes from 192.0.2.10: icmp_seq=1 ttl=64 time=0.05 ms`.
+pub fn reply_stamp(line: &str) -> Option<f64> {
+    if !line.contains(" bytes from ") {
+        return None;
+    }
+    let rest = line.strip_prefix('[')?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// The largest interval between consecutive timestamps (sorted first), seconds.
+pub fn largest_gap(stamps: &[f64]) -> Option<f64> {
+    let mut s = stamps.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.windows(2).map(|w| w[1] - w[0]).max_by(f64::total_cmp)
+}
+
+/// The median of `v` (mean of the two middle values for an even count).
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_reply_lines_only() {
+        let l = "[1732666666.123456] 64 bytes from 192.0.2.10: icmp_seq=1 ttl=64 time=0.05 ms";
+        assert_eq!(reply_stamp(l), Some(1732666666.123456));
+        assert_eq!(
+            reply_stamp("PING 192.0.2.10 (192.0.2.10) 56(84) bytes of data."),
+            None
+        );
+        assert_eq!(
+            reply_stamp("[1732666666.1] From 192.0.2.100 icmp_seq=3 Destination Host Unreachable"),
+            None
+        );
+    }
+
+    #[test]
+    fn gap_and_median() {
+        assert_eq!(largest_gap(&[3.0, 1.0, 1.5]), Some(1.5));
+        assert_eq!(largest_gap(&[1.0]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn own_process_tree_has_cpu_and_rss() {
+        let me = std::process::id();
+        assert!(process_tree(me).contains(&me));
+        assert!(cpu_ticks(me).is_some());
+        assert!(rss_kib(me).unwrap_or(0) > 0);
+    }
+}
