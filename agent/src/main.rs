@@ -57,8 +57,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("{n}");
     }
     let plan = ha_agent::runtime::plan::build(&loaded.config, args.node.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the engine owns every instance anyway, and a single-threaded runtime
+    // saves the cross-thread wake-ups of thousands of adverts a second.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
