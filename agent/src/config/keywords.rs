@@ -110,7 +110,7 @@ pub static ROOT: Block = Block {
         vals("static_routes", L),
         vals("static_rules", L),
         vals("linkbeat_interfaces", L),
-        vals("track_group", L),
+        blk("track_group", L, &TRACK_GROUP),
         kw("linkbeat_use_polling", L),
         kw("interface_up_down_delays", L),
         kw("net_namespace", L),
@@ -339,6 +339,12 @@ pub static AUTHENTICATION: Block = Block {
     keywords: &[&[kw("auth_type", A), kw("auth_pass", A)]],
 };
 
+/// `track_group NAME { group { INSTANCE ... } }` (static track group).
+pub static TRACK_GROUP: Block = Block {
+    name: "track_group",
+    keywords: &[&[vals("group", L)]],
+};
+
 /// `vrrp_script NAME { }`.
 pub static VRRP_SCRIPT: Block = Block {
     name: "vrrp_script",
@@ -414,6 +420,7 @@ pub static BFD_INSTANCE: Block = Block {
     name: "bfd_instance",
     keywords: &[&[
         kw("neighbor_ip", L),
+        kw("neighbour_ip", L),
         kw("source_ip", L),
         kw("min_rx", L),
         kw("min_tx", L),
@@ -739,8 +746,9 @@ mod tests {
 
     #[test]
     fn no_duplicate_keywords_in_a_block() {
-        let blocks: [&Block; 24] = [
+        let blocks: [&Block; 25] = [
             &ROOT,
+            &TRACK_GROUP,
             &GLOBAL_DEFS,
             &VRRP_INSTANCE,
             &AUTHENTICATION,
