@@ -10,5 +10,6 @@
 pub mod config;
 pub mod net;
 pub mod runtime;
+pub mod script;
 pub mod units;
 pub mod vrrp;
