@@ -9,7 +9,9 @@
 
 pub mod config;
 pub mod net;
+pub mod notify;
 pub mod runtime;
 pub mod script;
+pub mod track;
 pub mod units;
 pub mod vrrp;
