@@ -2,6 +2,8 @@
 //! scrubbed environment, a hung script killed with its whole process group, and
 //! `enable_script_security` refusing a root script on a world-writable path.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,11 +36,19 @@ fn write_script(path: &Path, body: &str, mode: u32) {
 }
 
 fn root() -> RunAs {
-    RunAs { uid: 0, gid: 0, name: "root".into() }
+    RunAs {
+        uid: 0,
+        gid: 0,
+        name: "root".into(),
+    }
 }
 
 fn spec(cmd: &str, security: bool) -> ScriptSpec {
-    ScriptSpec { argv: script::split_args(cmd).unwrap(), run_as: root(), security }
+    ScriptSpec {
+        argv: script::split_args(cmd).unwrap(),
+        run_as: root(),
+        security,
+    }
 }
 
 #[tokio::test]
@@ -73,8 +83,16 @@ async fn arguments_reach_the_script_verbatim_and_env_is_scrubbed() {
 async fn a_script_without_shebang_runs_under_sh_and_output_is_bounded() {
     let d = TempDir::new("nosheb");
     let s = d.0.join("plain");
-    write_script(&s, "i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done\n", 0o755);
-    let r = script::run(&spec(&s.display().to_string(), true), Duration::from_secs(5)).await;
+    write_script(
+        &s,
+        "i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done\n",
+        0o755,
+    );
+    let r = script::run(
+        &spec(&s.display().to_string(), true),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(r.exit, Exit::Code(0), "{r:?}");
     assert_eq!(r.stdout.bytes.len(), 4096);
     assert!(r.stdout.truncated);
@@ -84,10 +102,16 @@ async fn a_script_without_shebang_runs_under_sh_and_output_is_bounded() {
 fn group_members(pgid: i32) -> Vec<(i32, char)> {
     let mut v = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         // pid (comm) state ppid pgrp ...
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
         let f: Vec<&str> = after.split_whitespace().collect();
         if f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
             v.push((pid, f[0].chars().next().unwrap_or('?')));
@@ -110,12 +134,29 @@ async fn a_hung_script_is_killed_with_its_whole_group() {
         ),
         0o755,
     );
-    let opts = RunOptions { timeout: Some(Duration::from_millis(500)), grace: Duration::from_millis(300), output_limit: 4096 };
-    let r = script::run_with(&spec(&s.display().to_string(), true), opts, std::future::pending()).await;
+    let opts = RunOptions {
+        timeout: Some(Duration::from_millis(500)),
+        grace: Duration::from_millis(300),
+        output_limit: 4096,
+    };
+    let r = script::run_with(
+        &spec(&s.display().to_string(), true),
+        opts,
+        std::future::pending(),
+    )
+    .await;
     assert!(r.timed_out, "{r:?}");
     assert!(!r.success());
-    assert_eq!(r.exit, Exit::Signal(libc::SIGTERM), "the leader dies of the SIGTERM sent to the group");
-    let pgid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(
+        r.exit,
+        Exit::Signal(libc::SIGTERM),
+        "the leader dies of the SIGTERM sent to the group"
+    );
+    let pgid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let left = group_members(pgid);
     assert!(left.is_empty(), "processes left in group {pgid}: {left:?}");
 }
@@ -124,7 +165,11 @@ async fn a_hung_script_is_killed_with_its_whole_group() {
 async fn cancel_ends_a_run_like_a_timeout() {
     let r = script::run_with(
         &spec("/bin/sleep 1000", true),
-        RunOptions { timeout: None, grace: Duration::from_millis(200), output_limit: 16 },
+        RunOptions {
+            timeout: None,
+            grace: Duration::from_millis(200),
+            output_limit: 16,
+        },
         tokio::time::sleep(Duration::from_millis(100)),
     )
     .await;
@@ -140,7 +185,11 @@ async fn an_insecure_root_script_is_refused_naming_the_path() {
     fs::set_permissions(&ww, fs::Permissions::from_mode(0o777)).unwrap();
     let s = ww.join("check.sh");
     write_script(&s, "#!/bin/sh\nexit 0\n", 0o755);
-    let r = script::run(&spec(&s.display().to_string(), true), Duration::from_secs(5)).await;
+    let r = script::run(
+        &spec(&s.display().to_string(), true),
+        Duration::from_secs(5),
+    )
+    .await;
     match &r.exit {
         Exit::NotRun(ScriptError::Insecure { component, .. }) => assert_eq!(component, &ww),
         other => panic!("not refused: {other:?}"),
@@ -149,27 +198,52 @@ async fn an_insecure_root_script_is_refused_naming_the_path() {
         Exit::NotRun(e) => e.to_string(),
         _ => unreachable!(),
     };
-    assert!(msg.contains(&ww.display().to_string()) && msg.contains("writable by others"), "{msg}");
+    assert!(
+        msg.contains(&ww.display().to_string()) && msg.contains("writable by others"),
+        "{msg}"
+    );
 
     // Without enable_script_security it runs, and the finding is reported.
-    let r = script::run(&spec(&s.display().to_string(), false), Duration::from_secs(5)).await;
+    let r = script::run(
+        &spec(&s.display().to_string(), false),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(r.exit, Exit::Code(0));
     assert!(r.insecure.as_deref().is_some_and(|m| m.contains("ww")));
 
     // A sticky world-writable directory is fine, but a group/world-writable file is not.
     fs::set_permissions(&ww, fs::Permissions::from_mode(0o1777)).unwrap();
-    let r = script::run(&spec(&s.display().to_string(), true), Duration::from_secs(5)).await;
+    let r = script::run(
+        &spec(&s.display().to_string(), true),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(r.exit, Exit::Code(0), "{r:?}");
     fs::set_permissions(&s, fs::Permissions::from_mode(0o757)).unwrap();
-    let r = script::run(&spec(&s.display().to_string(), true), Duration::from_secs(5)).await;
-    assert!(matches!(&r.exit, Exit::NotRun(ScriptError::Insecure { component, .. }) if component == &s), "{r:?}");
+    let r = script::run(
+        &spec(&s.display().to_string(), true),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(&r.exit, Exit::NotRun(ScriptError::Insecure { component, .. }) if component == &s),
+        "{r:?}"
+    );
 
     // A non-root script user is not checked (keepalived only protects root scripts).
     fs::set_permissions(&ww, fs::Permissions::from_mode(0o777)).unwrap();
     fs::set_permissions(&s, fs::Permissions::from_mode(0o755)).unwrap();
-    let nobody = script::user::resolve(&ha_agent::config::model::ScriptUser { user: "nobody".into(), group: Some("nogroup".into()) });
+    let nobody = script::user::resolve(&ha_agent::config::model::ScriptUser {
+        user: "nobody".into(),
+        group: Some("nogroup".into()),
+    });
     if let Ok(nobody) = nobody {
-        let sp = ScriptSpec { argv: vec![s.display().to_string()], run_as: nobody, security: true };
+        let sp = ScriptSpec {
+            argv: vec![s.display().to_string()],
+            run_as: nobody,
+            security: true,
+        };
         let r = script::run(&sp, Duration::from_secs(5)).await;
         assert_eq!(r.exit, Exit::Code(0), "{r:?}");
     }
@@ -178,10 +252,24 @@ async fn an_insecure_root_script_is_refused_naming_the_path() {
 #[tokio::test]
 async fn missing_and_unexecutable_scripts_are_not_run() {
     let d = TempDir::new("missing");
-    let r = script::run(&spec(&d.0.join("nope").display().to_string(), true), Duration::from_secs(1)).await;
-    assert!(matches!(r.exit, Exit::NotRun(ScriptError::NotFound { .. })), "{r:?}");
+    let r = script::run(
+        &spec(&d.0.join("nope").display().to_string(), true),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        matches!(r.exit, Exit::NotRun(ScriptError::NotFound { .. })),
+        "{r:?}"
+    );
     let s = d.0.join("noexec.sh");
     write_script(&s, "#!/bin/sh\n", 0o644);
-    let r = script::run(&spec(&s.display().to_string(), true), Duration::from_secs(1)).await;
-    assert!(matches!(r.exit, Exit::NotRun(ScriptError::NotExecutable { .. })), "{r:?}");
+    let r = script::run(
+        &spec(&s.display().to_string(), true),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        matches!(r.exit, Exit::NotRun(ScriptError::NotExecutable { .. })),
+        "{r:?}"
+    );
 }

@@ -70,7 +70,11 @@ impl NotifyState {
     pub fn runs_generic(self) -> bool {
         matches!(
             self,
-            NotifyState::Master | NotifyState::Backup | NotifyState::Fault | NotifyState::Stop | NotifyState::Deleted
+            NotifyState::Master
+                | NotifyState::Backup
+                | NotifyState::Fault
+                | NotifyState::Stop
+                | NotifyState::Deleted
         )
     }
 }
@@ -91,12 +95,22 @@ pub struct NotifyEvent {
 impl NotifyEvent {
     /// An instance event.
     pub fn instance(name: &str, state: NotifyState, priority: Priority) -> NotifyEvent {
-        NotifyEvent { kind: NotifyKind::Instance, name: name.to_owned(), state, priority }
+        NotifyEvent {
+            kind: NotifyKind::Instance,
+            name: name.to_owned(),
+            state,
+            priority,
+        }
     }
 
     /// A sync group event (priority 0, as keepalived sends).
     pub fn group(name: &str, state: NotifyState) -> NotifyEvent {
-        NotifyEvent { kind: NotifyKind::Group, name: name.to_owned(), state, priority: Priority(0) }
+        NotifyEvent {
+            kind: NotifyKind::Group,
+            name: name.to_owned(),
+            state,
+            priority: Priority(0),
+        }
     }
 
     fn shown_priority(&self) -> u8 {
@@ -118,7 +132,13 @@ impl NotifyEvent {
 
     /// The FIFO line, newline included.
     pub fn fifo_line(&self) -> String {
-        format!("{} \"{}\" {} {}\n", self.kind.as_str(), self.name, self.state.as_str(), self.shown_priority())
+        format!(
+            "{} \"{}\" {} {}\n",
+            self.kind.as_str(),
+            self.name,
+            self.state.as_str(),
+            self.shown_priority()
+        )
     }
 }
 
@@ -136,7 +156,10 @@ mod tests {
     fn keepalived_formats() {
         let e = NotifyEvent::instance("VI_1", NotifyState::Master, Priority(100));
         assert_eq!(e.fifo_line(), "INSTANCE \"VI_1\" MASTER 100\n");
-        assert_eq!(e.script_args(), ["INSTANCE", "VI_1", "MASTER", "100"].map(String::from));
+        assert_eq!(
+            e.script_args(),
+            ["INSTANCE", "VI_1", "MASTER", "100"].map(String::from)
+        );
         let g = NotifyEvent::group("G1", NotifyState::Backup);
         assert_eq!(g.fifo_line(), "GROUP \"G1\" BACKUP 0\n");
         let mut g2 = g.clone();

@@ -32,7 +32,10 @@ pub struct FifoConfig {
 }
 
 fn script_user(args: &[String]) -> Option<ScriptUser> {
-    args.first().map(|u| ScriptUser { user: u.clone(), group: args.get(1).cloned() })
+    args.first().map(|u| ScriptUser {
+        user: u.clone(),
+        group: args.get(1).cloned(),
+    })
 }
 
 /// The VRRP FIFOs of `global_defs` (`notify_fifo` and `vrrp_notify_fifo`, with their
@@ -40,21 +43,34 @@ fn script_user(args: &[String]) -> Option<ScriptUser> {
 pub fn fifo_configs(g: &GlobalDefs, d: &ScriptDefaults) -> (Vec<FifoConfig>, Vec<ScriptError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for (fifo_kw, script_kw) in [("notify_fifo", "notify_fifo_script"), ("vrrp_notify_fifo", "vrrp_notify_fifo_script")] {
-        let Some(f) = g.other.iter().rev().find(|n| n.name == fifo_kw) else { continue };
+    for (fifo_kw, script_kw) in [
+        ("notify_fifo", "notify_fifo_script"),
+        ("vrrp_notify_fifo", "vrrp_notify_fifo_script"),
+    ] {
+        let Some(f) = g.other.iter().rev().find(|n| n.name == fifo_kw) else {
+            continue;
+        };
         let Some(path) = f.arg(0) else { continue };
-        let script = g.other.iter().rev().find(|n| n.name == script_kw).and_then(|n| {
-            let cmd = n.arg(0)?;
-            let user = script_user(n.args.get(1..).unwrap_or(&[]));
-            match ScriptSpec::from_command(cmd, user.as_ref(), d) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    errors.push(e);
-                    None
+        let script = g
+            .other
+            .iter()
+            .rev()
+            .find(|n| n.name == script_kw)
+            .and_then(|n| {
+                let cmd = n.arg(0)?;
+                let user = script_user(n.args.get(1..).unwrap_or(&[]));
+                match ScriptSpec::from_command(cmd, user.as_ref(), d) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
-            }
+            });
+        out.push(FifoConfig {
+            path: PathBuf::from(path),
+            script,
         });
-        out.push(FifoConfig { path: PathBuf::from(path), script });
     }
     (out, errors)
 }

@@ -38,7 +38,10 @@ pub struct NotifierConfig {
 
 impl Default for NotifierConfig {
     fn default() -> Self {
-        NotifierConfig { timeout: DEFAULT_TIMEOUT, queue_limit: DEFAULT_QUEUE_LIMIT }
+        NotifierConfig {
+            timeout: DEFAULT_TIMEOUT,
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+        }
     }
 }
 
@@ -106,12 +109,21 @@ impl Notifier {
         for t in targets.into_iter().filter(|t| !t.scripts.is_empty()) {
             let (tx, rx) = mpsc::unbounded_channel();
             let pending = Arc::new(AtomicUsize::new(0));
-            let task = tokio::spawn(work(t.scripts, rx, pending.clone(), cfg.timeout, reports.clone()));
+            let task = tokio::spawn(work(
+                t.scripts,
+                rx,
+                pending.clone(),
+                cfg.timeout,
+                reports.clone(),
+            ));
             workers.insert((t.kind, t.name), Worker { tx, pending, task });
         }
         Notifier {
             workers,
-            fifos: fifos.into_iter().map(|f| spawn_writer(f, fifo_dropped.clone())).collect(),
+            fifos: fifos
+                .into_iter()
+                .map(|f| spawn_writer(f, fifo_dropped.clone()))
+                .collect(),
             limit: cfg.queue_limit.max(1),
             dropped: Arc::new(AtomicU64::new(0)),
             fifo_dropped,
@@ -124,7 +136,9 @@ impl Notifier {
         for f in &self.fifos {
             let _ = f.tx.send(ev.fifo_line());
         }
-        let Some(w) = self.workers.get(&(ev.kind, ev.name.clone())) else { return };
+        let Some(w) = self.workers.get(&(ev.kind, ev.name.clone())) else {
+            return;
+        };
         if w.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
             w.pending.fetch_sub(1, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);

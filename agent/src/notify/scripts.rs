@@ -48,11 +48,13 @@ impl NotifyScripts {
     pub fn from_config(n: &Notify, d: &ScriptDefaults) -> (NotifyScripts, Vec<ScriptError>) {
         let mut errors = Vec::new();
         let mut one = |s: &Option<NotifyScript>| {
-            s.as_ref().and_then(|s| match ScriptSpec::from_command(&s.command, s.user.as_ref(), d) {
-                Ok(spec) => Some(spec),
-                Err(e) => {
-                    errors.push(e);
-                    None
+            s.as_ref().and_then(|s| {
+                match ScriptSpec::from_command(&s.command, s.user.as_ref(), d) {
+                    Ok(spec) => Some(spec),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
             })
         };
@@ -84,12 +86,14 @@ impl NotifyScripts {
             NotifyState::Backup => self.backup.as_ref().map(|s| (ScriptRole::Backup, s)),
             NotifyState::Fault => self.fault.as_ref().map(|s| (ScriptRole::Fault, s)),
             NotifyState::Stop => self.stop.as_ref().map(|s| (ScriptRole::Stop, s)),
-            NotifyState::MasterRxLowerPri => {
-                self.master_rx_lower_pri.as_ref().map(|s| (ScriptRole::MasterRxLowerPri, s))
-            }
+            NotifyState::MasterRxLowerPri => self
+                .master_rx_lower_pri
+                .as_ref()
+                .map(|s| (ScriptRole::MasterRxLowerPri, s)),
             _ => None,
         };
-        let mut out: Vec<(ScriptRole, ScriptSpec)> = own.map(|(r, s)| (r, s.clone())).into_iter().collect();
+        let mut out: Vec<(ScriptRole, ScriptSpec)> =
+            own.map(|(r, s)| (r, s.clone())).into_iter().collect();
         if ev.state.runs_generic() {
             if let Some(g) = &self.generic {
                 out.push((ScriptRole::Generic, g.with_args(ev.script_args())));
@@ -106,22 +110,49 @@ mod tests {
     use crate::units::Priority;
 
     fn spec(cmd: &str) -> ScriptSpec {
-        ScriptSpec { argv: vec![cmd.into()], run_as: RunAs::current(), security: false }
+        ScriptSpec {
+            argv: vec![cmd.into()],
+            run_as: RunAs::current(),
+            security: false,
+        }
     }
 
     #[test]
     fn specific_then_generic_with_arguments() {
         let s = NotifyScripts {
             master: Some(spec("/m")),
-            generic: Some(ScriptSpec { argv: vec!["/g".into(), "x".into()], ..spec("/g") }),
+            generic: Some(ScriptSpec {
+                argv: vec!["/g".into(), "x".into()],
+                ..spec("/g")
+            }),
             ..NotifyScripts::default()
         };
-        let runs = s.for_event(&NotifyEvent::instance("VI_1", NotifyState::Master, Priority(100)));
+        let runs = s.for_event(&NotifyEvent::instance(
+            "VI_1",
+            NotifyState::Master,
+            Priority(100),
+        ));
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[0].0, ScriptRole::Master);
-        assert_eq!(runs[1].1.argv, vec!["/g", "x", "INSTANCE", "VI_1", "MASTER", "100"]);
-        let runs = s.for_event(&NotifyEvent::instance("VI_1", NotifyState::Backup, Priority(100)));
-        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![ScriptRole::Generic]);
-        assert!(s.for_event(&NotifyEvent::instance("VI_1", NotifyState::MasterPriority, Priority(9))).is_empty());
+        assert_eq!(
+            runs[1].1.argv,
+            vec!["/g", "x", "INSTANCE", "VI_1", "MASTER", "100"]
+        );
+        let runs = s.for_event(&NotifyEvent::instance(
+            "VI_1",
+            NotifyState::Backup,
+            Priority(100),
+        ));
+        assert_eq!(
+            runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![ScriptRole::Generic]
+        );
+        assert!(s
+            .for_event(&NotifyEvent::instance(
+                "VI_1",
+                NotifyState::MasterPriority,
+                Priority(9)
+            ))
+            .is_empty());
     }
 }

@@ -115,7 +115,12 @@ impl RunOptions {
 
 /// Run a script with a timeout (SIGTERM, then SIGKILL after [`KILL_GRACE`]).
 pub async fn run(spec: &ScriptSpec, timeout: Duration) -> ScriptResult {
-    run_with(spec, RunOptions::timeout(timeout), std::future::pending::<()>()).await
+    run_with(
+        spec,
+        RunOptions::timeout(timeout),
+        std::future::pending::<()>(),
+    )
+    .await
 }
 
 /// Send a signal to a whole process group; never to group 0 or 1 (ourselves, everyone).
@@ -205,7 +210,10 @@ pub async fn run_with<C: Future<Output = ()>>(
             a.extend_from_slice(rest);
             ("/bin/sh".into(), a)
         }
-        ExecMode::ShellLine => ("/bin/sh".into(), vec!["-c".into(), split::shell_quote(&spec.argv)]),
+        ExecMode::ShellLine => (
+            "/bin/sh".into(),
+            vec!["-c".into(), split::shell_quote(&spec.argv)],
+        ),
     };
     let mut cmd = tokio::process::Command::new(&program);
     cmd.args(&args)

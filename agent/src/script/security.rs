@@ -54,7 +54,13 @@ pub fn is_executable(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> b
 }
 
 /// Why one path component is unsafe for a root script, if it is (keepalived's rule).
-pub fn unsafe_reason(owner: u32, group: u32, mode: u32, is_dir: bool, is_file: bool) -> Option<String> {
+pub fn unsafe_reason(
+    owner: u32,
+    group: u32,
+    mode: u32,
+    is_dir: bool,
+    is_file: bool,
+) -> Option<String> {
     if owner != 0 {
         return Some(format!("is owned by non-root user {}", user_name(owner)));
     }
@@ -99,7 +105,9 @@ fn check_chain(script: &Path, path: &Path) -> Result<(), ScriptError> {
                 component: p.clone(),
             });
         }
-        if let Some(reason) = unsafe_reason(md.uid(), md.gid(), md.mode(), ft.is_dir(), ft.is_file()) {
+        if let Some(reason) =
+            unsafe_reason(md.uid(), md.gid(), md.mode(), ft.is_dir(), ft.is_file())
+        {
             return Err(ScriptError::Insecure {
                 script: script.to_path_buf(),
                 component: p.clone(),
@@ -112,18 +120,24 @@ fn check_chain(script: &Path, path: &Path) -> Result<(), ScriptError> {
 
 /// Find a bare command name in [`SCRIPT_PATH`] (a regular file executable by `who`).
 fn path_search(name: &str, who: &RunAs) -> Option<PathBuf> {
-    SCRIPT_PATH.split(':').map(|d| Path::new(d).join(name)).find(|p| {
-        fs::metadata(p).is_ok_and(|m| {
-            m.is_file() && is_executable(m.mode(), m.uid(), m.gid(), who.uid, who.gid)
+    SCRIPT_PATH
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            fs::metadata(p).is_ok_and(|m| {
+                m.is_file() && is_executable(m.mode(), m.uid(), m.gid(), who.uid, who.gid)
+            })
         })
-    })
 }
 
 /// Locate and vet `argv0` for a run as `who`; `security` is `enable_script_security`.
 pub fn check(argv0: &str, who: &RunAs, security: bool) -> Result<Checked, ScriptError> {
     if let Some(rest) = argv0.strip_prefix('<') {
         if rest.trim_start_matches([' ', '\t']).starts_with('/') {
-            return Ok(Checked { mode: ExecMode::ShellLine, insecure: None });
+            return Ok(Checked {
+                mode: ExecMode::ShellLine,
+                insecure: None,
+            });
         }
     }
     let given = if argv0.contains('/') {
@@ -141,11 +155,17 @@ pub fn check(argv0: &str, who: &RunAs, security: bool) -> Result<Checked, Script
     let real = fs::canonicalize(&given).map_err(not_found)?;
     let md = fs::metadata(&real).map_err(not_found)?;
     if !md.is_file() {
-        return Err(ScriptError::WrongFileType { script: given.clone(), component: real });
+        return Err(ScriptError::WrongFileType {
+            script: given.clone(),
+            component: real,
+        });
     }
     let mode = md.permissions().mode();
     if !is_executable(mode, md.uid(), md.gid(), who.uid, who.gid) {
-        return Err(ScriptError::NotExecutable { script: given, user: who.name.clone() });
+        return Err(ScriptError::NotExecutable {
+            script: given,
+            user: who.name.clone(),
+        });
     }
     let privileged = who.is_root()
         || (md.uid() == 0 && mode & 0o100 != 0 && mode & S_ISUID != 0)
@@ -154,10 +174,12 @@ pub fn check(argv0: &str, who: &RunAs, security: bool) -> Result<Checked, Script
     if privileged {
         // The link's own path (parent resolved, file name kept), then the target.
         let link = match (given.parent(), given.file_name()) {
-            (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
-                fs::canonicalize(dir).map(|d| d.join(name)).map_err(not_found)?
-            }
-            (_, Some(name)) => fs::canonicalize(".").map(|d| d.join(name)).map_err(not_found)?,
+            (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .map_err(not_found)?,
+            (_, Some(name)) => fs::canonicalize(".")
+                .map(|d| d.join(name))
+                .map_err(not_found)?,
             _ => real.clone(),
         };
         let mut verdict = check_chain(&given, &link);
@@ -199,7 +221,11 @@ mod tests {
             (0o010, 5, 6, 7, 8, false),
         ];
         for (mode, owner, group, uid, gid, want) in cases {
-            assert_eq!(is_executable(mode, owner, group, uid, gid), want, "{mode:o} {uid}");
+            assert_eq!(
+                is_executable(mode, owner, group, uid, gid),
+                want,
+                "{mode:o} {uid}"
+            );
         }
     }
 
@@ -218,22 +244,41 @@ mod tests {
             (0, 0, 0o777, false, false, false),
         ];
         for (owner, group, mode, dir, file, want) in cases {
-            assert_eq!(unsafe_reason(owner, group, mode, dir, file).is_some(), want, "{mode:o}");
+            assert_eq!(
+                unsafe_reason(owner, group, mode, dir, file).is_some(),
+                want,
+                "{mode:o}"
+            );
         }
     }
 
     #[test]
     fn prefixes_start_at_root() {
         let p = prefixes(Path::new("/a//b/c"));
-        assert_eq!(p, vec![PathBuf::from("/"), "/a".into(), "/a/b".into(), "/a/b/c".into()]);
+        assert_eq!(
+            p,
+            vec![
+                PathBuf::from("/"),
+                "/a".into(),
+                "/a/b".into(),
+                "/a/b/c".into()
+            ]
+        );
     }
 
     #[test]
     fn system_binaries_pass() {
-        let root = RunAs { uid: 0, gid: 0, name: "root".into() };
+        let root = RunAs {
+            uid: 0,
+            gid: 0,
+            name: "root".into(),
+        };
         let c = check("true", &root, true).unwrap();
         assert!(matches!(c.mode, ExecMode::Direct(ref p) if p.ends_with("true")));
         assert!(check("</dev/tcp/192.0.2.1/80", &root, true).unwrap().mode == ExecMode::ShellLine);
-        assert!(matches!(check("no-such-cmd-ha", &root, true), Err(ScriptError::NotFound { .. })));
+        assert!(matches!(
+            check("no-such-cmd-ha", &root, true),
+            Err(ScriptError::NotFound { .. })
+        ));
     }
 }

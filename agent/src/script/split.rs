@@ -176,15 +176,27 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(split_args("/bin/x 'a"), Err(SplitError::UnmatchedQuote('\'', _))));
-        assert!(matches!(split_args("/bin/x \"a"), Err(SplitError::UnmatchedQuote('"', _))));
-        assert!(matches!(split_args("/bin/x a\\"), Err(SplitError::TrailingBackslash(_))));
+        assert!(matches!(
+            split_args("/bin/x 'a"),
+            Err(SplitError::UnmatchedQuote('\'', _))
+        ));
+        assert!(matches!(
+            split_args("/bin/x \"a"),
+            Err(SplitError::UnmatchedQuote('"', _))
+        ));
+        assert!(matches!(
+            split_args("/bin/x a\\"),
+            Err(SplitError::TrailingBackslash(_))
+        ));
         assert_eq!(split_args("  \t "), Err(SplitError::Empty));
     }
 
     #[test]
     fn shell_quoting() {
-        assert_eq!(shell_quote(&s(&["/bin/x", "a b", "it's"])), r"'/bin/x' 'a b' 'it'\''s'");
+        assert_eq!(
+            shell_quote(&s(&["/bin/x", "a b", "it's"])),
+            r"'/bin/x' 'a b' 'it'\''s'"
+        );
         assert_eq!(shell_quote(&s(&["</dev/tcp/x/80"])), "</dev/tcp/x/80");
     }
 }

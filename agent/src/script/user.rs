@@ -32,7 +32,11 @@ impl RunAs {
         RunAs {
             uid,
             gid,
-            name: if uid == 0 { "root".into() } else { format!("uid {uid}") },
+            name: if uid == 0 {
+                "root".into()
+            } else {
+                format!("uid {uid}")
+            },
         }
     }
     /// Whether keepalived would consider this run privileged (uid or gid 0).
@@ -192,7 +196,13 @@ pub fn user_name(uid: u32) -> String {
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
         if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
             return CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned();
         }
@@ -206,22 +216,38 @@ mod tests {
 
     #[test]
     fn root_and_nobody_resolve() {
-        let root = resolve(&ScriptUser { user: "root".into(), group: None }).unwrap();
+        let root = resolve(&ScriptUser {
+            user: "root".into(),
+            group: None,
+        })
+        .unwrap();
         assert_eq!((root.uid, root.gid), (0, 0));
         assert!(root.is_root());
-        let nobody = resolve(&ScriptUser { user: "nobody".into(), group: Some("root".into()) })
-            .unwrap();
+        let nobody = resolve(&ScriptUser {
+            user: "nobody".into(),
+            group: Some("root".into()),
+        })
+        .unwrap();
         assert_ne!(nobody.uid, 0);
         assert_eq!(nobody.gid, 0);
-        assert!(nobody.is_root(), "gid 0 counts as privileged, as in keepalived");
+        assert!(
+            nobody.is_root(),
+            "gid 0 counts as privileged, as in keepalived"
+        );
         assert_eq!(user_name(0), "root");
     }
 
     #[test]
     fn unknown_names_fail() {
-        let e = resolve(&ScriptUser { user: "no-such-user-ha".into(), group: None });
+        let e = resolve(&ScriptUser {
+            user: "no-such-user-ha".into(),
+            group: None,
+        });
         assert_eq!(e, Err(UserError::NoUser("no-such-user-ha".into())));
-        let e = resolve(&ScriptUser { user: "root".into(), group: Some("no-such-group-ha".into()) });
+        let e = resolve(&ScriptUser {
+            user: "root".into(),
+            group: Some("no-such-group-ha".into()),
+        });
         assert_eq!(e, Err(UserError::NoGroup("no-such-group-ha".into())));
     }
 
@@ -232,9 +258,15 @@ mod tests {
         assert!(d.default_user.is_ok());
         g.enable_script_security = true;
         if lookup_user(DEFAULT_SCRIPT_USER).unwrap().is_none() {
-            assert_eq!(ScriptDefaults::from_global(&g).default_user, Err(UserError::NoDefault));
+            assert_eq!(
+                ScriptDefaults::from_global(&g).default_user,
+                Err(UserError::NoDefault)
+            );
         }
-        g.script_user = Some(ScriptUser { user: "root".into(), group: None });
+        g.script_user = Some(ScriptUser {
+            user: "root".into(),
+            group: None,
+        });
         assert_eq!(ScriptDefaults::from_global(&g).default_user.unwrap().uid, 0);
     }
 }

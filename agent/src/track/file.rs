@@ -50,17 +50,25 @@ impl FileTracker {
     /// From the config block (`init_file` is read from its raw statements); `None`
     /// without a `file`.
     pub fn from_config(t: &TrackFile) -> Option<FileTracker> {
-        let init = t.other.iter().rev().find(|n| n.name == "init_file").map(|n| {
-            let mut init = InitFile { value: 0, overwrite: false };
-            for a in &n.args {
-                if a == "overwrite" {
-                    init.overwrite = true;
-                } else if let Some(v) = parse_value(a.as_bytes()) {
-                    init.value = v;
+        let init = t
+            .other
+            .iter()
+            .rev()
+            .find(|n| n.name == "init_file")
+            .map(|n| {
+                let mut init = InitFile {
+                    value: 0,
+                    overwrite: false,
+                };
+                for a in &n.args {
+                    if a == "overwrite" {
+                        init.overwrite = true;
+                    } else if let Some(v) = parse_value(a.as_bytes()) {
+                        init.value = v;
+                    }
                 }
-            }
-            init
-        });
+                init
+            });
         Some(FileTracker {
             name: t.name.clone(),
             path: t.file.clone()?,
@@ -94,11 +102,17 @@ pub fn parse_value(buf: &[u8]) -> Option<i64> {
     };
     let mut v: i64 = 0;
     for &c in &buf[start.min(buf.len())..] {
-        let Some(d) = char::from(c).to_digit(radix) else { break };
-        v = v.saturating_mul(i64::from(radix)).saturating_add(i64::from(d));
+        let Some(d) = char::from(c).to_digit(radix) else {
+            break;
+        };
+        v = v
+            .saturating_mul(i64::from(radix))
+            .saturating_add(i64::from(d));
     }
     let v = if neg { -v } else { v };
-    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&v).then_some(v)
+    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1)
+        .contains(&v)
+        .then_some(v)
 }
 
 /// Read a track file now: a missing or unreadable file is 0; `None` if the number is out
@@ -118,13 +132,22 @@ pub fn read_value(path: &Path) -> Option<i64> {
 pub fn init_file(path: &Path, init: InitFile) -> std::io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(md) if !md.is_file() => {
-            return Err(std::io::Error::other(format!("{} is not a regular file", path.display())))
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file",
+                path.display()
+            )))
         }
         Ok(_) if !init.overwrite => return Ok(()),
         _ => {}
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -132,7 +155,9 @@ pub fn init_file(path: &Path, init: InitFile) -> std::io::Result<()> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
-    let written = f.write_all(format!("{}\n", init.value).as_bytes()).and_then(|()| f.sync_all());
+    let written = f
+        .write_all(format!("{}\n", init.value).as_bytes())
+        .and_then(|()| f.sync_all());
     drop(f);
     match written.and_then(|()| fs::rename(&tmp, path)) {
         Ok(()) => Ok(()),
@@ -213,10 +238,24 @@ mod tests {
     #[test]
     fn init_file_parsing() {
         let text = "track_file tf {\n file /run/ha-tf\n init_file 5 overwrite\n}\ntrack_file t2 {\n file /run/ha-t2\n init_file\n}\n";
-        let cfg = crate::config::parse_str(Path::new("t.conf"), text).unwrap().config;
+        let cfg = crate::config::parse_str(Path::new("t.conf"), text)
+            .unwrap()
+            .config;
         let a = FileTracker::from_config(&cfg.track_files[0]).unwrap();
-        assert_eq!(a.init, Some(InitFile { value: 5, overwrite: true }));
+        assert_eq!(
+            a.init,
+            Some(InitFile {
+                value: 5,
+                overwrite: true
+            })
+        );
         let b = FileTracker::from_config(&cfg.track_files[1]).unwrap();
-        assert_eq!(b.init, Some(InitFile { value: 0, overwrite: false }));
+        assert_eq!(
+            b.init,
+            Some(InitFile {
+                value: 0,
+                overwrite: false
+            })
+        );
     }
 }

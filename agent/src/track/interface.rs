@@ -10,7 +10,11 @@ pub fn interface_event(name: &str, up: bool) -> TrackerEvent {
         kind: TrackerKind::Interface,
         name: name.to_owned(),
         status: if up { Status::Up } else { Status::Down },
-        detail: if up { "link up".into() } else { "link down".into() },
+        detail: if up {
+            "link up".into()
+        } else {
+            "link down".into()
+        },
         run: None,
     }
 }
@@ -24,16 +28,37 @@ mod tests {
     #[test]
     fn link_events_drive_fault_and_weight() {
         let mut ts = vec![
-            TrackerState { kind: TrackerKind::Interface, name: "eth1".into(), weight: 0, reverse: false, status: Status::Unknown },
-            TrackerState { kind: TrackerKind::Interface, name: "eth2".into(), weight: -30, reverse: false, status: Status::Unknown },
+            TrackerState {
+                kind: TrackerKind::Interface,
+                name: "eth1".into(),
+                weight: 0,
+                reverse: false,
+                status: Status::Unknown,
+            },
+            TrackerState {
+                kind: TrackerKind::Interface,
+                name: "eth2".into(),
+                weight: -30,
+                reverse: false,
+                status: Status::Unknown,
+            },
         ];
-        assert_eq!(effective_priority(Priority(100), &ts), PriorityOutcome::Init);
+        assert_eq!(
+            effective_priority(Priority(100), &ts),
+            PriorityOutcome::Init
+        );
         for t in &mut ts {
             t.apply(&interface_event("eth1", true));
             t.apply(&interface_event("eth2", false));
         }
-        assert_eq!(effective_priority(Priority(100), &ts), PriorityOutcome::Priority(Priority(70)));
+        assert_eq!(
+            effective_priority(Priority(100), &ts),
+            PriorityOutcome::Priority(Priority(70))
+        );
         ts[0].apply(&interface_event("eth1", false));
-        assert_eq!(effective_priority(Priority(100), &ts), PriorityOutcome::Fault);
+        assert_eq!(
+            effective_priority(Priority(100), &ts),
+            PriorityOutcome::Fault
+        );
     }
 }

@@ -24,7 +24,9 @@ pub mod script;
 
 use std::fmt;
 
-pub use priority::{effective_priority, instance_trackers, Contribution, PriorityOutcome, TrackerState};
+pub use priority::{
+    effective_priority, instance_trackers, Contribution, PriorityOutcome, TrackerState,
+};
 
 use crate::script::ScriptResult;
 

@@ -12,6 +12,7 @@
 //!   run, an interface or file not read yet): weight 0 holds the instance in INIT
 //!   (keepalived's `num_script_init`), a weight adds nothing;
 //! - a disabled object (an insecure script keepalived will not run) is ignored.
+//!
 //! The sum is added to the base priority and clamped to 1..=254. An address owner (255)
 //! is never lowered or raised by weights (keepalived skips it), but weight-0 faults
 //! still put it in FAULT.
@@ -96,7 +97,9 @@ impl TrackerState {
             (_, Status::Disabled) => Contribution::Add(0),
             (_, Status::Unknown) if self.weight == 0 => Contribution::Init,
             (_, Status::Unknown) => Contribution::Add(0),
-            (TrackerKind::File, Status::Value(v)) => file_contribution(v, self.weight, self.reverse),
+            (TrackerKind::File, Status::Value(v)) => {
+                file_contribution(v, self.weight, self.reverse)
+            }
             (TrackerKind::File, Status::Up) => file_contribution(0, self.weight, self.reverse),
             (TrackerKind::File, Status::Down) => file_contribution(1, self.weight, self.reverse),
             (_, Status::Value(v)) => binary_contribution(v != 0, self.weight, self.reverse),
@@ -162,25 +165,53 @@ pub fn instance_trackers(inst: &VrrpInstance, cfg: &Config) -> Vec<TrackerState>
     let mut out = Vec::new();
     for r in &inst.track_interfaces {
         let (weight, reverse) = resolve(r, (0, false));
-        out.push(TrackerState { kind: TrackerKind::Interface, name: r.name.clone(), weight, reverse, status: Status::Unknown });
+        out.push(TrackerState {
+            kind: TrackerKind::Interface,
+            name: r.name.clone(),
+            weight,
+            reverse,
+            status: Status::Unknown,
+        });
     }
     for r in &inst.track_scripts {
         if let Some(s) = cfg.vrrp_scripts.iter().find(|s| s.name == r.name) {
             let (weight, reverse) = resolve(r, (s.weight, s.weight_reverse));
-            let status = if s.init_fail { Status::Down } else { Status::Unknown };
-            out.push(TrackerState { kind: TrackerKind::Script, name: r.name.clone(), weight, reverse, status });
+            let status = if s.init_fail {
+                Status::Down
+            } else {
+                Status::Unknown
+            };
+            out.push(TrackerState {
+                kind: TrackerKind::Script,
+                name: r.name.clone(),
+                weight,
+                reverse,
+                status,
+            });
         }
     }
     for r in &inst.track_files {
         if let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) {
             let (weight, reverse) = resolve(r, (f.weight, f.reverse));
-            out.push(TrackerState { kind: TrackerKind::File, name: r.name.clone(), weight, reverse, status: Status::Unknown });
+            out.push(TrackerState {
+                kind: TrackerKind::File,
+                name: r.name.clone(),
+                weight,
+                reverse,
+                status: Status::Unknown,
+            });
         }
     }
     for r in &inst.track_processes {
         if let Some(p) = cfg.track_processes.iter().find(|p| p.name == r.name) {
             let (weight, reverse) = resolve(r, section_weight(p));
-            out.push(TrackerState { kind: TrackerKind::Process, name: r.name.clone(), weight, reverse, status: Status::Unknown });
+            out.push(TrackerState {
+                kind: TrackerKind::Process,
+                name: r.name.clone(),
+                weight,
+                reverse,
+                status: Status::Unknown,
+            });
         }
     }
     out
@@ -191,7 +222,13 @@ mod tests {
     use super::*;
 
     fn t(kind: TrackerKind, weight: i32, reverse: bool, status: Status) -> TrackerState {
-        TrackerState { kind, name: "x".into(), weight, reverse, status }
+        TrackerState {
+            kind,
+            name: "x".into(),
+            weight,
+            reverse,
+            status,
+        }
     }
     use PriorityOutcome::{Fault, Init};
     use Status::{Disabled, Down, Unknown, Up, Value};
@@ -218,11 +255,23 @@ mod tests {
             (100, vec![t(Script, 0, false, Unknown)], Init),
             (100, vec![t(Script, -20, false, Unknown)], p(100)),
             (100, vec![t(Script, 0, false, Disabled)], p(100)),
-            (100, vec![t(Script, 0, false, Unknown), t(Interface, 0, false, Down)], Fault),
+            (
+                100,
+                vec![t(Script, 0, false, Unknown), t(Interface, 0, false, Down)],
+                Fault,
+            ),
             (10, vec![t(Script, -50, false, Down)], p(1)),
             (250, vec![t(Process, 50, false, Up)], p(254)),
-            (200, vec![t(Script, 100, false, Up), t(Interface, 100, false, Up)], p(254)),
-            (100, vec![t(Interface, -30, false, Down), t(Process, 10, false, Up)], p(80)),
+            (
+                200,
+                vec![t(Script, 100, false, Up), t(Interface, 100, false, Up)],
+                p(254),
+            ),
+            (
+                100,
+                vec![t(Interface, -30, false, Down), t(Process, 10, false, Up)],
+                p(80),
+            ),
             (255, vec![t(Script, -100, false, Down)], p(255)),
             (255, vec![t(Script, 0, false, Down)], Fault),
             (255, vec![t(File, 5, false, Value(-100))], Fault),
@@ -240,27 +289,38 @@ mod tests {
             (100, vec![t(File, 0, false, Unknown)], Init),
         ];
         for (base, trackers, want) in cases {
-            assert_eq!(effective_priority(Priority(base), &trackers), want, "{base} {trackers:?}");
+            assert_eq!(
+                effective_priority(Priority(base), &trackers),
+                want,
+                "{base} {trackers:?}"
+            );
         }
     }
 
     #[test]
     fn file_value_is_capped_at_253_per_file() {
         assert_eq!(file_contribution(1000, 1, false), Contribution::Add(253));
-        assert_eq!(file_contribution(i64::MAX, 2, false), Contribution::Add(253));
+        assert_eq!(
+            file_contribution(i64::MAX, 2, false),
+            Contribution::Add(253)
+        );
         assert_eq!(file_contribution(i64::MIN, 2, false), Contribution::Fault);
     }
 
     #[test]
     fn instance_trackers_resolve_weights() {
         let text = "vrrp_script chk {\n script /bin/true\n weight -20\n init_fail\n}\nvrrp_script chk2 {\n script /bin/true\n weight 10 reverse\n}\ntrack_file tf {\n file /run/x\n weight 3\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n 192.0.2.9\n }\n track_interface {\n eth1 weight -5\n eth2\n }\n track_script {\n chk\n chk2 weight 7\n }\n track_file {\n tf weight -2 reverse\n }\n}\n";
-        let cfg = crate::config::parse_str(std::path::Path::new("t.conf"), text).unwrap().config;
+        let cfg = crate::config::parse_str(std::path::Path::new("t.conf"), text)
+            .unwrap()
+            .config;
         check(&cfg);
 
         fn check(cfg: &Config) {
             let ts = instance_trackers(&cfg.vrrp_instances[0], cfg);
-            let got: Vec<(TrackerKind, &str, i32, bool, Status)> =
-                ts.iter().map(|t| (t.kind, t.name.as_str(), t.weight, t.reverse, t.status)).collect();
+            let got: Vec<(TrackerKind, &str, i32, bool, Status)> = ts
+                .iter()
+                .map(|t| (t.kind, t.name.as_str(), t.weight, t.reverse, t.status))
+                .collect();
             assert_eq!(
                 got,
                 vec![

@@ -66,7 +66,10 @@ pub struct ProcessTracker {
 }
 
 fn secs(s: &str) -> Option<Duration> {
-    s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64)
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 impl ProcessTracker {
@@ -86,7 +89,10 @@ impl ProcessTracker {
         };
         let mut param_match = None;
         for n in &s.entries {
-            let bad = || n.diag(format!("track process {}: bad {}", s.name, n.name)).to_string();
+            let bad = || {
+                n.diag(format!("track process {}: bad {}", s.name, n.name))
+                    .to_string()
+            };
             match n.name.as_str() {
                 "process" => {
                     t.process = n.arg(0).ok_or_else(bad)?.to_owned();
@@ -103,7 +109,9 @@ impl ProcessTracker {
                 }
                 "full_command" => t.full_command = true,
                 "quorum" => t.quorum = n.arg(0).and_then(|a| a.parse().ok()).ok_or_else(bad)?,
-                "quorum_max" => t.quorum_max = n.arg(0).and_then(|a| a.parse().ok()).ok_or_else(bad)?,
+                "quorum_max" => {
+                    t.quorum_max = n.arg(0).and_then(|a| a.parse().ok()).ok_or_else(bad)?
+                }
                 "delay" => {
                     let d = n.arg(0).and_then(secs).ok_or_else(bad)?;
                     t.fork_delay = d;
@@ -115,7 +123,10 @@ impl ProcessTracker {
             }
         }
         if t.process.is_empty() {
-            return Err(format!("track process {}: process name not specified", s.name));
+            return Err(format!(
+                "track process {}: process name not specified",
+                s.name
+            ));
         }
         if let Some(m) = param_match {
             t.param_match = m;
@@ -136,17 +147,22 @@ impl ProcessTracker {
         if p.cmdline.first() != Some(&self.process) {
             return false;
         }
-        let Some(params) = &self.params else { return true };
+        let Some(params) = &self.params else {
+            return true;
+        };
         let actual = p.cmdline.get(1..).unwrap_or(&[]);
         match self.param_match {
             ParamMatch::Exact => actual == params.as_slice(),
-            ParamMatch::Partial => actual.len() >= params.len() && actual[..params.len()] == params[..],
+            ParamMatch::Partial => {
+                actual.len() >= params.len() && actual[..params.len()] == params[..]
+            }
             ParamMatch::Initial => {
                 actual.len() == params.len()
                     && match params.split_last() {
                         None => true,
                         Some((last, head)) => {
-                            actual[..head.len()] == *head && actual[head.len()].starts_with(last.as_str())
+                            actual[..head.len()] == *head
+                                && actual[head.len()].starts_with(last.as_str())
                         }
                     }
             }
@@ -174,13 +190,21 @@ pub struct ProcInfo {
 
 /// Read every process under `proc_root` (normally `/proc`).
 pub fn scan(proc_root: &Path, want_cmdline: bool) -> Vec<ProcInfo> {
-    let Ok(dir) = fs::read_dir(proc_root) else { return Vec::new() };
+    let Ok(dir) = fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         let base = e.path();
-        let Ok(stat) = fs::read_to_string(base.join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let Ok(stat) = fs::read_to_string(base.join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
         let comm = stat.get(open + 1..close).unwrap_or_default().to_owned();
         let zombie = stat.get(close + 2..close + 3) == Some("Z");
         let cmdline = if want_cmdline {
@@ -195,7 +219,12 @@ pub fn scan(proc_root: &Path, want_cmdline: bool) -> Vec<ProcInfo> {
         } else {
             Vec::new()
         };
-        out.push(ProcInfo { pid, comm, cmdline, zombie });
+        out.push(ProcInfo {
+            pid,
+            comm,
+            cmdline,
+            zombie,
+        });
     }
     out
 }
@@ -210,7 +239,13 @@ pub struct Debounce {
 impl Debounce {
     /// Observe the quorum at `now` (time since any fixed origin); `Some(state)` when it
     /// is to be reported. The first observation is reported at once.
-    pub fn observe(&mut self, now: Duration, up: bool, gain: Duration, loss: Duration) -> Option<bool> {
+    pub fn observe(
+        &mut self,
+        now: Duration,
+        up: bool,
+        gain: Duration,
+        loss: Duration,
+    ) -> Option<bool> {
         match self.reported {
             None => {
                 self.reported = Some(up);
@@ -245,7 +280,10 @@ impl Debounce {
 }
 
 /// Start the scanning task: it reports the first state at once, then changes.
-pub fn spawn_process_tracker(t: ProcessTracker, tx: UnboundedSender<TrackerEvent>) -> JoinHandle<()> {
+pub fn spawn_process_tracker(
+    t: ProcessTracker,
+    tx: UnboundedSender<TrackerEvent>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let origin = Instant::now();
         let mut deb = Debounce::default();
@@ -257,14 +295,18 @@ pub fn spawn_process_tracker(t: ProcessTracker, tx: UnboundedSender<TrackerEvent
             let procs = tokio::task::spawn_blocking(move || scan(Path::new("/proc"), want_cmdline))
                 .await
                 .unwrap_or_default();
-            let n = u32::try_from(procs.iter().filter(|p| t.matches(p)).count()).unwrap_or(u32::MAX);
+            let n =
+                u32::try_from(procs.iter().filter(|p| t.matches(p)).count()).unwrap_or(u32::MAX);
             let now = origin.elapsed();
             if let Some(up) = deb.observe(now, t.quorum_met(n), t.fork_delay, t.terminate_delay) {
                 let ev = TrackerEvent {
                     kind: TrackerKind::Process,
                     name: t.name.clone(),
                     status: if up { Status::Up } else { Status::Down },
-                    detail: format!("{n} matching process(es), quorum {}..{}", t.quorum, t.quorum_max),
+                    detail: format!(
+                        "{n} matching process(es), quorum {}..{}",
+                        t.quorum, t.quorum_max
+                    ),
                     run: None,
                 };
                 if tx.send(ev).is_err() {
@@ -286,12 +328,19 @@ mod tests {
 
     fn tracker(text: &str) -> ProcessTracker {
         let conf = format!("vrrp_track_process p {{\n{text}\n}}\n");
-        let cfg = crate::config::parse_str(Path::new("t.conf"), &conf).unwrap().config;
+        let cfg = crate::config::parse_str(Path::new("t.conf"), &conf)
+            .unwrap()
+            .config;
         ProcessTracker::from_section(&cfg.track_processes[0]).unwrap()
     }
 
     fn p(comm: &str, cmd: &[&str]) -> ProcInfo {
-        ProcInfo { pid: 1, comm: comm.into(), cmdline: cmd.iter().map(|s| s.to_string()).collect(), zombie: false }
+        ProcInfo {
+            pid: 1,
+            comm: comm.into(),
+            cmdline: cmd.iter().map(|s| s.to_string()).collect(),
+            zombie: false,
+        }
     }
 
     #[test]
@@ -299,7 +348,10 @@ mod tests {
         let by_name = tracker(" process nginx");
         assert!(by_name.matches(&p("nginx", &["nginx: master"])));
         assert!(!by_name.matches(&p("nginx-x", &[])));
-        assert!(!by_name.matches(&ProcInfo { zombie: true, ..p("nginx", &[]) }));
+        assert!(!by_name.matches(&ProcInfo {
+            zombie: true,
+            ..p("nginx", &[])
+        }));
         let long = tracker(" process averyveryverylongname");
         assert!(long.matches(&p("averyveryverylo", &[])));
 
@@ -327,7 +379,9 @@ mod tests {
 
     #[test]
     fn settings_parse() {
-        let t = tracker(" process x\n quorum 2\n quorum_max 3\n delay 1.5\n terminate_delay 0.25\n weight -10");
+        let t = tracker(
+            " process x\n quorum 2\n quorum_max 3\n delay 1.5\n terminate_delay 0.25\n weight -10",
+        );
         assert_eq!((t.quorum, t.quorum_max), (2, 3));
         assert_eq!(t.fork_delay, Duration::from_millis(1500));
         assert_eq!(t.terminate_delay, Duration::from_millis(250));

@@ -45,7 +45,11 @@ impl ScriptTracker {
             name: s.name.clone(),
             spec: ScriptSpec::from_command(cmd, s.user.as_ref(), d)?,
             interval: s.interval.max(Duration::from_millis(10)),
-            timeout: if s.timeout.is_zero() { s.interval } else { s.timeout },
+            timeout: if s.timeout.is_zero() {
+                s.interval
+            } else {
+                s.timeout
+            },
             rise: s.rise,
             fall: s.fall,
             init_fail: s.init_fail,
@@ -93,7 +97,10 @@ pub fn spawn_script_tracker(t: ScriptTracker, tx: UnboundedSender<TrackerEvent>)
                     match h.record(r.success()) {
                         Some(up) => Some(if up { Status::Up } else { Status::Down }),
                         // Back from disabled: report the current state again.
-                        None if was_disabled => h.state().map(|up| if up { Status::Up } else { Status::Down }),
+                        None if was_disabled => {
+                            h.state()
+                                .map(|up| if up { Status::Up } else { Status::Down })
+                        }
                         None => None,
                     }
                 }
