@@ -273,3 +273,44 @@ async fn missing_and_unexecutable_scripts_are_not_run() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn aborting_a_run_kills_its_group() {
+    let d = TempDir::new("abort");
+    let pidfile = d.0.join("pid");
+    let s = d.0.join("hang.sh");
+    write_script(
+        &s,
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho $$ > {p}.tmp && mv {p}.tmp {p}\nsleep 1000\n",
+            p = pidfile.display()
+        ),
+        0o755,
+    );
+    let sp = spec(&s.display().to_string(), true);
+    let task = tokio::spawn(async move { script::run(&sp, Duration::from_secs(100)).await });
+    let mut waited = 0;
+    while !pidfile.exists() {
+        assert!(waited < 1000, "script did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let pgid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    task.abort();
+    let _ = task.await;
+    // SIGKILL is asynchronous: wait (bounded) until no live member is left.
+    for _ in 0..500 {
+        if group_members(pgid).iter().all(|(_, state)| *state == 'Z') {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "live processes left in group {pgid}: {:?}",
+        group_members(pgid)
+    );
+}

@@ -8,6 +8,7 @@
 //! - environment scrubbed to `PATH=/usr/sbin:/usr/bin:/sbin:/bin`, stdin `/dev/null`;
 //! - stdout and stderr captured up to a bound (the rest is read and dropped, so the
 //!   script never blocks on a full pipe);
+//! - if the run future is dropped (its task aborted), SIGKILL to the group;
 //! - at the timeout: SIGTERM to the group, SIGKILL to the group after a grace period
 //!   (keepalived: SIGTERM, then SIGKILL), then the leader is reaped; members that were
 //!   re-parented to us (see [`become_subreaper`]) are reaped too.
@@ -176,6 +177,20 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Kills the run's group if the run future is dropped midway (an aborted task).
+struct GroupGuard {
+    pgid: i32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.pgid, libc::SIGKILL);
+        }
+    }
+}
+
 async fn capture<R: AsyncRead + Unpin>(mut r: R, limit: usize) -> Captured {
     let mut out = Captured::default();
     let mut buf = [0u8; 1024];
@@ -240,6 +255,7 @@ pub async fn run_with<C: Future<Output = ()>>(
         }
     };
     let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let mut guard = GroupGuard { pgid, armed: true };
     let limit = opts.output_limit;
     let out_task = child.stdout.take().map(|s| tokio::spawn(capture(s, limit)));
     let err_task = child.stderr.take().map(|s| tokio::spawn(capture(s, limit)));
@@ -269,6 +285,7 @@ pub async fn run_with<C: Future<Output = ()>>(
             }
         }
     };
+    guard.armed = false;
     if timed_out {
         // The leader may have died of SIGTERM while members ignore it.
         kill_group(pgid, libc::SIGKILL);
