@@ -10,6 +10,9 @@
 pub mod config;
 pub mod link;
 pub mod net;
+pub mod notify;
 pub mod runtime;
+pub mod script;
+pub mod track;
 pub mod units;
 pub mod vrrp;

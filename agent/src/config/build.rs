@@ -489,8 +489,17 @@ fn vip(cx: &mut Ctx<'_>, block: &str, line: &Node) -> Option<VipSpec> {
                     }
                 })
             }
-            "brd" | "broadcast" => match val.parse::<Ipv4Addr>() {
-                Ok(b) if addr.is_ipv4() => v.brd = Some(b),
+            "brd" | "broadcast" => match (addr, val.parse::<Ipv4Addr>()) {
+                (IpAddr::V4(_), Ok(b)) => v.brd = Some(b),
+                // iproute2: `+` sets the host bits, `-` clears them.
+                (IpAddr::V4(a), Err(_)) if val == "+" || val == "-" => {
+                    let mask = u32::MAX
+                        .checked_shl(32 - u32::from(prefix_len))
+                        .unwrap_or(0);
+                    let a = u32::from(a);
+                    let b = if val == "+" { a | !mask } else { a & mask };
+                    v.brd = Some(Ipv4Addr::from(b));
+                }
                 _ => {
                     cx.err(line, format!("{block}: bad broadcast address '{val}'"));
                     ok = false;
@@ -1162,6 +1171,8 @@ vrrp_instance VI_1 {
     }
     virtual_ipaddress {
         192.0.2.10/24 brd 192.0.2.255 dev eth1 scope link label eth1:v no_track
+        192.0.2.11/25 brd +
+        192.0.2.12/0 brd +
     }
     unicast_src_ip 192.0.2.1
     unicast_peer {
@@ -1191,6 +1202,8 @@ vrrp_instance VI_1 {
         assert_eq!(v.scope, Some(Scope::Link));
         assert_eq!(v.label.as_deref(), Some("eth1:v"));
         assert_eq!(v.extra, vec!["no_track"]);
+        assert_eq!(i.vips[1].brd, Some(Ipv4Addr::new(192, 0, 2, 127)));
+        assert_eq!(i.vips[2].brd, Some(Ipv4Addr::BROADCAST));
         assert_eq!(i.unicast_src_ip, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(i.unicast_peers[0].max_ttl, Some(255));
         assert!(

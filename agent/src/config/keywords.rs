@@ -1,9 +1,10 @@
 //! keepalived.conf keyword table and the check that every statement is known.
 //!
-//! Every keyword keepalived 2.2 accepts is listed in the block where it accepts it (found
-//! by running `keepalived -t` 2.2.7 on every candidate string of its binary in every block,
-//! checked against the keepalived.conf(5) man page; `v3_checksum_as_v2` and
-//! `no_virtual_ipaddress` come from 2.2.8). Each is in one of three classes:
+//! Every keyword keepalived 2.2 accepts is listed in the block where it accepts it, found
+//! by running `keepalived -t` 2.2.7 on every candidate string of its binary in every block
+//! and checked against the keepalived.conf(5) man page. Beyond 2.2.7: `v3_checksum_as_v2`
+//! and `no_virtual_ipaddress` (2.2.8), `vrrp_ipsets` (builds with ipset support).
+//! Each keyword is in one of three classes:
 //! - [`Support::Active`]: ha-agent implements it now;
 //! - [`Support::Later`]: parsed into the model, not active yet (a `--check` note);
 //! - [`Support::NoEffect`]: accepted for compatibility, ha-agent will not do it (a note).
@@ -109,7 +110,7 @@ pub static ROOT: Block = Block {
         vals("static_routes", L),
         vals("static_rules", L),
         vals("linkbeat_interfaces", L),
-        vals("track_group", L),
+        blk("track_group", L, &TRACK_GROUP),
         kw("linkbeat_use_polling", L),
         kw("interface_up_down_delays", L),
         kw("net_namespace", L),
@@ -322,7 +323,6 @@ pub static VRRP_INSTANCE: Block = Block {
         kw("unicast_ttl", L),
         kw("old_unicast_checksum", L),
         kw("garp_extra_if", L),
-        kw("garp_extra_if_vmac", L),
         kw("vmac_garp_intvl", L),
         kw("down_timer_adverts", L),
         kw("lvs_sync_daemon_interface", L),
@@ -337,6 +337,12 @@ pub static VRRP_INSTANCE: Block = Block {
 pub static AUTHENTICATION: Block = Block {
     name: "authentication",
     keywords: &[&[kw("auth_type", A), kw("auth_pass", A)]],
+};
+
+/// `track_group NAME { group { INSTANCE ... } }` (static track group).
+pub static TRACK_GROUP: Block = Block {
+    name: "track_group",
+    keywords: &[&[vals("group", L)]],
 };
 
 /// `vrrp_script NAME { }`.
@@ -390,7 +396,6 @@ pub static SYNC_GROUP: Block = Block {
         kw("notify_backup", L),
         kw("notify_fault", L),
         kw("notify_stop", L),
-        kw("notify_deleted", L),
         kw("notify", L),
         kw("notify_priority_changes", L),
         kw("global_tracking", L),
@@ -415,6 +420,7 @@ pub static BFD_INSTANCE: Block = Block {
     name: "bfd_instance",
     keywords: &[&[
         kw("neighbor_ip", L),
+        kw("neighbour_ip", L),
         kw("source_ip", L),
         kw("min_rx", L),
         kw("min_tx", L),
@@ -427,7 +433,6 @@ pub static BFD_INSTANCE: Block = Block {
         kw("weight", L),
         kw("vrrp", L),
         kw("checker", L),
-        kw("disabled", L),
     ]],
 };
 
@@ -446,18 +451,14 @@ pub static SSL: Block = Block {
 const VS_RS_COMMON: &[Kw] = &[
     kw("weight", L),
     kw("lvs_method", L),
-    kw("lb_kind", L),
     kw("connect_timeout", L),
     kw("retry", L),
-    kw("nb_get_retry", L),
     kw("delay_before_retry", L),
     kw("warmup", L),
     kw("delay_loop", L),
     kw("inhibit_on_failure", L),
     kw("alpha", L),
     kw("virtualhost", L),
-    kw("notify_up", L),
-    kw("notify_down", L),
     kw("smtp_alert", X),
     kw("snmp_name", X),
 ];
@@ -469,6 +470,7 @@ pub static VIRTUAL_SERVER: Block = Block {
         VS_RS_COMMON,
         &[
             kw("lvs_sched", L),
+            kw("lb_kind", L),
             kw("lb_algo", L),
             kw("ops", L),
             kw("persistence_engine", L),
@@ -485,7 +487,6 @@ pub static VIRTUAL_SERVER: Block = Block {
             kw("sorry_server", L),
             kw("sorry_server_inhibit", L),
             kw("sorry_server_lvs_method", L),
-            kw("sorry_server_lb_kind", L),
             kw("hashed", L),
             kw("flag-1", L),
             kw("flag-2", L),
@@ -494,8 +495,6 @@ pub static VIRTUAL_SERVER: Block = Block {
             kw("sh-fallback", L),
             kw("mh-port", L),
             kw("mh-fallback", L),
-            kw("one-packet", L),
-            kw("quorum_max", L),
             blk("real_server", L, &REAL_SERVER),
         ],
     ],
@@ -508,13 +507,9 @@ pub static REAL_SERVER: Block = Block {
         VS_RS_COMMON,
         &[
             kw("uthreshold", L),
+            kw("notify_up", L),
+            kw("notify_down", L),
             kw("lthreshold", L),
-            kw("tunnel_encap", L),
-            kw("tunnel_port", L),
-            kw("tunnel_nocsum", L),
-            kw("tunnel_csum", L),
-            kw("tunnel_remcsum", L),
-            kw("track_file", L),
             blk("HTTP_GET", L, &HTTP_GET),
             blk("SSL_GET", L, &HTTP_GET),
             blk("TCP_CHECK", L, &TCP_CHECK),
@@ -539,7 +534,6 @@ const CHECKER_COMMON: &[Kw] = &[
     kw("fwmark", L),
     kw("connect_timeout", L),
     kw("retry", L),
-    kw("nb_get_retry", L),
     kw("delay_before_retry", L),
     kw("warmup", L),
     kw("delay_loop", L),
@@ -555,6 +549,7 @@ pub static HTTP_GET: Block = Block {
         &[
             blk("url", L, &URL),
             kw("http_protocol", L),
+            kw("nb_get_retry", L),
             kw("fast_recovery", L),
             kw("enable_sni", L),
         ],
@@ -608,15 +603,18 @@ pub static DNS_CHECK: Block = Block {
 /// `MISC_CHECK { }`.
 pub static MISC_CHECK: Block = Block {
     name: "MISC_CHECK",
-    keywords: &[
-        CHECKER_COMMON,
-        &[
-            kw("misc_path", L),
-            kw("misc_timeout", L),
-            kw("misc_dynamic", L),
-            kw("user", L),
-        ],
-    ],
+    keywords: &[&[
+        kw("misc_path", L),
+        kw("misc_timeout", L),
+        kw("misc_dynamic", L),
+        kw("user", L),
+        kw("retry", L),
+        kw("delay_before_retry", L),
+        kw("warmup", L),
+        kw("delay_loop", L),
+        kw("alpha", L),
+        kw("log_all_failures", L),
+    ]],
 };
 
 /// `BFD_CHECK { }`.
@@ -648,7 +646,7 @@ pub static PING_CHECK: Block = Block {
 /// `FILE_CHECK { }`.
 pub static FILE_CHECK: Block = Block {
     name: "FILE_CHECK",
-    keywords: &[&[kw("track_file", L), kw("dynamic", L), kw("weight", L)]],
+    keywords: &[&[kw("track_file", L), kw("weight", L)]],
 };
 
 /// Check every statement of `nodes` against `block`: unknown keywords and wrong shapes
@@ -688,6 +686,104 @@ pub fn check(
             }
             (Shape::Block(b), Some(kids)) => check(kids, b, noted, errors, notes),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::lexer::{lex, LexOptions};
+    use super::super::tree::parse;
+    use super::*;
+    use std::path::Path;
+
+    fn run(text: &str) -> (Vec<String>, Vec<String>) {
+        let l = lex(Path::new("k.conf"), text, LexOptions::default());
+        let mut errors = l.errors;
+        let mut notes = Vec::new();
+        let t = parse(l.toks, &mut errors);
+        check(&t, &ROOT, false, &mut errors, &mut notes);
+        let s = |v: Vec<Diagnostic>| v.iter().map(ToString::to_string).collect();
+        (s(errors), s(notes))
+    }
+
+    #[test]
+    fn classes_give_notes_once_per_block() {
+        let (e, n) = run(
+            "global_defs {\n smtp_server 192.0.2.1\n router_id a\n}\nvrrp_script s {\n script x\n}\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            n,
+            vec![
+                "k.conf:2: 'smtp_server' has no effect in ha-agent",
+                "k.conf:5: 'vrrp_script' parsed, not active yet",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keywords_and_shapes() {
+        let (e, _) = run(
+            "vrrp_script s {\n bogus 1\n}\nvrrp_instance A {\n priority 1 {\n }\n virtual_ipaddress\n}\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "k.conf:2: unknown keyword 'bogus' in vrrp_script",
+                "k.conf:5: 'priority' does not take a { } block",
+                "k.conf:7: 'virtual_ipaddress' needs a { } block",
+            ]
+        );
+    }
+
+    #[test]
+    fn value_blocks_are_not_keyword_checked() {
+        let (e, _) = run("vrrp_instance A {\n virtual_ipaddress {\n 192.0.2.1 dev eth0\n }\n}\n");
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn no_duplicate_keywords_in_a_block() {
+        let blocks: [&Block; 25] = [
+            &ROOT,
+            &TRACK_GROUP,
+            &GLOBAL_DEFS,
+            &VRRP_INSTANCE,
+            &AUTHENTICATION,
+            &VRRP_SCRIPT,
+            &TRACK_FILE,
+            &TRACK_PROCESS,
+            &SYNC_GROUP,
+            &GARP_GROUP,
+            &BFD_INSTANCE,
+            &SSL,
+            &VIRTUAL_SERVER,
+            &REAL_SERVER,
+            &HTTP_GET,
+            &URL,
+            &TCP_CHECK,
+            &SMTP_CHECK,
+            &SMTP_HOST,
+            &DNS_CHECK,
+            &MISC_CHECK,
+            &BFD_CHECK,
+            &UDP_CHECK,
+            &PING_CHECK,
+            &FILE_CHECK,
+        ];
+        for b in blocks {
+            let mut names: Vec<&str> = b
+                .keywords
+                .iter()
+                .flat_map(|l| l.iter())
+                .map(|k| k.name)
+                .collect();
+            let n = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), n, "duplicate keyword in {}", b.name);
         }
     }
 }
