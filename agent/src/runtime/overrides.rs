@@ -150,7 +150,8 @@ mod tests {
         let errs = validate(&set, &targets()).unwrap_err();
         assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(
-            errs.iter().any(|e| e.contains("unknown instance 'VI_9'") && e.contains("VI_1, VI_2")),
+            errs.iter()
+                .any(|e| e.contains("unknown instance 'VI_9'") && e.contains("VI_1, VI_2")),
             "{errs:?}"
         );
     }

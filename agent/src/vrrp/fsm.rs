@@ -68,6 +68,13 @@ pub enum Reason {
     LinkUp,
     /// `Input::Shutdown`.
     Shutdown,
+    /// A tracker (script, file, process, interface weight 0) failed.
+    TrackerFault,
+    /// Every failed tracker recovered.
+    TrackerRecovered,
+    /// Another member of the instance's `vrrp_sync_group` moved (keepalived moves the
+    /// group together).
+    SyncGroup,
     /// Effective priority changed (trackers or an override); reserved for the runtime's
     /// events: a priority change never forces a transition by itself (the next advert decides).
     PriorityChanged,
@@ -87,6 +94,9 @@ impl Reason {
             Reason::LinkDown => "link down",
             Reason::LinkUp => "link up",
             Reason::Shutdown => "shutdown",
+            Reason::TrackerFault => "tracker failed",
+            Reason::TrackerRecovered => "tracker recovered",
+            Reason::SyncGroup => "sync group",
             Reason::PriorityChanged => "priority changed",
         }
     }
@@ -116,6 +126,18 @@ pub enum Input {
     },
     /// New effective priority from trackers or an override (caller clamps to 1..=254).
     SetPriority(Priority),
+    /// Health from trackers or the sync group: not ok puts the instance in FAULT like a
+    /// link down; ok again lets it leave FAULT (if the link is up too).
+    Health {
+        /// True when healthy.
+        ok: bool,
+        /// Why (TrackerFault, TrackerRecovered, SyncGroup).
+        reason: Reason,
+    },
+    /// Sync group: another member left MASTER; as master, follow it to BACKUP.
+    GroupBackup,
+    /// Sync group: another member became MASTER; as backup, follow it to MASTER.
+    GroupMaster,
     /// Stop: as master send priority 0 and give up the VIPs (RFC 5798 §6.4.3).
     Shutdown,
 }

@@ -140,6 +140,8 @@ pub struct Instance {
     pub(super) counters: Counters,
     /// Last known link state (an instance starts in FAULT if the link is down).
     pub(super) link_up: bool,
+    /// Trackers and sync group are fine (FAULT otherwise), and the reason of the last change.
+    pub(super) health: (bool, Reason),
     /// Backup: a lower-priority advert was ignored since the timer was last reset.
     pub(super) preempting: bool,
     /// Backup: Master_Down_Timer was set to Skew_Time by a priority-0 advert.
@@ -162,6 +164,7 @@ impl Instance {
             timers: Timers::default(),
             counters: Counters::default(),
             link_up: true,
+            health: (true, Reason::Startup),
             preempting: false,
             stop_pending: false,
             addr_mismatch_reported: false,
@@ -191,6 +194,17 @@ impl Instance {
             Input::Tick => self.on_tick(now),
             Input::Link { up } => self.on_link(now, up),
             Input::SetPriority(p) => self.on_set_priority(p),
+            Input::Health { ok, reason } => {
+                self.health = (ok, reason);
+                self.update_usable(now, reason)
+            }
+            Input::GroupBackup if self.state == State::Master => {
+                self.change_state(now, State::Backup, Reason::SyncGroup)
+            }
+            Input::GroupMaster if self.state == State::Backup => {
+                self.change_state(now, State::Master, Reason::SyncGroup)
+            }
+            Input::GroupBackup | Input::GroupMaster => Vec::new(),
             Input::Shutdown => self.on_shutdown(now),
         }
     }
@@ -275,6 +289,8 @@ impl Instance {
         }
         if !self.link_up {
             self.change_state(now, State::Fault, Reason::LinkDown)
+        } else if !self.health.0 {
+            self.change_state(now, State::Fault, self.health.1)
         } else if self.is_owner() {
             // RFC 5798 §6.4.1: the owner (priority 255) becomes master at once.
             self.change_state(now, State::Master, Reason::AddressOwner)
@@ -539,14 +555,20 @@ impl Instance {
     /// as keepalived does (`vrrp_state_leave_fault`).
     fn on_link(&mut self, now: Mono, up: bool) -> Vec<Action> {
         self.link_up = up;
-        match (up, self.state) {
-            (false, State::Backup | State::Master) => {
-                self.change_state(now, State::Fault, Reason::LinkDown)
-            }
+        let reason = if up { Reason::LinkUp } else { Reason::LinkDown };
+        self.update_usable(now, reason)
+    }
+
+    /// FAULT while the link is down or a tracker / the sync group says so; back to
+    /// BACKUP (MASTER for the owner) when both are fine.
+    fn update_usable(&mut self, now: Mono, reason: Reason) -> Vec<Action> {
+        let usable = self.link_up && self.health.0;
+        match (usable, self.state) {
+            (false, State::Backup | State::Master) => self.change_state(now, State::Fault, reason),
             (true, State::Fault) if self.is_owner() => {
-                self.change_state(now, State::Master, Reason::LinkUp)
+                self.change_state(now, State::Master, reason)
             }
-            (true, State::Fault) => self.change_state(now, State::Backup, Reason::LinkUp),
+            (true, State::Fault) => self.change_state(now, State::Backup, reason),
             _ => Vec::new(),
         }
     }
@@ -872,5 +894,93 @@ mod tests {
         assert_eq!(other.effective_priority(), Priority(254));
         other.handle(Mono::default(), Input::SetPriority(Priority(0)));
         assert_eq!(other.effective_priority(), Priority(1));
+    }
+
+    fn transitions(actions: &[Action]) -> Vec<(State, Reason)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transition { to, reason, .. } => Some((*to, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn master(prio: u8) -> Instance {
+        let mut i = Instance::new(
+            cfg(Version::V3, prio, Centiseconds(100)),
+            "192.0.2.1".parse().unwrap(),
+        );
+        i.handle(at(Duration::ZERO), Input::Start);
+        i.handle(at(Duration::from_secs(10)), Input::Tick);
+        assert_eq!(i.state(), State::Master);
+        i
+    }
+
+    #[test]
+    fn tracker_fault_and_recovery_need_the_link_too() {
+        let mut i = master(100);
+        let t = at(Duration::from_secs(11));
+        let a = i.handle(
+            t,
+            Input::Health {
+                ok: false,
+                reason: Reason::TrackerFault,
+            },
+        );
+        assert_eq!(transitions(&a), vec![(State::Fault, Reason::TrackerFault)]);
+        assert!(a.contains(&Action::RemoveVips));
+        // Link down while the tracker is failed: still FAULT; the tracker recovering
+        // alone does not leave FAULT while the link is down.
+        assert!(i.handle(t, Input::Link { up: false }).is_empty());
+        assert!(i
+            .handle(
+                t,
+                Input::Health {
+                    ok: true,
+                    reason: Reason::TrackerRecovered
+                }
+            )
+            .is_empty());
+        assert_eq!(i.state(), State::Fault);
+        let a = i.handle(t, Input::Link { up: true });
+        assert_eq!(transitions(&a), vec![(State::Backup, Reason::LinkUp)]);
+    }
+
+    #[test]
+    fn unhealthy_at_start_is_fault() {
+        let mut i = Instance::new(
+            cfg(Version::V3, 100, Centiseconds(100)),
+            "192.0.2.1".parse().unwrap(),
+        );
+        i.handle(
+            at(Duration::ZERO),
+            Input::Health {
+                ok: false,
+                reason: Reason::TrackerFault,
+            },
+        );
+        let a = i.handle(at(Duration::ZERO), Input::Start);
+        assert_eq!(transitions(&a), vec![(State::Fault, Reason::TrackerFault)]);
+    }
+
+    #[test]
+    fn sync_group_inputs_move_only_the_right_states() {
+        let mut i = master(100);
+        let t = at(Duration::from_secs(11));
+        assert!(
+            i.handle(t, Input::GroupMaster).is_empty(),
+            "a master ignores GroupMaster"
+        );
+        let a = i.handle(t, Input::GroupBackup);
+        assert_eq!(transitions(&a), vec![(State::Backup, Reason::SyncGroup)]);
+        assert!(a.contains(&Action::RemoveVips));
+        assert!(
+            i.handle(t, Input::GroupBackup).is_empty(),
+            "a backup ignores GroupBackup"
+        );
+        let a = i.handle(t, Input::GroupMaster);
+        assert_eq!(transitions(&a), vec![(State::Master, Reason::SyncGroup)]);
+        assert!(a.contains(&Action::AddVips));
     }
 }
