@@ -56,6 +56,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     for n in &loaded.notes {
         tracing::info!("{n}");
     }
+    // Scripts we kill leave grandchildren; as a subreaper we collect them (PID 1 may not).
+    if let Err(e) = ha_agent::script::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a child subreaper");
+    }
     let plan = ha_agent::runtime::plan::build(&loaded.config, args.node.clone());
     // One thread: the engine owns every instance anyway, and a single-threaded runtime
     // saves the cross-thread wake-ups of thousands of adverts a second.

@@ -2,7 +2,7 @@
 //! deadlines, link changes, signals) and executes the actions it returns against the
 //! edges. Nothing here decides protocol behaviour; that is `vrrp::instance`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,12 +17,18 @@ use crate::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet,
 use crate::net::garp::Announcer;
 use crate::net::netlink::{self, Family, LinkEvent, NetlinkHandle, VipEntry};
 use crate::net::socket::{Mode, VrrpSocket, RECV_BUF_LEN, VRRP_GROUP_V4, VRRP_GROUP_V6};
+use crate::notify::{NotifyEvent, NotifyReport, NotifyState};
 use crate::runtime::overrides;
 use crate::runtime::plan::{InstancePlan, Plan};
 use crate::runtime::ratelimit::{RateLimit, Verdict};
+use crate::runtime::services::{self, Services};
 use crate::runtime::stats;
+use crate::track::{
+    effective_priority, interface::interface_event, PriorityOutcome, TrackerEvent, TrackerState,
+};
 use crate::units::{Mono, Priority};
 use crate::vrrp::fsm::{Action, Input};
+use crate::vrrp::fsm::{Reason, State};
 use crate::vrrp::instance::Instance;
 use crate::vrrp::packet::{parse_ipv4, Advert, ChecksumMode, DecodeError, DropReason, Received};
 
@@ -107,6 +113,16 @@ struct Slot {
     last_advert_from: Option<IpAddr>,
     /// Until when a transition is attributed to an override (reason "priority override").
     override_cause_until: Option<Mono>,
+    /// This instance's trackers and their last status.
+    trackers: Vec<TrackerState>,
+    /// Input::Start sent (held back while a weight-0 tracker has not reported).
+    started: bool,
+    /// A tracker puts the instance in FAULT.
+    tracker_fault: bool,
+    /// A sync group member is in FAULT.
+    group_fault: bool,
+    /// Last notify script result, one line.
+    last_notify: String,
 }
 
 /// Owns every instance; see the module docs.
@@ -133,6 +149,12 @@ struct Engine {
     rx_tx: mpsc::Sender<RxMsg>,
     /// Checksum mode of the receive path.
     checksum: ChecksumMode,
+    /// Tracker tasks and the notifier.
+    services: Option<Services>,
+    /// Tracker tasks report here (kept for restarts on reload).
+    trackers_tx: mpsc::UnboundedSender<TrackerEvent>,
+    /// Notify results come back here.
+    reports_tx: mpsc::UnboundedSender<NotifyReport>,
 }
 
 /// Everything `run` needs.
@@ -179,6 +201,8 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     }
     let mut links = nl.subscribe_links().await.map_err(EngineError::Start)?;
     let (rx_tx, mut rx) = mpsc::channel::<RxMsg>(1024);
+    let (trackers_tx, mut trackers_rx) = mpsc::unbounded_channel::<TrackerEvent>();
+    let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<NotifyReport>();
     let mut engine = Engine {
         node: plan.node.clone(),
         state_dir,
@@ -195,6 +219,9 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         node_override,
         rx_tx: rx_tx.clone(),
         checksum: plan.checksum,
+        services: None,
+        trackers_tx,
+        reports_tx,
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -204,6 +231,12 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     for ip in plan.instances {
         engine.add_instance(ip).await?;
     }
+    engine.services = Some(services::spawn(
+        &plan.config,
+        true,
+        &engine.trackers_tx,
+        engine.reports_tx.clone(),
+    ));
     drop(rx_tx);
     engine.set_interface_sysctls();
 
@@ -231,7 +264,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     info!(node = %engine.node, instances = engine.slots.len(), "ha-agent started");
     engine.event(kind::AGENT_START, "", "", "", "", "");
     for i in 0..engine.slots.len() {
-        engine.feed(i, Input::Start).await;
+        engine.refresh(i).await;
     }
     loop {
         let deadline = engine.next_deadline();
@@ -240,6 +273,8 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
+            Some(ev) = trackers_rx.recv() => engine.tracker(ev).await,
+            Some(r) = reports_rx.recv() => engine.notify_report(r),
             _ = usr2.recv() => engine.dump_stats(),
             _ = hup.recv() => engine.reload().await,
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
@@ -346,13 +381,13 @@ impl Engine {
             }
         }
         for t in &plan.track_interfaces {
-            let idx = self
-                .nl
+            // Checked here so a typo fails at start; the state arrives as link events.
+            self.nl
                 .ifindex_by_name(t)
                 .await
                 .map_err(nlerr(format!("track_interface {t}")))?;
-            watched.push(idx);
         }
+        let trackers = plan.trackers.clone();
         let mode = if plan.cfg.unicast_peers.is_empty() {
             Mode::Multicast
         } else {
@@ -377,6 +412,11 @@ impl Engine {
             alerts: Vec::new(),
             last_advert_from: None,
             override_cause_until: None,
+            trackers,
+            started: false,
+            tracker_fault: false,
+            group_fault: false,
+            last_notify: String::new(),
         });
         Ok(())
     }
@@ -517,6 +557,7 @@ impl Engine {
 
     async fn link(&mut self, ev: LinkEvent) {
         debug!(interface = %ev.name, up = ev.up, "link event");
+        self.tracker(interface_event(&ev.name, ev.up)).await;
         for i in 0..self.slots.len() {
             let s = &mut self.slots[i];
             if !s.watched.contains(&ev.ifindex) {
@@ -537,26 +578,191 @@ impl Engine {
         }
     }
 
-    /// Give one input to instance `i` and execute what it returns.
+    /// Give one input to instance `i` and execute what it returns; inputs that actions
+    /// cause for other instances (sync groups) are queued and fed in order, no recursion.
     async fn feed(&mut self, i: usize, input: Input) {
-        let now = self.now();
-        let accepted_from = match &input {
-            Input::Packet(rx) => Some(rx.meta.src),
-            _ => None,
-        };
-        let rx_before = self.slots[i].inst.counters().rx;
-        let actions = self.slots[i].inst.handle(now, input);
-        if let Some(src) = accepted_from {
-            if self.slots[i].inst.counters().rx > rx_before {
-                self.slots[i].last_advert_from = Some(src);
+        let mut queue = VecDeque::from([(i, input)]);
+        while let Some((i, input)) = queue.pop_front() {
+            let now = self.now();
+            let accepted_from = match &input {
+                Input::Packet(rx) => Some(rx.meta.src),
+                _ => None,
+            };
+            let rx_before = self.slots[i].inst.counters().rx;
+            let actions = self.slots[i].inst.handle(now, input);
+            if let Some(src) = accepted_from {
+                if self.slots[i].inst.counters().rx > rx_before {
+                    self.slots[i].last_advert_from = Some(src);
+                }
             }
-        }
-        for a in actions {
-            self.execute(i, a).await;
+            for a in actions {
+                self.execute(i, a, &mut queue).await;
+            }
         }
     }
 
-    async fn execute(&mut self, i: usize, action: Action) {
+    /// Execute actions of instance `i` outside `feed`, then whatever they queued.
+    async fn run_actions(&mut self, i: usize, actions: Vec<Action>) {
+        let mut queue = VecDeque::new();
+        for a in actions {
+            self.execute(i, a, &mut queue).await;
+        }
+        while let Some((j, input)) = queue.pop_front() {
+            self.feed(j, input).await;
+        }
+    }
+
+    /// A tracker changed: update every instance that follows it.
+    async fn tracker(&mut self, ev: TrackerEvent) {
+        let mut touched = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let mut changed = false;
+            for t in &mut s.trackers {
+                changed |= t.apply(&ev);
+            }
+            if changed {
+                touched.push(i);
+            }
+        }
+        if !touched.is_empty() && ev.kind != crate::track::TrackerKind::Interface {
+            info!(tracker = %ev.kind, name = %ev.name, status = %ev.status, detail = %ev.detail, "tracker changed");
+            self.event(
+                kind::TRACKER,
+                "",
+                "",
+                "",
+                &format!("{} {}", ev.kind, ev.name),
+                &ev.status.to_string(),
+            );
+        }
+        for i in touched {
+            self.refresh(i).await;
+        }
+    }
+
+    /// Recompute instance `i`'s priority and health from base, override and trackers,
+    /// and start it once no weight-0 tracker is unknown any more.
+    async fn refresh(&mut self, i: usize) {
+        let s = &self.slots[i];
+        let base = s.override_prio.unwrap_or(s.plan.cfg.priority);
+        let outcome = effective_priority(base, &s.trackers);
+        let mut inputs = Vec::new();
+        let tracker_fault = outcome == PriorityOutcome::Fault;
+        if tracker_fault != s.tracker_fault {
+            self.slots[i].tracker_fault = tracker_fault;
+            let ok = !tracker_fault && !self.slots[i].group_fault;
+            let reason = if tracker_fault {
+                Reason::TrackerFault
+            } else {
+                Reason::TrackerRecovered
+            };
+            inputs.push(Input::Health { ok, reason });
+        }
+        if let PriorityOutcome::Priority(p) = outcome {
+            if p != self.slots[i].inst.effective_priority() {
+                inputs.push(Input::SetPriority(p));
+            }
+        }
+        if !self.slots[i].started && outcome != PriorityOutcome::Init {
+            self.slots[i].started = true;
+            inputs.push(Input::Start);
+        }
+        for input in inputs {
+            self.feed(i, input).await;
+        }
+    }
+
+    /// A notify script finished (or its queue overflowed).
+    fn notify_report(&mut self, r: NotifyReport) {
+        let (name, line, ok) = match &r {
+            NotifyReport::Ran(res) => {
+                let rr = &res.result;
+                let line = format!(
+                    "{} {} -> {:?}{} in {} ms",
+                    res.event.state.as_str(),
+                    res.command,
+                    rr.exit,
+                    if rr.timed_out { " (timed out)" } else { "" },
+                    rr.duration.as_millis()
+                );
+                (res.event.name.clone(), line, rr.success())
+            }
+            NotifyReport::Dropped(ev) => (
+                ev.name.clone(),
+                format!("{} dropped: queue full", ev.state.as_str()),
+                false,
+            ),
+        };
+        if ok {
+            info!(instance = %name, "notify: {line}");
+        } else {
+            warn!(instance = %name, "notify: {line}");
+        }
+        if let Some(s) = self.slots.iter_mut().find(|s| s.plan.cfg.name == name) {
+            s.last_notify = line.clone();
+        }
+        self.event(
+            kind::NOTIFY,
+            &name,
+            "",
+            "",
+            if ok { "ok" } else { "failed" },
+            &line,
+        );
+    }
+
+    /// keepalived's sync groups: members move together. Transitions the group itself
+    /// caused are not propagated again.
+    fn propagate_group(
+        &mut self,
+        i: usize,
+        from: State,
+        to: State,
+        reason: Reason,
+        queue: &mut VecDeque<(usize, Input)>,
+    ) {
+        if reason == Reason::SyncGroup {
+            return;
+        }
+        let Some(group) = self.slots[i].plan.sync_group.clone() else {
+            return;
+        };
+        let members: Vec<usize> = (0..self.slots.len())
+            .filter(|j| {
+                *j != i && self.slots[*j].plan.sync_group.as_deref() == Some(group.as_str())
+            })
+            .collect();
+        for j in members {
+            let input = match (from, to) {
+                (_, State::Fault) => {
+                    self.slots[j].group_fault = true;
+                    Input::Health {
+                        ok: false,
+                        reason: Reason::SyncGroup,
+                    }
+                }
+                (State::Fault, _) => {
+                    self.slots[j].group_fault = false;
+                    Input::Health {
+                        ok: !self.slots[j].tracker_fault,
+                        reason: Reason::SyncGroup,
+                    }
+                }
+                (State::Master, State::Backup) => Input::GroupBackup,
+                (_, State::Master) => Input::GroupMaster,
+                _ => continue,
+            };
+            queue.push_back((j, input));
+        }
+        if let Some(svc) = &self.services {
+            let st = notify_state(to);
+            if let Some(st) = st {
+                svc.notifier.notify(NotifyEvent::group(&group, st));
+            }
+        }
+    }
+
+    async fn execute(&mut self, i: usize, action: Action, queue: &mut VecDeque<(usize, Input)>) {
         let slot = &self.slots[i];
         let name = slot.plan.cfg.name.clone();
         match action {
@@ -587,6 +793,7 @@ impl Engine {
                 }
             }
             Action::Transition { from, to, reason } => {
+                let fsm_reason = reason;
                 let now = self.now();
                 let slot = &mut self.slots[i];
                 let reason = match slot.override_cause_until.take() {
@@ -595,6 +802,10 @@ impl Engine {
                 };
                 info!(instance = %name, from = %from, to = %to, reason = %reason,
                       "({name}) Entering {to} STATE");
+                if let (Some(svc), Some(st)) = (&self.services, notify_state(to)) {
+                    let prio = self.slots[i].inst.effective_priority();
+                    svc.notifier.notify(NotifyEvent::instance(&name, st, prio));
+                }
                 self.event(
                     kind::TRANSITION,
                     &name,
@@ -603,6 +814,7 @@ impl Engine {
                     &reason,
                     "",
                 );
+                self.propagate_group(i, from, to, fsm_reason, queue);
             }
             Action::LogDrop { reason, src } => {
                 if reason == DropReason::AddressList {
@@ -697,9 +909,22 @@ impl Engine {
         }
         // Overrides stay in force where they still apply.
         let set = self.overrides.clone();
-        if let Err(e) = self.apply_overrides(set) {
-            warn!(error = %e, "overrides no longer valid after reload");
+        match self.apply_overrides(set) {
+            Ok(touched) => {
+                for i in touched {
+                    self.refresh(i).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "overrides no longer valid after reload"),
         }
+        // Trackers and notify scripts follow the new config.
+        self.services = None;
+        self.services = Some(services::spawn(
+            &plan.config,
+            false,
+            &self.trackers_tx,
+            self.reports_tx.clone(),
+        ));
         let text = if summary.is_empty() {
             "no change".to_string()
         } else {
@@ -714,7 +939,7 @@ impl Engine {
         match self.add_instance(p).await {
             Ok(()) => {
                 let i = self.slots.len() - 1;
-                self.feed(i, Input::Start).await;
+                self.refresh(i).await;
             }
             Err(e) => error!(instance = %name, error = %e, "reload: cannot start instance"),
         }
@@ -753,14 +978,24 @@ impl Engine {
         slot.vips = vips;
         slot.announce = p.vips.iter().map(|v| v.addr).collect();
         slot.inst.reconfigure(p.cfg.clone());
-        let prio = slot.override_prio.unwrap_or(p.cfg.priority);
+        // Tracker states carry over for objects the instance still follows.
+        let old = std::mem::take(&mut slot.trackers);
+        slot.trackers = p
+            .trackers
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                if let Some(o) = old.iter().find(|o| o.kind == t.kind && o.name == t.name) {
+                    t.status = o.status;
+                }
+                t
+            })
+            .collect();
         slot.plan = p;
-        let actions = slot.inst.handle(now, Input::SetPriority(prio));
-        for a in actions {
-            self.execute(i, a).await;
-        }
-        if self.slots[i].inst.state() == crate::vrrp::fsm::State::Master {
-            self.execute(i, Action::AddVips).await;
+        let _ = now;
+        self.refresh(i).await;
+        if self.slots[i].inst.state() == State::Master {
+            self.run_actions(i, vec![Action::AddVips]).await;
         }
         Ok(())
     }
@@ -827,11 +1062,9 @@ impl Engine {
                 let request = set.request_id.clone();
                 let result = self.apply_overrides(set);
                 match &result {
-                    Ok(pending) => {
-                        for (i, actions) in pending.clone() {
-                            for a in actions {
-                                self.execute(i, a).await;
-                            }
+                    Ok(touched) => {
+                        for i in touched.clone() {
+                            self.refresh(i).await;
                         }
                         info!(generation, request = %request, "overrides applied");
                         self.event(
@@ -844,8 +1077,8 @@ impl Engine {
                         );
                         // Install the new VIP sets of masters now.
                         for i in 0..self.slots.len() {
-                            if self.slots[i].inst.state() == crate::vrrp::fsm::State::Master {
-                                self.execute(i, Action::AddVips).await;
+                            if self.slots[i].inst.state() == State::Master {
+                                self.run_actions(i, vec![Action::AddVips]).await;
                             }
                         }
                     }
@@ -860,9 +1093,8 @@ impl Engine {
     }
 
     /// Validate and apply a whole override set; on error nothing changes.
-    /// Returns the actions the priority changes produced, per slot, for the caller to run.
-    #[allow(clippy::type_complexity)]
-    fn apply_overrides(&mut self, set: OverrideSet) -> Result<Vec<(usize, Vec<Action>)>, String> {
+    /// Returns the slots whose priority override changed: the caller refreshes them.
+    fn apply_overrides(&mut self, set: OverrideSet) -> Result<Vec<usize>, String> {
         let targets: Vec<overrides::Target> = self
             .slots
             .iter()
@@ -905,7 +1137,7 @@ impl Engine {
                 let window = slot.inst.master_down_interval() * 2 + Duration::from_secs(1);
                 slot.override_cause_until = Some(now.after(window));
                 info!(instance = %name, priority = %p, "({name}) priority set to {p} by override");
-                pending.push((i, slot.inst.handle(now, Input::SetPriority(p))));
+                pending.push(i);
             }
         }
         self.override_generation = set.generation;
@@ -932,8 +1164,19 @@ impl Engine {
                     .collect(),
                 alerts: s.alerts.iter().map(|a| a.0.clone()).collect(),
                 last_advert_from: s.last_advert_from,
-                trackers: Vec::new(),
-                last_notify: String::new(),
+                trackers: s
+                    .trackers
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.kind.to_string(),
+                            t.name.clone(),
+                            t.status.ok().unwrap_or(false),
+                            t.weight,
+                        )
+                    })
+                    .collect(),
+                last_notify: s.last_notify.clone(),
             })
             .collect()
     }
@@ -1092,4 +1335,14 @@ fn wall_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The notify state for entering `s` (INIT after shutdown is keepalived's STOP).
+fn notify_state(s: State) -> Option<NotifyState> {
+    match s {
+        State::Master => Some(NotifyState::Master),
+        State::Backup => Some(NotifyState::Backup),
+        State::Fault => Some(NotifyState::Fault),
+        State::Init => Some(NotifyState::Stop),
+    }
 }

@@ -17,4 +17,5 @@ pub mod overrides;
 pub mod plan;
 pub mod ratelimit;
 pub mod reload;
+pub mod services;
 pub mod stats;

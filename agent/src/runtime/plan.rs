@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::config::model::{self, Config, InitialState, VipSpec, VrrpInstance};
 use crate::net::netlink::{Family, Scope};
+use crate::track::{instance_trackers, TrackerState};
 use crate::vrrp::instance::{GarpConfig, InstanceConfig, StartState};
 use crate::vrrp::packet::ChecksumMode;
 
@@ -45,6 +46,10 @@ pub struct InstancePlan {
     pub dont_track_primary: bool,
     /// v3 IPv4 checksum form.
     pub checksum: ChecksumMode,
+    /// Trackers (scripts, files, interfaces, processes) with resolved weights.
+    pub trackers: Vec<TrackerState>,
+    /// The `vrrp_sync_group` this instance belongs to.
+    pub sync_group: Option<String>,
 }
 
 impl InstancePlan {
@@ -66,6 +71,8 @@ pub struct Plan {
     pub instances: Vec<InstancePlan>,
     /// Checksum mode of the receive path (v3_checksum_as_v2 anywhere accepts both forms).
     pub checksum: ChecksumMode,
+    /// The validated config (trackers and notify scripts are started from it).
+    pub config: Config,
 }
 
 /// Build the plan; `node` overrides router_id.
@@ -73,7 +80,20 @@ pub fn build(cfg: &Config, node: Option<String>) -> Plan {
     let node = node
         .or_else(|| cfg.global.router_id.clone())
         .unwrap_or_else(hostname);
-    let instances: Vec<InstancePlan> = cfg.vrrp_instances.iter().map(instance).collect();
+    let instances: Vec<InstancePlan> = cfg
+        .vrrp_instances
+        .iter()
+        .map(|i| {
+            let mut p = instance(i);
+            p.trackers = instance_trackers(i, cfg);
+            p.sync_group = cfg
+                .sync_groups
+                .iter()
+                .find(|g| g.instances.contains(&i.name))
+                .map(|g| g.name.clone());
+            p
+        })
+        .collect();
     let checksum = if instances.iter().any(|i| i.checksum == ChecksumMode::V3AsV2) {
         ChecksumMode::V3AsV2
     } else {
@@ -83,6 +103,7 @@ pub fn build(cfg: &Config, node: Option<String>) -> Plan {
         node,
         instances,
         checksum,
+        config: cfg.clone(),
     }
 }
 
@@ -122,6 +143,8 @@ fn instance(i: &VrrpInstance) -> InstancePlan {
         unicast_src: i.unicast_src_ip,
         vips: i.vips.iter().chain(&i.vips_excluded).map(vip).collect(),
         track_interfaces: i.track_interfaces.iter().map(|t| t.name.clone()).collect(),
+        trackers: Vec::new(),
+        sync_group: None,
         dont_track_primary: i.dont_track_primary,
         checksum: if i.v3_checksum_as_v2 {
             ChecksumMode::V3AsV2
