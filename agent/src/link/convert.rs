@@ -38,7 +38,10 @@ pub fn instance_to_proto(v: &InstanceView) -> pb::InstanceState {
         vips: v.vips.clone(),
         override_priority: v.override_priority.map_or(0, u32::from),
         alerts: v.alerts.clone(),
-        last_advert_from: v.last_advert_from.map(|a| a.to_string()).unwrap_or_default(),
+        last_advert_from: v
+            .last_advert_from
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         trackers: v
             .trackers
             .iter()
@@ -214,6 +217,9 @@ mod tests {
         assert_eq!(p.override_priority, 150);
         assert_eq!(p.last_advert_from, "192.0.2.2");
         assert_eq!(p.trackers[0].weight, -20);
-        assert_eq!(instance_to_proto(&InstanceView::default()).override_priority, 0);
+        assert_eq!(
+            instance_to_proto(&InstanceView::default()).override_priority,
+            0
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! - [`persist`]: `overrides.json` in the state directory ([`load_persisted`]).
 //! - [`endpoint`]: URL, TLS and HTTP/2 settings of the gRPC channel.
 //! - [`random`]: boot ids and jitter seeds.
-//! - [`error`]: [`LinkError`].
+//! - [`error`]: the error type, [`LinkError`].
 
 pub mod backoff;
 pub mod bridge;

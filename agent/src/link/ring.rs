@@ -288,7 +288,11 @@ mod tests {
         assert_eq!(out[1].0, 5);
         assert_eq!(gap.kind, kind::GAP);
         assert_eq!(gap.wall_time_ms, 4);
-        assert!(gap.detail.starts_with("3 events lost (seq 1..3)"), "{}", gap.detail);
+        assert!(
+            gap.detail.starts_with("3 events lost (seq 1..3)"),
+            "{}",
+            gap.detail
+        );
     }
 
     #[test]
@@ -330,7 +334,8 @@ mod tests {
         // reported by a GAP marker that was sent or is in the ring.
         let mut r = Ring::new(5);
         let mut seen = std::collections::BTreeSet::new();
-        let receive = |batch: Vec<(u64, LocalEvent)>, seen: &mut std::collections::BTreeSet<u64>| {
+        let receive = |batch: Vec<(u64, LocalEvent)>,
+                       seen: &mut std::collections::BTreeSet<u64>| {
             for (s, e) in batch {
                 seen.insert(s);
                 if e.kind == kind::GAP {

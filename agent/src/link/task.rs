@@ -163,7 +163,10 @@ async fn run(
         }
         let delay = link.opts.backoff.delay(attempt, jitter.unit());
         attempt = attempt.saturating_add(1);
-        debug!(delay_ms = delay.as_millis() as u64, attempt, "manager link: retry later");
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            attempt, "manager link: retry later"
+        );
         link.idle(delay).await;
     }
 }
@@ -225,7 +228,8 @@ impl Link {
                 .send(FromLink::Snapshot { reply })
                 .await
                 .map_err(|_| LinkError::Engine("stopped".into()))?;
-            rx.await.map_err(|_| LinkError::Engine("dropped a snapshot request".into()))
+            rx.await
+                .map_err(|_| LinkError::Engine("dropped a snapshot request".into()))
         };
         let views = tokio::time::timeout(ENGINE_TIMEOUT, ask)
             .await
@@ -268,11 +272,7 @@ impl Link {
     }
 
     /// One connected stream, until it fails. Resets `attempt` once the manager answered.
-    async fn session(
-        &mut self,
-        channel: tonic::transport::Channel,
-        attempt: &mut u32,
-    ) -> Ended {
+    async fn session(&mut self, channel: tonic::transport::Channel, attempt: &mut u32) -> Ended {
         let (tx, rx) = mpsc::channel::<pb::AgentMsg>(OUT_CAP);
         // Hello is queued before the call so that it is the stream's first message.
         tx.try_send(self.hello())
@@ -385,7 +385,11 @@ impl Link {
         };
         if o.generation <= self.generation {
             // A retry, or an older set overtaken by a newer one: already done.
-            debug!(generation = o.generation, in_force = self.generation, "stale overrides");
+            debug!(
+                generation = o.generation,
+                in_force = self.generation,
+                "stale overrides"
+            );
             result.ok = true;
         } else {
             match convert::overrides_from_proto(&o) {
