@@ -2,7 +2,8 @@
 //! (in its own tokio runtime, so "killing" it drops every connection at once) and a fake
 //! engine answering `FromLink`. Covers the session order (Hello, Snapshot, events), seq
 //! numbering, acks, reconnect with resend of unacked events, ring overflow (GAP then
-//! Snapshot), overrides (apply, persist, stale, refused) and heartbeats.
+//! Snapshot), overrides (apply, persist, stale, refused), heartbeats and mutual TLS
+//! (certificates made with the openssl CLI).
 //!
 //! Timeouts below only guard against hangs; nothing asserts on timing.
 
@@ -146,6 +147,10 @@ struct Server {
 
 impl Server {
     fn start(addr: SocketAddr) -> Server {
+        Server::start_with(addr, None)
+    }
+
+    fn start_with(addr: SocketAddr, tls: Option<tonic::transport::ServerTlsConfig>) -> Server {
         // A killed server's runtime closes its sockets in the background: retry a while.
         let mut tries = 0;
         let std_listener = loop {
@@ -168,8 +173,11 @@ impl Server {
         let (tx, conns) = mpsc::unbounded_channel();
         rt.spawn(async move {
             let l = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(AgentLinkServer::new(Svc { conns: tx }))
+            let mut b = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                b = b.tls_config(tls).unwrap();
+            }
+            b.add_service(AgentLinkServer::new(Svc { conns: tx }))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
                 .await
                 .unwrap();
@@ -588,5 +596,133 @@ async fn starts_without_a_manager_and_connects_when_it_appears() {
     assert!(snap.seq <= 3);
     let seqs: Vec<u64> = c.events_until(3).await.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Run `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let st = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl {args:?}");
+}
+
+/// A CA named `ca` in `dir` and a certificate `name` signed by it with `ext` extensions.
+fn make_ca(dir: &std::path::Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+fn make_cert(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_the_url_host_as_server_name() {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let dir = state_dir("tls");
+    make_ca(&dir, "ca");
+    make_ca(&dir, "other-ca");
+    make_cert(
+        &dir,
+        "ca",
+        "manager",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    );
+    make_cert(
+        &dir,
+        "ca",
+        "agent",
+        "subjectAltName=DNS:lb1\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    );
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read("manager.pem"), read("manager.key")))
+        .client_ca_root(Certificate::from_pem(read("ca.pem")));
+    let mut server = Server::start_with("127.0.0.1:0".parse().unwrap(), Some(tls));
+    let url = format!("https://{}", server.addr);
+    let files = link::TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("agent.pem"),
+        key: dir.join("agent.key"),
+    };
+
+    // A server certificate from a CA the agent does not trust is refused.
+    let wrong = link::TlsFiles {
+        ca: dir.join("other-ca.pem"),
+        ..files.clone()
+    };
+    assert!(link::endpoint::connect(&url, Some(&wrong)).await.is_err());
+
+    let mut opts = options(server.addr, &dir);
+    opts.manager = url;
+    opts.tls = Some(files);
+    opts.check().unwrap();
+    let (_events, _engine) = start_link(opts);
+    let mut c = server.accept().await;
+    assert_eq!(c.expect_hello().await.node, "lb1");
+    c.expect_snapshot().await;
     let _ = std::fs::remove_dir_all(dir);
 }
