@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use ha_agent::runtime::engine::RunOptions;
+use ha_agent::link::bridge::OverrideSet;
+use ha_agent::link::{LinkOptions, TlsFiles};
+use ha_agent::runtime::engine::{LinkEnds, RunOptions};
+use ha_agent::runtime::plan::Plan;
 
 /// A keepalived-compatible VRRP agent.
 #[derive(Debug, Parser)]
@@ -26,6 +29,21 @@ struct Args {
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// ha-manager to stream state to (https://HOST:PORT, or http:// with --insecure).
+    #[arg(long)]
+    manager: Option<String>,
+    /// Allow a plaintext (http://) manager link, for labs.
+    #[arg(long)]
+    insecure: bool,
+    /// CA certificate (PEM) that signed the manager's certificate.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (PEM).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -63,18 +81,40 @@ fn run(args: Args) -> anyhow::Result<()> {
     let plan = ha_agent::runtime::plan::build(&loaded.config, args.node.clone());
     // One thread: the engine owns every instance anyway, and a single-threaded runtime
     // saves the cross-thread wake-ups of thousands of adverts a second.
+    let initial = match ha_agent::link::load_persisted(&args.state_dir) {
+        Ok(set) => set,
+        Err(e) => {
+            tracing::warn!(error = %e, "persisted overrides ignored");
+            None
+        }
+    };
+    let link_opts = match &args.manager {
+        None => None,
+        Some(url) => Some(link_options(&args, url, &plan, &initial)?),
+    };
+    // One thread: the engine owns every instance anyway, and a single-threaded runtime
+    // saves the cross-thread wake-ups of thousands of adverts a second.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(ha_agent::runtime::engine::run(RunOptions {
-        plan,
-        state_dir: args.state_dir,
-        config_path: args.config,
-        node_override: args.node,
-        link: None,
-        initial: None,
-    }))?;
+    rt.block_on(async move {
+        let link = link_opts.map(|opts| {
+            let (to_link, from_engine) = tokio::sync::mpsc::unbounded_channel();
+            let (to_engine, from_link) = tokio::sync::mpsc::channel(64);
+            ha_agent::link::spawn(opts, from_engine, to_engine);
+            LinkEnds { to_link, from_link }
+        });
+        ha_agent::runtime::engine::run(RunOptions {
+            plan,
+            state_dir: args.state_dir,
+            config_path: args.config,
+            node_override: args.node,
+            link,
+            initial,
+        })
+        .await
+    })?;
     Ok(())
 }
 
@@ -95,4 +135,46 @@ fn check(args: &Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The manager link settings; refuses a plaintext URL without `--insecure`.
+fn link_options(
+    args: &Args,
+    url: &str,
+    plan: &Plan,
+    initial: &Option<OverrideSet>,
+) -> anyhow::Result<LinkOptions> {
+    if url.starts_with("http://") && !args.insecure {
+        anyhow::bail!("--manager {url} is plaintext: use https:// with --tls-ca/--tls-cert/--tls-key, or --insecure for a lab");
+    }
+    let mut opts = LinkOptions::new(url, &plan.node, args.state_dir.clone());
+    opts.tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    opts.config_digest = config_digest(&args.config);
+    opts.instances = plan
+        .instances
+        .iter()
+        .map(|i| (i.cfg.name.clone(), i.cfg.vrid.get(), i.interface.clone()))
+        .collect();
+    opts.override_generation = initial.as_ref().map_or(0, |s| s.generation);
+    opts.check().context("manager link")?;
+    Ok(opts)
+}
+
+/// A short fingerprint of the config file's bytes (FNV-1a 64), to tell configs apart in
+/// the fleet view; not a security measure.
+fn config_digest(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
 }
