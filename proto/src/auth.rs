@@ -217,7 +217,10 @@ mod tests {
     fn identity_needs_cn_and_known_ou() {
         assert_eq!(identity_from_cert_der(&cert(None, Some("admin"))), None);
         assert_eq!(identity_from_cert_der(&cert(Some("lb1"), None)), None);
-        assert_eq!(identity_from_cert_der(&cert(Some("lb1"), Some("root"))), None);
+        assert_eq!(
+            identity_from_cert_der(&cert(Some("lb1"), Some("root"))),
+            None
+        );
         assert_eq!(identity_from_cert_der(b"not a certificate"), None);
     }
 
