@@ -362,29 +362,25 @@ impl Core {
     /// Records a COMMAND event (audit trail) and waits until it is durable.
     async fn audit_event(
         &self,
-        who: &Identity,
-        op: &str,
-        node: &str,
-        instance: &str,
-        request_id: &str,
+        ctx: &AuditCtx<'_>,
         mut detail: serde_json::Map<String, serde_json::Value>,
         outcome: &str,
     ) {
-        detail.insert("who".into(), who.name.clone().into());
-        detail.insert("role".into(), who.role.as_str().into());
-        detail.insert("request_id".into(), request_id.into());
+        detail.insert("who".into(), ctx.who.name.clone().into());
+        detail.insert("role".into(), ctx.who.role.as_str().into());
+        detail.insert("request_id".into(), ctx.request_id.into());
         detail.insert("result".into(), outcome.into());
         let ev = Event {
-            node: node.into(),
-            instance: instance.into(),
+            node: ctx.node.into(),
+            instance: ctx.instance.into(),
             wall_time_ms: now_ms(),
             kind: EventKind::Command as i32,
-            reason: op.into(),
+            reason: ctx.op.into(),
             detail: serde_json::Value::Object(detail).to_string(),
             ..Default::default()
         };
         if let Err(e) = self.committer.commit(vec![ev]).await {
-            tracing::error!(error = %e, %op, "recording command failed");
+            tracing::error!(error = %e, op = %ctx.op, "recording command failed");
         }
     }
 
@@ -397,33 +393,28 @@ impl Core {
         instance: &str,
         request_id: &str,
     ) {
-        self.audit_event(
+        let ctx = AuditCtx {
             who,
             op,
             node,
             instance,
             request_id,
-            Default::default(),
-            "denied: role not allowed",
-        )
-        .await;
+        };
+        self.audit_event(&ctx, Default::default(), "denied: role not allowed")
+            .await;
     }
 
     /// Runs a command once per request id (see the module doc).
-    #[allow(clippy::too_many_arguments)]
     async fn run_command<Fut>(
         &self,
-        who: &Identity,
-        op: &str,
-        node: &str,
-        instance: &str,
-        request_id: &str,
+        ctx: AuditCtx<'_>,
         args: serde_json::Map<String, serde_json::Value>,
         body: Fut,
     ) -> Result<CommandReply, CommandError>
     where
         Fut: std::future::Future<Output = Result<CommandReply, CommandError>>,
     {
+        let request_id = ctx.request_id;
         if request_id.is_empty() {
             return Err(CommandError::InvalidArgument(
                 "request_id is required".into(),
@@ -478,8 +469,7 @@ impl Core {
                         } else {
                             format!("failed: {}", stored.error)
                         };
-                        self.audit_event(who, op, node, instance, request_id, d, &outcome)
-                            .await;
+                        self.audit_event(&ctx, d, &outcome).await;
                         let _ = tx.send(Some(stored.clone()));
                         Ok(stored)
                     }
@@ -487,16 +477,7 @@ impl Core {
                 }
             }
             Err(e) => {
-                self.audit_event(
-                    who,
-                    op,
-                    node,
-                    instance,
-                    request_id,
-                    args,
-                    &format!("refused: {e}"),
-                )
-                .await;
+                self.audit_event(&ctx, args, &format!("refused: {e}")).await;
                 Err(e)
             }
         };
@@ -643,11 +624,13 @@ impl Core {
             .await
         };
         self.run_command(
-            who,
-            "set-priority",
-            &req.node,
-            &req.instance,
-            &req.request_id,
+            AuditCtx {
+                who,
+                op: "set-priority",
+                node: &req.node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
             args,
             body,
         )
@@ -686,11 +669,13 @@ impl Core {
         };
         let op = if req.add { "vip-add" } else { "vip-del" };
         self.run_command(
-            who,
-            op,
-            &req.node,
-            &req.instance,
-            &req.request_id,
+            AuditCtx {
+                who,
+                op,
+                node: &req.node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
             args,
             body,
         )
@@ -806,11 +791,13 @@ impl Core {
             })
         };
         self.run_command(
-            who,
-            "switchover",
-            &req.to_node,
-            &req.instance,
-            &req.request_id,
+            AuditCtx {
+                who,
+                op: "switchover",
+                node: &req.to_node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
             args,
             body,
         )
@@ -828,6 +815,20 @@ fn set_priority_in(set: &mut Overrides, instance: &str, priority: u32) {
         });
         set.priorities.sort_by(|a, b| a.instance.cmp(&b.instance));
     }
+}
+
+/// Who did what to which node and instance, for the audit trail.
+struct AuditCtx<'a> {
+    /// Caller.
+    who: &'a Identity,
+    /// Operation ("set-priority", "vip-add", ...).
+    op: &'a str,
+    /// Target node.
+    node: &'a str,
+    /// Target instance.
+    instance: &'a str,
+    /// Request id.
+    request_id: &'a str,
 }
 
 /// Pipeline element of a session: the batch's highest seq and its durability answer.

@@ -156,11 +156,21 @@ fn vip_addr(v: &str) -> &str {
     v.split('/').next().unwrap_or(v)
 }
 
-/// Groups of masters of one VRID that share VIPs across nodes: each group (sorted
-/// `(node, instance)` pairs, at least two nodes) with the shared addresses.
-pub fn split_brain_groups(
-    masters: &[(String, String, Vec<String>)],
-) -> Vec<(Vec<(String, String)>, BTreeSet<String>)> {
+/// A `(node, instance)` pair.
+pub type Member = (String, String);
+
+/// Masters of one VRID on different nodes that share VIPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SplitGroup {
+    /// Sorted members (at least two nodes).
+    pub members: Vec<Member>,
+    /// Shared addresses (without prefix length).
+    pub vips: BTreeSet<String>,
+}
+
+/// Groups of masters of one VRID (`(node, instance, vips)`) that share VIPs across
+/// nodes, transitively.
+pub fn split_brain_groups(masters: &[(String, String, Vec<String>)]) -> Vec<SplitGroup> {
     let n = masters.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(p: &mut [usize], mut i: usize) -> usize {
@@ -192,21 +202,21 @@ pub fn split_brain_groups(
             }
         }
     }
-    let mut groups: BTreeMap<usize, (Vec<(String, String)>, BTreeSet<String>)> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, SplitGroup> = BTreeMap::new();
     for i in 0..n {
         if shared[i].is_empty() {
             continue;
         }
         let root = find(&mut parent, i);
         let g = groups.entry(root).or_default();
-        g.0.push((masters[i].0.clone(), masters[i].1.clone()));
-        g.1.extend(shared[i].iter().cloned());
+        g.members.push((masters[i].0.clone(), masters[i].1.clone()));
+        g.vips.extend(shared[i].iter().cloned());
     }
-    let mut out: Vec<_> = groups
+    let mut out: Vec<SplitGroup> = groups
         .into_values()
-        .map(|(mut m, v)| {
-            m.sort();
-            (m, v)
+        .map(|mut g| {
+            g.members.sort();
+            g
         })
         .collect();
     out.sort();
@@ -439,10 +449,8 @@ impl Fleet {
                 let vrid = i.vrid;
                 return self.recheck([vrid].into(), now_ms);
             }
-            Ok(EventKind::AlertRaised) if !text.is_empty() => {
-                if !i.alerts.contains(text) {
-                    i.alerts.push(text.clone());
-                }
+            Ok(EventKind::AlertRaised) if !text.is_empty() && !i.alerts.contains(text) => {
+                i.alerts.push(text.clone());
             }
             Ok(EventKind::AlertCleared) => {
                 let kind = local_alert_kind(text).to_string();
@@ -581,7 +589,7 @@ impl Fleet {
                 .collect();
             let prefix = format!("vrid {vrid}: ");
             let mut wanted = BTreeMap::new();
-            for (members, vips) in split_brain_groups(&masters) {
+            for SplitGroup { members, vips } in split_brain_groups(&masters) {
                 let who: Vec<String> = members.iter().map(|(n, i)| format!("{n}/{i}")).collect();
                 let subject = format!("{prefix}{}", who.join(", "));
                 let vips: Vec<String> = vips.into_iter().collect();
@@ -750,8 +758,8 @@ mod tests {
             m("d", &["192.0.2.9"]),
         ]);
         assert_eq!(g.len(), 1);
-        assert_eq!(g[0].0.len(), 3);
-        assert_eq!(g[0].1.len(), 2);
+        assert_eq!(g[0].members.len(), 3);
+        assert_eq!(g[0].vips.len(), 2);
     }
 
     #[test]
