@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ha_manager::core::{Core, CoreOptions};
 use ha_manager::pki;
 use ha_manager::server;
@@ -71,7 +71,7 @@ struct RunArgs {
     /// Prometheus endpoint address (accepted; not served yet).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Directory with ca.pem, manager.pem and manager.key.
+    /// Directory with ca.pem, manager.pem and manager.key (as `pki` writes them).
     #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
     tls_dir: Option<PathBuf>,
     /// CA certificate that signs clients (PEM).
@@ -166,13 +166,36 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     served.context("serving")
 }
 
+/// Usage errors clap cannot express: exit 2 with clap's format.
+fn check_usage(a: &RunArgs) {
+    let mut cmd = Cli::command();
+    if a.listen.is_none() || a.data.is_none() {
+        cmd.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--listen ADDR and --data DIR are required",
+        )
+        .exit();
+    }
+    if a.tls_dir.is_none() && a.ca.is_none() && !a.insecure {
+        cmd.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "TLS is required: give --tls-dir DIR or --ca/--cert/--key, or --insecure for labs",
+        )
+        .exit();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.cmd.is_none() {
+        check_usage(&cli.run);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let res = match cli.cmd {
         Some(Cmd::Pki {
