@@ -4,8 +4,12 @@
 //! `Status` latency with N agents x M instances (idle and while streaming), and the
 //! manager's RSS. A program that prints figures, not a test.
 //!
-//! `manager-bench [--agents 100,1000] [--secs 10] [--batch 20] [--window 4]
+//! `manager-bench [--agents 100,1000] [--secs 10] [--batch 20] [--window 4] [--rate N]
 //!  [--instances 10] [--status-calls 200] [--manager PATH]`
+//!
+//! Closed loop (default) measures saturation throughput; the ack latency is then
+//! mostly queueing (Little's law). `--rate N` offers N events/s in total (open loop) for
+//! the latency at a given load.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -43,6 +47,10 @@ struct Opts {
     /// Instances per agent.
     #[arg(long, default_value_t = 10)]
     instances: usize,
+    /// Open loop: total events/s offered by all agents together (0 = closed loop, each
+    /// agent keeps `window` batches unacked).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Sequential Status calls per measurement.
     #[arg(long, default_value_t = 200)]
     status_calls: usize,
@@ -152,6 +160,7 @@ async fn agent(
     instances: usize,
     batch: usize,
     window: usize,
+    pace: Option<Duration>,
     until: Instant,
 ) -> Result<AgentResult, BoxError> {
     let (tx, rx) = mpsc::channel(window * 2 + 8);
@@ -193,7 +202,25 @@ async fn agent(
         last_ack: None,
     };
     let mut acked = 0u64;
+    // Open loop: a batch per tick, phase spread over the agents.
+    let mut tick = pace.map(|p| {
+        let phase = p.mul_f64((idx % 97) as f64 / 97.0);
+        tokio::time::interval_at((Instant::now() + phase).into(), p)
+    });
+    let window = if tick.is_some() { usize::MAX } else { window };
     loop {
+        if let Some(t) = &mut tick {
+            if Instant::now() < until {
+                tokio::select! {
+                    _ = t.tick() => {}
+                    m = inbound.message() => {
+                        let Some(m) = m? else { break };
+                        handle(m, &tx, &mut inflight, &mut res, &mut acked);
+                        continue;
+                    }
+                }
+            }
+        }
         while inflight.len() < window && Instant::now() < until {
             let events = (0..batch)
                 .map(|_| {
@@ -225,6 +252,12 @@ async fn agent(
             })
             .await?;
             inflight.push_back((seq, Instant::now()));
+            if tick.is_some() {
+                break;
+            }
+        }
+        if tick.is_some() && Instant::now() < until {
+            continue;
         }
         if inflight.is_empty() {
             break;
@@ -233,35 +266,46 @@ async fn agent(
         else {
             break;
         };
-        match m.msg {
-            Some(manager_msg::Msg::Ack(a)) => {
-                let now = Instant::now();
-                while let Some((s, t)) = inflight.front().copied() {
-                    if s > a.seq {
-                        break;
-                    }
-                    inflight.pop_front();
-                    res.latencies_us
-                        .push(now.duration_since(t).as_micros().min(u32::MAX as u128) as u32);
-                }
-                res.acked_events += a.seq - acked;
-                acked = a.seq;
-                res.last_ack = Some(now);
-            }
-            Some(manager_msg::Msg::Ping(p)) => {
-                let hb = Heartbeat {
-                    wall_time_ms: now_ms(),
-                    ping_id: p.ping_id,
-                    ping_manager_ms: p.manager_ms,
-                };
-                let _ = tx.try_send(AgentMsg {
-                    msg: Some(agent_msg::Msg::Heartbeat(hb)),
-                });
-            }
-            _ => {}
-        }
+        handle(m, &tx, &mut inflight, &mut res, &mut acked);
     }
     Ok(res)
+}
+
+/// Handles one manager message: acks retire batches, pings get heartbeats.
+fn handle(
+    m: ha_proto::v1::ManagerMsg,
+    tx: &mpsc::Sender<AgentMsg>,
+    inflight: &mut VecDeque<(u64, Instant)>,
+    res: &mut AgentResult,
+    acked: &mut u64,
+) {
+    match m.msg {
+        Some(manager_msg::Msg::Ack(a)) => {
+            let now = Instant::now();
+            while let Some((s, t)) = inflight.front().copied() {
+                if s > a.seq {
+                    break;
+                }
+                inflight.pop_front();
+                res.latencies_us
+                    .push(now.duration_since(t).as_micros().min(u32::MAX as u128) as u32);
+            }
+            res.acked_events += a.seq.saturating_sub(*acked);
+            *acked = a.seq.max(*acked);
+            res.last_ack = Some(now);
+        }
+        Some(manager_msg::Msg::Ping(p)) => {
+            let hb = Heartbeat {
+                wall_time_ms: now_ms(),
+                ping_id: p.ping_id,
+                ping_manager_ms: p.manager_ms,
+            };
+            let _ = tx.try_send(AgentMsg {
+                msg: Some(agent_msg::Msg::Heartbeat(hb)),
+            });
+        }
+        _ => {}
+    }
 }
 
 fn pct(v: &mut [u32], p: f64) -> f64 {
@@ -300,9 +344,11 @@ async fn run(o: &Opts, bin: &PathBuf, n: usize) -> Result<(), BoxError> {
     let mut tasks = Vec::with_capacity(n);
     for (i, ch) in chans.into_iter().enumerate() {
         let (inst, batch, window) = (o.instances, o.batch, o.window);
+        let pace =
+            (o.rate > 0).then(|| Duration::from_secs_f64((n * o.batch) as f64 / o.rate as f64));
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            agent(ch, i, inst, batch, window, until).await
+            agent(ch, i, inst, batch, window, pace, until).await
         }));
     }
     // Status while streaming.
@@ -330,12 +376,12 @@ async fn run(o: &Opts, bin: &PathBuf, n: usize) -> Result<(), BoxError> {
     let secs = last.duration_since(start).as_secs_f64().max(1e-9);
     let (rss, hwm) = m.rss_mib();
     println!(
-        "agents={n:<5} durable_events={events} in {secs:.1}s -> {:.0} events/s; ack latency p50={:.1} ms p99={:.1} ms (batch {} x window {}); failed agents {failed}",
+        "agents={n:<5} durable_events={events} in {secs:.1}s -> {:.0} events/s; ack latency p50={:.1} ms p99={:.1} ms (batch {}, {}); failed agents {failed}",
         events as f64 / secs,
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99),
         o.batch,
-        o.window,
+        if o.rate > 0 { format!("open loop {} events/s offered", o.rate) } else { format!("closed loop, window {}", o.window) },
     );
     println!(
         "agents={n:<5} status while streaming ({} nodes x {} instances): p50={:.1} ms p99={:.1} ms",

@@ -75,7 +75,7 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = ::sled::Config::new()
             .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(16 * 1024 * 1024)
             .open()?;
         let events = db.open_tree("events")?;
         let meta = db.open_tree("meta")?;
