@@ -139,9 +139,14 @@ fn instance_state(agent: usize, k: usize) -> InstanceState {
         name: format!("VI_{k}"),
         vrid: vrid(agent, k),
         interface: "eth0".into(),
-        state: if agent % 2 == 0 { "MASTER" } else { "BACKUP" }.into(),
-        base_priority: if agent % 2 == 0 { 150 } else { 100 },
-        effective_priority: if agent % 2 == 0 { 150 } else { 100 },
+        state: if agent.is_multiple_of(2) {
+            "MASTER"
+        } else {
+            "BACKUP"
+        }
+        .into(),
+        base_priority: if agent.is_multiple_of(2) { 150 } else { 100 },
+        effective_priority: if agent.is_multiple_of(2) { 150 } else { 100 },
         vips: vec![format!("2001:db8:{:x}:{:x}::1/64", pair, k)],
         ..Default::default()
     }
@@ -226,7 +231,7 @@ async fn agent(
                 .map(|_| {
                     seq += 1;
                     let k = (seq as usize) % instances.max(1);
-                    let transition = seq % 10 == 0;
+                    let transition = seq.is_multiple_of(10);
                     Event {
                         seq,
                         wall_time_ms: now_ms(),
@@ -237,7 +242,12 @@ async fn agent(
                         } as i32,
                         instance: format!("VI_{k}"),
                         to_state: if transition {
-                            if idx % 2 == 0 { "MASTER" } else { "BACKUP" }.into()
+                            if idx.is_multiple_of(2) {
+                                "MASTER"
+                            } else {
+                                "BACKUP"
+                            }
+                            .into()
                         } else {
                             String::new()
                         },
