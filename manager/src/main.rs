@@ -1,1 +1,229 @@
-fn main() {}
+//! `ha-manager`: the fleet manager binary (CLI, TLS files, signals). anyhow lives only
+//! here; everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ha_manager::core::{Core, CoreOptions};
+use ha_manager::pki;
+use ha_manager::server;
+use ha_manager::store::sled::SledStore;
+use ha_manager::store::Retention;
+use ha_proto::auth::Role;
+
+/// Fleet manager for ha-agent: agent streams, history, overrides.
+#[derive(Debug, Parser)]
+#[command(name = "ha-manager", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Certificates for the fleet.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCmd {
+    /// Create a CA: DIR/ca.pem and DIR/ca.key.
+    Init {
+        /// Directory of the CA.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue DIR/NAME.pem and DIR/NAME.key (CN = NAME, OU = ROLE).
+    Issue {
+        /// Directory of the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node or user name.
+        #[arg(long)]
+        name: String,
+        /// agent, viewer, operator, admin or manager (the manager's server certificate).
+        #[arg(long)]
+        role: Role,
+        /// Extra subject alternative name (DNS name or IP), repeatable.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// gRPC listen address, e.g. 127.0.0.1:7400.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (sled database).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Prometheus endpoint address (accepted; not served yet).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Directory with ca.pem, manager.pem and manager.key (as `pki` writes them).
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
+    tls_dir: Option<PathBuf>,
+    /// CA certificate that signs clients (PEM).
+    #[arg(long, requires_all = ["cert", "key"])]
+    ca: Option<PathBuf>,
+    /// Server certificate (PEM).
+    #[arg(long, requires_all = ["ca", "key"])]
+    cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires_all = ["ca", "cert"])]
+    key: Option<PathBuf>,
+    /// Plaintext without client authentication: every caller is admin (labs only).
+    #[arg(long, conflicts_with_all = ["tls_dir", "ca"])]
+    insecure: bool,
+    /// Delete history older than this many days.
+    #[arg(long)]
+    retention_days: Option<u32>,
+    /// Delete the oldest history beyond this many MB of events.
+    #[arg(long)]
+    retention_max_mb: Option<u64>,
+    /// Clock offset alert threshold, ms.
+    #[arg(long, default_value_t = 500)]
+    clock_alert_ms: u32,
+    /// Seconds between pings to each agent (clock offset).
+    #[arg(long, default_value_t = 5)]
+    ping_interval_s: u64,
+}
+
+fn read(p: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let (Some(listen), Some(data)) = (a.listen, a.data.clone()) else {
+        bail!("--listen ADDR and --data DIR are required");
+    };
+    let tls = if let Some(dir) = &a.tls_dir {
+        Some(server::tls_config(
+            &read(&dir.join("ca.pem"))?,
+            &read(&dir.join("manager.pem"))?,
+            &read(&dir.join("manager.key"))?,
+        ))
+    } else if let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) {
+        Some(server::tls_config(&read(ca)?, &read(cert)?, &read(key)?))
+    } else if a.insecure {
+        tracing::warn!("running without TLS (--insecure): every caller is admin");
+        None
+    } else {
+        bail!("TLS is required: give --tls-dir DIR or --ca/--cert/--key, or --insecure for labs");
+    };
+    if let Some(m) = a.metrics_listen {
+        tracing::warn!(addr = %m, "metrics endpoint not implemented yet; ignoring --metrics-listen");
+    }
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let store = SledStore::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    let opts = CoreOptions {
+        insecure: a.insecure,
+        clock_alert_ms: f64::from(a.clock_alert_ms),
+        ping_interval: Duration::from_secs(a.ping_interval_s.max(1)),
+        ..CoreOptions::default()
+    };
+    let core = Core::open(Arc::new(store), opts).context("starting the manager")?;
+    let policy = Retention {
+        max_age_ms: a.retention_days.map(|d| i64::from(d) * 86_400_000),
+        max_bytes: a.retention_max_mb.map(|m| m.saturating_mul(1 << 20)),
+    };
+    let retention = server::spawn_retention(core.clone(), policy, Duration::from_secs(60));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, tls = !a.insecure, "listening");
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "no SIGTERM handler");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    let served = server::serve(listener, core.clone(), tls, shutdown).await;
+    retention.abort();
+    core.close().await;
+    tracing::info!("history flushed");
+    served.context("serving")
+}
+
+/// Usage errors clap cannot express: exit 2 with clap's format.
+fn check_usage(a: &RunArgs) {
+    let mut cmd = Cli::command();
+    if a.listen.is_none() || a.data.is_none() {
+        cmd.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--listen ADDR and --data DIR are required",
+        )
+        .exit();
+    }
+    if a.tls_dir.is_none() && a.ca.is_none() && !a.insecure {
+        cmd.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "TLS is required: give --tls-dir DIR or --ca/--cert/--key, or --insecure for labs",
+        )
+        .exit();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.cmd.is_none() {
+        check_usage(&cli.run);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let res = match cli.cmd {
+        Some(Cmd::Pki {
+            cmd: PkiCmd::Init { dir },
+        }) => pki::init(&dir)
+            .map(|(c, k)| println!("wrote {} and {}", c.display(), k.display()))
+            .map_err(anyhow::Error::from),
+        Some(Cmd::Pki {
+            cmd:
+                PkiCmd::Issue {
+                    dir,
+                    name,
+                    role,
+                    sans,
+                },
+        }) => pki::issue(&dir, &name, role, &sans)
+            .map(|(c, k)| println!("wrote {} and {}", c.display(), k.display()))
+            .map_err(anyhow::Error::from),
+        None => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run(cli.run)),
+            Err(e) => Err(anyhow::Error::from(e).context("starting the runtime")),
+        },
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ha-manager: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! gRPC definitions of the fleet link: `AgentLink` (agent <-> manager) and `Control`
 //! (hactl -> manager). Generated from proto/ha/v1/ha.proto at build time.
 
+pub mod auth;
+
 /// Package `ha.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {

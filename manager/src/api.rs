@@ -1,0 +1,283 @@
+//! Thin tonic adapters: authorization (peer certificate -> identity -> role table, or the
+//! insecure lab identity), request decoding and error mapping. The logic lives in `core`
+//! and `session`.
+
+use std::sync::Arc;
+
+use ha_proto::auth::{allowed, identity_from_cert_der, Identity, AGENT_SESSION};
+use ha_proto::v1::agent_link_server::AgentLink;
+use ha_proto::v1::control_server::Control;
+use ha_proto::v1::{
+    AgentMsg, CommandReply, Event, EventKind, HistoryReply, HistoryRequest, NodesReply,
+    NodesRequest, SetPriorityRequest, StatusReply, StatusRequest, SwitchoverRequest,
+    VipChangeRequest, WatchRequest,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::core::{CommandError, Core};
+use crate::session;
+use crate::store::HistoryQuery;
+
+/// Largest history page.
+pub const MAX_PAGE: u32 = 1000;
+/// History page when the request says 0.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// The caller's identity: from its certificate, or the insecure lab identity.
+pub fn identify<T>(core: &Core, req: &Request<T>) -> Result<Identity, Status> {
+    if core.opts.insecure {
+        return Ok(Identity::insecure());
+    }
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    identity_from_cert_der(leaf).ok_or_else(|| {
+        Status::unauthenticated("client certificate subject needs CN=name and OU=role")
+    })
+}
+
+fn authorize<T>(core: &Core, req: &Request<T>, method: &str) -> Result<Identity, Status> {
+    let who = identify(core, req)?;
+    // --insecure: labs, every caller may do everything (agents included).
+    if core.opts.insecure || allowed(method, who.role) {
+        Ok(who)
+    } else {
+        Err(denied(&who, method))
+    }
+}
+
+fn denied(who: &Identity, method: &str) -> Status {
+    Status::permission_denied(format!(
+        "{} with role {} may not call {method}",
+        who.name, who.role
+    ))
+}
+
+fn status_of(e: CommandError) -> Status {
+    let msg = e.to_string();
+    match e {
+        CommandError::InvalidArgument(_) => Status::invalid_argument(msg),
+        CommandError::NotFound(_) => Status::not_found(msg),
+        CommandError::FailedPrecondition(_) => Status::failed_precondition(msg),
+        CommandError::Store(_) => Status::internal(msg),
+        CommandError::Unavailable => Status::unavailable(msg),
+    }
+}
+
+/// `AgentLink` service.
+#[derive(Clone)]
+pub struct AgentLinkApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+}
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkApi {
+    type SessionStream = session::Outbound;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<AgentMsg>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = authorize(&self.core, &req, AGENT_SESSION)?;
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        Ok(Response::new(session::spawn(
+            self.core.clone(),
+            who,
+            peer,
+            req.into_inner(),
+        )))
+    }
+}
+
+/// `Control` service.
+#[derive(Clone)]
+pub struct ControlApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+}
+
+impl ControlApi {
+    /// Authorizes a mutation; a refusal is audited as a COMMAND event.
+    async fn authorize_mutation<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        op: &str,
+        node: &str,
+        instance: &str,
+        request_id: &str,
+    ) -> Result<Identity, Status> {
+        let who = identify(&self.core, req)?;
+        if self.core.opts.insecure || allowed(method, who.role) {
+            return Ok(who);
+        }
+        self.core
+            .record_denied(&who, op, node, instance, request_id)
+            .await;
+        Err(denied(&who, method))
+    }
+}
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl Control for ControlApi {
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        authorize(&self.core, &req, "/ha.v1.Control/Status")?;
+        Ok(Response::new(self.core.status()))
+    }
+
+    async fn nodes(&self, req: Request<NodesRequest>) -> Result<Response<NodesReply>, Status> {
+        authorize(&self.core, &req, "/ha.v1.Control/Nodes")?;
+        Ok(Response::new(NodesReply {
+            nodes: self.core.nodes(),
+        }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryReply>, Status> {
+        authorize(&self.core, &req, "/ha.v1.Control/History")?;
+        let r = req.into_inner();
+        let q = HistoryQuery {
+            node: opt(r.node),
+            instance: opt(r.instance),
+            kind: (r.kind != EventKind::Unspecified as i32).then_some(r.kind),
+            since_ms: (r.since_ms != 0).then_some(r.since_ms),
+            until_ms: (r.until_ms != 0).then_some(r.until_ms),
+            after_id: r.after_id,
+            limit: match r.limit {
+                0 => DEFAULT_PAGE,
+                n => n.min(MAX_PAGE),
+            } as usize,
+        };
+        let page = self.core.history(q).await.map_err(status_of)?;
+        Ok(Response::new(HistoryReply {
+            events: page.events,
+            next_after_id: page.next_after_id,
+        }))
+    }
+
+    type WatchStream = ReceiverStream<Result<Event, Status>>;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        authorize(&self.core, &req, "/ha.v1.Control/Watch")?;
+        let filter = req.into_inner();
+        let mut sub = self.core.subscribe();
+        let mut shutdown = self.core.shutdown_signal();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    r = sub.recv() => r,
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = tx.closed() => return,
+                };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event {
+                        kind: EventKind::Gap as i32,
+                        wall_time_ms: crate::now_ms(),
+                        reason: "watch lagged".into(),
+                        detail: format!("{n} events skipped; see history"),
+                        ..Default::default()
+                    },
+                };
+                let lag_marker = ev.kind == EventKind::Gap as i32 && ev.node.is_empty();
+                let keep = lag_marker
+                    || ((filter.node.is_empty() || ev.node == filter.node)
+                        && (filter.instance.is_empty() || ev.instance == filter.instance));
+                if !keep {
+                    continue;
+                }
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn set_priority(
+        &self,
+        req: Request<SetPriorityRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let r = req.get_ref();
+        let who = self
+            .authorize_mutation(
+                &req,
+                "/ha.v1.Control/SetPriority",
+                "set-priority",
+                &r.node,
+                &r.instance,
+                &r.request_id,
+            )
+            .await?;
+        let reply = self
+            .core
+            .set_priority(&who, req.into_inner())
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(reply))
+    }
+
+    async fn vip_change(
+        &self,
+        req: Request<VipChangeRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let r = req.get_ref();
+        let op = if r.add { "vip-add" } else { "vip-del" };
+        let who = self
+            .authorize_mutation(
+                &req,
+                "/ha.v1.Control/VipChange",
+                op,
+                &r.node,
+                &r.instance,
+                &r.request_id,
+            )
+            .await?;
+        let reply = self
+            .core
+            .vip_change(&who, req.into_inner())
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(reply))
+    }
+
+    async fn switchover(
+        &self,
+        req: Request<SwitchoverRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let r = req.get_ref();
+        let who = self
+            .authorize_mutation(
+                &req,
+                "/ha.v1.Control/Switchover",
+                "switchover",
+                &r.to_node,
+                &r.instance,
+                &r.request_id,
+            )
+            .await?;
+        let reply = self
+            .core
+            .switchover(&who, req.into_inner())
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(reply))
+    }
+}

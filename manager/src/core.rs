@@ -1,0 +1,866 @@
+//! Shared manager state and the command logic behind `Control`: the fleet view, the
+//! store and its committer, live agent sessions, the watch broadcast, and the mutations
+//! (set-priority, VIP change, switchover) with their audit and request-id replay.
+//!
+//! Commands: a request id that already has a stored reply returns it with
+//! `replayed = true`; one still running is waited for. Validation failures are errors
+//! (not stored; a retry validates again). Everything else yields a `CommandReply` that is
+//! stored (first reply wins) and recorded as a COMMAND event with the caller's identity.
+//!
+//! Override push: the desired set is stored with a new generation, pushed to the agent if
+//! connected, and the reply waits (up to `override_timeout`) for the agent's
+//! `OverrideResult`. An agent that rejects the set gets its previous content back as the
+//! desired set (under a newer generation). A node that is not connected keeps the stored
+//! set; the reply is `ok = false` with error "agent NODE not connected; override stored
+//! as generation N, applied when it connects".
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ha_proto::auth::Identity;
+use ha_proto::v1::{
+    manager_msg, CommandReply, Event, EventKind, Heartbeat, Hello, InstanceState, ManagerMsg,
+    NodeStatus, OverrideResult, Overrides, PriorityOverride, SetPriorityRequest, Snapshot,
+    StatusReply, SwitchoverRequest, VipChangeRequest, VipOverride,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::fleet::{Fleet, MASTER};
+use crate::now_ms;
+use crate::store::commit::{CommitOptions, Committer, Outcome};
+use crate::store::{HistoryPage, HistoryQuery, HistoryStore, StoreError};
+
+/// Manager tuning.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Every caller is `Identity::insecure()` and agents' names are not checked.
+    pub insecure: bool,
+    /// Clock offset alert threshold, ms.
+    pub clock_alert_ms: f64,
+    /// How often sessions ping their agent.
+    pub ping_interval: Duration,
+    /// How long a command waits for the agent's `OverrideResult`.
+    pub override_timeout: Duration,
+    /// How long a switchover waits for the target to become master.
+    pub switchover_timeout: Duration,
+    /// Group commit tuning.
+    pub commit: CommitOptions,
+    /// Capacity of the watch broadcast.
+    pub watch_capacity: usize,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            insecure: false,
+            clock_alert_ms: 500.0,
+            ping_interval: Duration::from_secs(5),
+            override_timeout: Duration::from_secs(10),
+            switchover_timeout: Duration::from_secs(30),
+            commit: CommitOptions::default(),
+            watch_capacity: 4096,
+        }
+    }
+}
+
+/// Why a command was refused (mapped to gRPC codes by `api`).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Malformed request (INVALID_ARGUMENT).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown node or instance, listing what exists (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// The fleet is not in a state where this can run (FAILED_PRECONDITION).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed (INTERNAL).
+    #[error("history store: {0}")]
+    Store(#[from] StoreError),
+    /// The manager is stopping (UNAVAILABLE).
+    #[error("manager is shutting down")]
+    Unavailable,
+}
+
+/// A live agent session, as commands see it.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    /// Session id.
+    pub conn: u64,
+    /// Messages to the agent.
+    pub tx: mpsc::Sender<Result<ManagerMsg, tonic::Status>>,
+    /// Commands waiting for an `OverrideResult`, by request id.
+    pub pending: Arc<Mutex<HashMap<String, oneshot::Sender<OverrideResult>>>>,
+}
+
+/// The manager's shared state.
+pub struct Core {
+    /// Options.
+    pub opts: CoreOptions,
+    /// Persistent state.
+    store: Arc<dyn HistoryStore>,
+    /// Group committer of events.
+    committer: Committer,
+    /// The fleet view.
+    fleet: Mutex<Fleet>,
+    /// Bumped on every fleet change (switchover waits on it).
+    changed: watch::Sender<u64>,
+    /// Durable events, for `Watch`.
+    watch_tx: broadcast::Sender<Event>,
+    /// Live sessions by node.
+    sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// Session id source.
+    next_conn: AtomicU64,
+    /// One command at a time per node (generations stay in order).
+    node_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Commands running, by request id; `Some` once answered.
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<CommandReply>>>>,
+    /// Set when the manager stops: sessions and watches end.
+    shutdown: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn strip(set: &Overrides) -> Overrides {
+    Overrides {
+        generation: set.generation,
+        request_id: String::new(),
+        instance: String::new(),
+        priorities: set.priorities.clone(),
+        vips: set.vips.clone(),
+    }
+}
+
+/// Parses "ADDR/PLEN" into its canonical spelling.
+pub fn parse_vip(s: &str) -> Result<String, String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("address {s:?} must be ADDR/PLEN, e.g. 192.0.2.20/24"))?;
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("address {a:?} is not an IPv4 or IPv6 address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let plen: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("prefix length {p:?} out of range 0..={max}"))?;
+    Ok(format!("{ip}/{plen}"))
+}
+
+impl Core {
+    /// Builds the manager over `store`: loads known nodes, starts the committer.
+    pub fn open(store: Arc<dyn HistoryStore>, opts: CoreOptions) -> std::io::Result<Arc<Core>> {
+        let mut fleet = Fleet::new(opts.clock_alert_ms);
+        fleet.load(store.nodes().map_err(std::io::Error::other)?);
+        let (watch_tx, _) = broadcast::channel(opts.watch_capacity.max(16));
+        let wt = watch_tx.clone();
+        let committer = Committer::start(
+            store.clone(),
+            opts.commit,
+            Box::new(move |evs| {
+                for e in evs {
+                    let _ = wt.send(e.clone());
+                }
+            }),
+        )?;
+        Ok(Arc::new(Core {
+            opts,
+            store,
+            committer,
+            fleet: Mutex::new(fleet),
+            changed: watch::channel(0).0,
+            watch_tx,
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            node_locks: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        }))
+    }
+
+    /// The store (for retention and tests).
+    pub fn store(&self) -> &Arc<dyn HistoryStore> {
+        &self.store
+    }
+
+    /// The group committer.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    /// Runs a store call on a blocking thread.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn HistoryStore) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, CommandError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| CommandError::Unavailable)?
+            .map_err(CommandError::from)
+    }
+
+    /// Applies a fleet mutation; records the manager events it yields.
+    pub fn mutate_fleet<R>(&self, f: impl FnOnce(&mut Fleet) -> (R, Vec<Event>)) -> R {
+        let (r, evs) = f(&mut lock(&self.fleet));
+        self.committer.record(evs);
+        self.changed.send_modify(|v| *v += 1);
+        r
+    }
+
+    /// Read access to the fleet view.
+    pub fn with_fleet<R>(&self, f: impl FnOnce(&Fleet) -> R) -> R {
+        f(&lock(&self.fleet))
+    }
+
+    /// Status of every node and the alerts.
+    pub fn status(&self) -> StatusReply {
+        self.with_fleet(Fleet::status)
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.with_fleet(Fleet::nodes)
+    }
+
+    /// One page of history.
+    pub async fn history(&self, q: HistoryQuery) -> Result<HistoryPage, CommandError> {
+        self.blocking(move |s| s.query(&q)).await
+    }
+
+    /// Live durable events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.watch_tx.subscribe()
+    }
+
+    /// Becomes true when the manager stops.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Ends sessions and watches (the server then drains).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Stops: ends sessions, commits what is queued and flushes the store.
+    pub async fn close(&self) {
+        self.begin_shutdown();
+        self.committer.close().await;
+    }
+
+    // ---------- sessions ----------
+
+    /// Registers a session after its hello; returns its handle.
+    pub fn register_session(
+        &self,
+        hello: &Hello,
+        peer: &str,
+        tx: mpsc::Sender<Result<ManagerMsg, tonic::Status>>,
+    ) -> SessionHandle {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let h = SessionHandle {
+            conn,
+            tx,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+        };
+        lock(&self.sessions).insert(hello.node.clone(), h.clone());
+        self.mutate_fleet(|f| ((), f.connect(hello, peer, conn, now_ms())));
+        h
+    }
+
+    /// A session ended.
+    pub fn unregister_session(&self, node: &str, conn: u64) {
+        {
+            let mut s = lock(&self.sessions);
+            if s.get(node).is_some_and(|h| h.conn == conn) {
+                s.remove(node);
+            }
+        }
+        let status = self.mutate_fleet(|f| {
+            let evs = f.disconnect(node, conn, now_ms());
+            (f.node(node).map(|n| n.status()), evs)
+        });
+        if let Some(st) = status {
+            if let Err(e) = self.store.put_node(&st) {
+                tracing::warn!(%node, error = %e, "saving node state failed");
+            }
+        }
+    }
+
+    /// The stored desired overrides of a node.
+    pub async fn stored_overrides(&self, node: &str) -> Result<Option<Overrides>, CommandError> {
+        let node = node.to_string();
+        self.blocking(move |s| s.overrides(&node)).await
+    }
+
+    /// A snapshot arrived.
+    pub fn on_snapshot(&self, node: &str, snap: &Snapshot) {
+        let st = self.mutate_fleet(|f| {
+            let evs = f.snapshot(node, snap, now_ms());
+            (f.node(node).map(|n| n.status()), evs)
+        });
+        if let Some(st) = st {
+            if let Err(e) = self.store.put_node(&st) {
+                tracing::warn!(%node, error = %e, "saving node state failed");
+            }
+        }
+    }
+
+    /// Agent events arrived (before they are durable: the view follows the stream order).
+    pub fn on_events(&self, node: &str, evs: &[Event]) {
+        let now = now_ms();
+        self.mutate_fleet(|f| {
+            let out = evs.iter().flat_map(|e| f.event(node, e, now)).collect();
+            ((), out)
+        });
+    }
+
+    /// A heartbeat arrived.
+    pub fn on_heartbeat(&self, node: &str, hb: &Heartbeat) {
+        self.mutate_fleet(|f| ((), f.heartbeat(node, hb, now_ms())));
+    }
+
+    /// An override result arrived: wakes the waiting command, updates the view.
+    pub fn on_override_result(&self, node: &str, h: &SessionHandle, r: OverrideResult) {
+        if r.ok {
+            self.mutate_fleet(|f| {
+                f.set_override_generation(node, r.generation);
+                ((), Vec::new())
+            });
+        }
+        if let Some(st) = &r.instance {
+            if !st.name.is_empty() {
+                self.mutate_fleet(|f| ((), f.instance_update(node, st, now_ms())));
+            }
+        }
+        if !r.ok {
+            tracing::warn!(%node, request_id = %r.request_id, error = %r.error, "agent rejected overrides");
+        }
+        let waiter = lock(&h.pending).remove(&r.request_id);
+        if let Some(w) = waiter {
+            let _ = w.send(r);
+        }
+    }
+
+    // ---------- commands ----------
+
+    fn node_lock(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.node_locks)
+            .entry(node.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Records a COMMAND event (audit trail) and waits until it is durable.
+    async fn audit_event(
+        &self,
+        ctx: &AuditCtx<'_>,
+        mut detail: serde_json::Map<String, serde_json::Value>,
+        outcome: &str,
+    ) {
+        detail.insert("who".into(), ctx.who.name.clone().into());
+        detail.insert("role".into(), ctx.who.role.as_str().into());
+        detail.insert("request_id".into(), ctx.request_id.into());
+        detail.insert("result".into(), outcome.into());
+        let ev = Event {
+            node: ctx.node.into(),
+            instance: ctx.instance.into(),
+            wall_time_ms: now_ms(),
+            kind: EventKind::Command as i32,
+            reason: ctx.op.into(),
+            detail: serde_json::Value::Object(detail).to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = self.committer.commit(vec![ev]).await {
+            tracing::error!(error = %e, op = %ctx.op, "recording command failed");
+        }
+    }
+
+    /// Records that `who` was refused `op` (role not allowed).
+    pub async fn record_denied(
+        &self,
+        who: &Identity,
+        op: &str,
+        node: &str,
+        instance: &str,
+        request_id: &str,
+    ) {
+        let ctx = AuditCtx {
+            who,
+            op,
+            node,
+            instance,
+            request_id,
+        };
+        self.audit_event(&ctx, Default::default(), "denied: role not allowed")
+            .await;
+    }
+
+    /// Runs a command once per request id (see the module doc).
+    async fn run_command<Fut>(
+        &self,
+        ctx: AuditCtx<'_>,
+        args: serde_json::Map<String, serde_json::Value>,
+        body: Fut,
+    ) -> Result<CommandReply, CommandError>
+    where
+        Fut: std::future::Future<Output = Result<CommandReply, CommandError>>,
+    {
+        let request_id = ctx.request_id;
+        if request_id.is_empty() {
+            return Err(CommandError::InvalidArgument(
+                "request_id is required".into(),
+            ));
+        }
+        let tx = loop {
+            let rid = request_id.to_string();
+            if let Some(mut r) = self.blocking(move |s| s.audit(&rid)).await? {
+                r.replayed = true;
+                return Ok(r);
+            }
+            let existing = {
+                let mut m = lock(&self.inflight);
+                match m.get(request_id) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        m.insert(request_id.to_string(), rx);
+                        Ok(tx)
+                    }
+                }
+            };
+            match existing {
+                Ok(tx) => break tx,
+                Err(mut rx) => {
+                    // The same id is running: wait for its answer (or its failure, then
+                    // look again).
+                    if let Ok(r) = rx.wait_for(Option::is_some).await {
+                        if let Some(mut r) = r.clone() {
+                            r.replayed = true;
+                            return Ok(r);
+                        }
+                    }
+                }
+            }
+        };
+        let res = body.await;
+        let out = match res {
+            Ok(mut reply) => {
+                reply.request_id = request_id.to_string();
+                reply.replayed = false;
+                let rid = request_id.to_string();
+                let r2 = reply.clone();
+                let stored = self.blocking(move |s| s.put_audit(&rid, &r2)).await;
+                match stored {
+                    Ok(stored) => {
+                        let mut d = args;
+                        d.insert("ok".into(), stored.ok.into());
+                        d.insert("generation".into(), stored.generation.into());
+                        let outcome = if stored.ok {
+                            "ok".to_string()
+                        } else {
+                            format!("failed: {}", stored.error)
+                        };
+                        self.audit_event(&ctx, d, &outcome).await;
+                        let _ = tx.send(Some(stored.clone()));
+                        Ok(stored)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                self.audit_event(&ctx, args, &format!("refused: {e}")).await;
+                Err(e)
+            }
+        };
+        lock(&self.inflight).remove(request_id);
+        out
+    }
+
+    /// Checks node and instance exist; returns the instance state.
+    fn lookup(&self, node: &str, instance: &str) -> Result<InstanceState, CommandError> {
+        self.with_fleet(|f| {
+            let Some(n) = f.node(node) else {
+                let known = f.node_names();
+                return Err(CommandError::NotFound(format!(
+                    "unknown node {node:?}; known nodes: {}",
+                    if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            n.instances.get(instance).cloned().ok_or_else(|| {
+                let known: Vec<&str> = n.instances.keys().map(String::as_str).collect();
+                CommandError::NotFound(format!(
+                    "unknown instance {instance:?} on node {node}; instances: {}",
+                    if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+        })
+    }
+
+    fn instance_state(&self, node: &str, instance: &str) -> Option<InstanceState> {
+        self.with_fleet(|f| {
+            f.node(node)
+                .and_then(|n| n.instances.get(instance).cloned())
+        })
+    }
+
+    /// Changes a node's desired overrides, pushes them and waits for the agent's answer.
+    async fn apply_overrides(
+        &self,
+        node: &str,
+        instance: &str,
+        request_id: &str,
+        mutate: impl FnOnce(&mut Overrides),
+    ) -> Result<CommandReply, CommandError> {
+        let nl = self.node_lock(node);
+        let _g = nl.lock().await;
+        let prev = self.stored_overrides(node).await?.unwrap_or_default();
+        let mut next = strip(&prev);
+        mutate(&mut next);
+        let n2 = node.to_string();
+        let stored = self.blocking(move |s| s.put_overrides(&n2, next)).await?;
+        let mut reply = CommandReply {
+            request_id: request_id.into(),
+            node: node.into(),
+            generation: stored.generation,
+            ..Default::default()
+        };
+        let handle = lock(&self.sessions).get(node).cloned();
+        let Some(h) = handle else {
+            reply.error = format!(
+                "agent {node} not connected; override stored as generation {}, applied when it connects",
+                stored.generation
+            );
+            reply.instance = self.instance_state(node, instance);
+            return Ok(reply);
+        };
+        let (wtx, wrx) = oneshot::channel();
+        lock(&h.pending).insert(request_id.to_string(), wtx);
+        let push = Overrides {
+            request_id: request_id.into(),
+            instance: instance.into(),
+            ..strip(&stored)
+        };
+        let msg = ManagerMsg {
+            msg: Some(manager_msg::Msg::Overrides(push)),
+        };
+        let answer = if h.tx.send(Ok(msg)).await.is_ok() {
+            tokio::time::timeout(self.opts.override_timeout, wrx)
+                .await
+                .map(Result::ok)
+        } else {
+            Ok(None)
+        };
+        match answer {
+            Ok(Some(r)) => {
+                reply.ok = r.ok;
+                reply.error = r.error;
+                reply.instance = r.instance.or_else(|| self.instance_state(node, instance));
+                if !reply.ok {
+                    // Rejected: nothing changed on the agent; the desired set goes back to
+                    // the previous content (a newer generation keeps them monotonic).
+                    let n2 = node.to_string();
+                    let back = strip(&prev);
+                    let g = self.blocking(move |s| s.put_overrides(&n2, back)).await?;
+                    reply.generation = g.generation;
+                }
+            }
+            Ok(None) => {
+                reply.error = format!(
+                    "agent {node} disconnected before answering; override stored as generation {}, applied when it reconnects",
+                    stored.generation
+                );
+                reply.instance = self.instance_state(node, instance);
+            }
+            Err(_) => {
+                lock(&h.pending).remove(request_id);
+                reply.error = format!(
+                    "no answer from agent {node} within {} s; override stored as generation {}",
+                    self.opts.override_timeout.as_secs(),
+                    stored.generation
+                );
+                reply.instance = self.instance_state(node, instance);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// `SetPriority`: priority 1..=255 overrides, 0 clears the override.
+    pub async fn set_priority(
+        &self,
+        who: &Identity,
+        req: SetPriorityRequest,
+    ) -> Result<CommandReply, CommandError> {
+        let mut args = serde_json::Map::new();
+        args.insert("priority".into(), req.priority.into());
+        let body = async {
+            if req.priority > 255 {
+                return Err(CommandError::InvalidArgument(format!(
+                    "priority {} out of range 1..=255 (0 clears the override)",
+                    req.priority
+                )));
+            }
+            self.lookup(&req.node, &req.instance)?;
+            let (inst, p) = (req.instance.clone(), req.priority);
+            self.apply_overrides(&req.node, &req.instance, &req.request_id, move |set| {
+                set_priority_in(set, &inst, p)
+            })
+            .await
+        };
+        self.run_command(
+            AuditCtx {
+                who,
+                op: "set-priority",
+                node: &req.node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
+            args,
+            body,
+        )
+        .await
+    }
+
+    /// `VipChange`: add a VIP to an instance or remove a configured one.
+    pub async fn vip_change(
+        &self,
+        who: &Identity,
+        req: VipChangeRequest,
+    ) -> Result<CommandReply, CommandError> {
+        let mut args = serde_json::Map::new();
+        args.insert("addr".into(), req.addr.clone().into());
+        args.insert("add".into(), req.add.into());
+        let body = async {
+            let addr = parse_vip(&req.addr).map_err(CommandError::InvalidArgument)?;
+            self.lookup(&req.node, &req.instance)?;
+            let (inst, add) = (req.instance.clone(), req.add);
+            self.apply_overrides(&req.node, &req.instance, &req.request_id, move |set| {
+                let same = |v: &VipOverride| v.instance == inst && v.addr == addr;
+                match set.vips.iter().position(same) {
+                    // The opposite change cancels the earlier one.
+                    Some(i) if set.vips[i].add != add => {
+                        set.vips.remove(i);
+                    }
+                    Some(_) => {}
+                    None => set.vips.push(VipOverride {
+                        instance: inst,
+                        addr,
+                        add,
+                    }),
+                }
+            })
+            .await
+        };
+        let op = if req.add { "vip-add" } else { "vip-del" };
+        self.run_command(
+            AuditCtx {
+                who,
+                op,
+                node: &req.node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
+            args,
+            body,
+        )
+        .await
+    }
+
+    /// `Switchover`: raise the target above the current master, wait until it is master,
+    /// then restore the target's previous priority override.
+    pub async fn switchover(
+        &self,
+        who: &Identity,
+        req: SwitchoverRequest,
+    ) -> Result<CommandReply, CommandError> {
+        let args = serde_json::Map::new();
+        let body = async {
+            let target = self.lookup(&req.to_node, &req.instance)?;
+            let node = req.to_node.clone();
+            let connected = self.with_fleet(|f| f.node(&node).is_some_and(|n| n.connected));
+            if !connected {
+                return Err(CommandError::FailedPrecondition(format!(
+                    "agent {node} not connected"
+                )));
+            }
+            let master = self.with_fleet(|f| f.master_of(target.vrid, &node));
+            let Some((mnode, mst)) = master else {
+                if target.state == MASTER {
+                    return Ok(CommandReply {
+                        ok: true,
+                        node: node.clone(),
+                        error: format!("{node} is already master of {}", req.instance),
+                        instance: Some(target),
+                        ..Default::default()
+                    });
+                }
+                return Err(CommandError::FailedPrecondition(format!(
+                    "no connected master for vrid {} ({}); nothing to switch over",
+                    target.vrid, req.instance
+                )));
+            };
+            let want = mst.effective_priority + 1;
+            if want > 254 {
+                return Err(CommandError::FailedPrecondition(format!(
+                    "current master {mnode} runs {} at priority {}; {node} cannot be raised above it",
+                    mst.name, mst.effective_priority
+                )));
+            }
+            let prev = self
+                .stored_overrides(&node)
+                .await?
+                .and_then(|s| {
+                    s.priorities
+                        .iter()
+                        .find(|p| p.instance == req.instance)
+                        .map(|p| p.priority)
+                })
+                .unwrap_or(0);
+            let mut changed = self.changed.subscribe();
+            let inst = req.instance.clone();
+            let raise = self
+                .apply_overrides(&node, &inst, &format!("{}/raise", req.request_id), |s| {
+                    set_priority_in(s, &req.instance, want)
+                })
+                .await?;
+            let mut became = false;
+            if raise.ok {
+                let wait = async {
+                    loop {
+                        let is_master = self
+                            .instance_state(&node, &inst)
+                            .is_some_and(|s| s.state == MASTER);
+                        if is_master {
+                            return;
+                        }
+                        if changed.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                became = tokio::time::timeout(self.opts.switchover_timeout, wait)
+                    .await
+                    .is_ok()
+                    && self
+                        .instance_state(&node, &inst)
+                        .is_some_and(|s| s.state == MASTER);
+            }
+            let restore = self
+                .apply_overrides(&node, &inst, &format!("{}/restore", req.request_id), |s| {
+                    set_priority_in(s, &req.instance, prev)
+                })
+                .await?;
+            let error = if !raise.ok {
+                format!("raising {node} to priority {want} failed: {}", raise.error)
+            } else if !became {
+                format!(
+                    "{node} did not become master of {inst} within {} s (was {mnode} preempt-enabled?)",
+                    self.opts.switchover_timeout.as_secs()
+                )
+            } else if !restore.ok {
+                format!(
+                    "{node} is master; restoring its priority failed: {}",
+                    restore.error
+                )
+            } else {
+                String::new()
+            };
+            Ok(CommandReply {
+                ok: error.is_empty(),
+                error,
+                node: node.clone(),
+                generation: restore.generation,
+                instance: self.instance_state(&node, &inst),
+                ..Default::default()
+            })
+        };
+        self.run_command(
+            AuditCtx {
+                who,
+                op: "switchover",
+                node: &req.to_node,
+                instance: &req.instance,
+                request_id: &req.request_id,
+            },
+            args,
+            body,
+        )
+        .await
+    }
+}
+
+/// Sets (1..=255) or clears (0) the priority override of `instance` in `set`.
+fn set_priority_in(set: &mut Overrides, instance: &str, priority: u32) {
+    set.priorities.retain(|p| p.instance != instance);
+    if priority != 0 {
+        set.priorities.push(PriorityOverride {
+            instance: instance.into(),
+            priority,
+        });
+        set.priorities.sort_by(|a, b| a.instance.cmp(&b.instance));
+    }
+}
+
+/// Who did what to which node and instance, for the audit trail.
+struct AuditCtx<'a> {
+    /// Caller.
+    who: &'a Identity,
+    /// Operation ("set-priority", "vip-add", ...).
+    op: &'a str,
+    /// Target node.
+    node: &'a str,
+    /// Target instance.
+    instance: &'a str,
+    /// Request id.
+    request_id: &'a str,
+}
+
+/// Pipeline element of a session: the batch's highest seq and its durability answer.
+pub type PendingAck = (u64, oneshot::Receiver<Outcome>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vip_parsing() {
+        assert_eq!(parse_vip("192.0.2.20/24").unwrap(), "192.0.2.20/24");
+        assert_eq!(parse_vip("2001:db8::0:1/64").unwrap(), "2001:db8::1/64");
+        assert!(parse_vip("192.0.2.20").is_err());
+        assert!(parse_vip("192.0.2.20/33").is_err());
+        assert!(parse_vip("lb1/24").is_err());
+    }
+
+    #[test]
+    fn priority_set_and_clear() {
+        let mut s = Overrides::default();
+        set_priority_in(&mut s, "VI_2", 90);
+        set_priority_in(&mut s, "VI_1", 80);
+        set_priority_in(&mut s, "VI_2", 70);
+        assert_eq!(
+            s.priorities
+                .iter()
+                .map(|p| (p.instance.as_str(), p.priority))
+                .collect::<Vec<_>>(),
+            vec![("VI_1", 80), ("VI_2", 70)]
+        );
+        set_priority_in(&mut s, "VI_1", 0);
+        assert_eq!(s.priorities.len(), 1);
+    }
+}

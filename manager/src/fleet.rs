@@ -1,0 +1,860 @@
+//! The in-memory fleet view: per node the hello, boot id, connection, last seen, latest
+//! instance states (snapshot plus applied transitions) and clock offset; and the alerts
+//! the manager derives from it:
+//! - `split-brain`: two connected agents MASTER for the same VRID with overlapping VIPs
+//!   (the manager cannot see segments; same VRID plus a shared VIP stands for one);
+//! - `clock-offset`: an agent's wall clock is off by more than the threshold (NTP-style
+//!   estimate from ping/heartbeat round trips);
+//! - `agent-disconnected`: a live session ended;
+//! - local alerts the agents report in `InstanceState.alerts` (e.g. `vrid-collision`),
+//!   surfaced as they are.
+//!
+//! Pure: no I/O, no clock (callers pass `now_ms`). Every mutation returns the manager
+//! events (ALERT_RAISED / ALERT_CLEARED) to record in history and broadcast.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use ha_proto::v1::{
+    Alert, Event, EventKind, Heartbeat, Hello, InstanceState, NodeStatus, Snapshot, StatusReply,
+};
+
+/// Alert kind: two masters for one VRID with overlapping VIPs.
+pub const SPLIT_BRAIN: &str = "split-brain";
+/// Alert kind: agent wall clock off by more than the threshold.
+pub const CLOCK_OFFSET: &str = "clock-offset";
+/// Alert kind: an agent's session ended.
+pub const AGENT_DISCONNECTED: &str = "agent-disconnected";
+/// Alert kind reported by agents for a VRID used with another VIP list.
+pub const VRID_COLLISION: &str = "vrid-collision";
+
+/// State spellings (keepalived's).
+pub const MASTER: &str = "MASTER";
+
+/// One clock sample: the NTP offset estimate and the round trip it came with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSample {
+    /// Agent clock minus manager clock, ms.
+    pub offset_ms: f64,
+    /// Round trip ping -> heartbeat, ms.
+    pub rtt_ms: i64,
+}
+
+/// NTP-style offset of the agent clock: `agent - (t_send + t_recv) / 2`, with the round
+/// trip `t_recv - t_send` (manager times, ms). `None` when the round trip is negative
+/// (the manager's clock stepped back).
+pub fn ntp_sample(t_send_ms: i64, agent_ms: i64, t_recv_ms: i64) -> Option<ClockSample> {
+    let rtt_ms = t_recv_ms.checked_sub(t_send_ms)?;
+    if rtt_ms < 0 {
+        return None;
+    }
+    let mid = (t_send_ms as f64 + t_recv_ms as f64) / 2.0;
+    Some(ClockSample {
+        offset_ms: agent_ms as f64 - mid,
+        rtt_ms,
+    })
+}
+
+/// Smoothing like NTP's clock filter: of the last [`ClockFilter::WINDOW`] samples, the
+/// one with the shortest round trip (the least queueing delay) gives the estimate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClockFilter {
+    /// Most recent samples, oldest first.
+    samples: VecDeque<ClockSample>,
+}
+
+impl ClockFilter {
+    /// Samples kept.
+    pub const WINDOW: usize = 8;
+
+    /// Adds a sample and returns the new estimate.
+    pub fn add(&mut self, s: ClockSample) -> f64 {
+        if self.samples.len() == Self::WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(s);
+        self.estimate().unwrap_or(s.offset_ms)
+    }
+
+    /// Current estimate, `None` before the first sample.
+    pub fn estimate(&self) -> Option<f64> {
+        self.samples
+            .iter()
+            .min_by_key(|s| s.rtt_ms)
+            .map(|s| s.offset_ms)
+    }
+}
+
+/// What the manager knows about one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeView {
+    /// Node name (hello.node).
+    pub name: String,
+    /// Boot id of the current (or last) agent process.
+    pub boot_id: String,
+    /// Agent version.
+    pub version: String,
+    /// Config digest from hello.
+    pub config_digest: String,
+    /// A session is live.
+    pub connected: bool,
+    /// Session id that owns `connected` (a newer session replaces an older one).
+    pub conn: u64,
+    /// Peer address of the session.
+    pub peer_addr: String,
+    /// Manager time of the last message, ms.
+    pub last_seen_ms: i64,
+    /// Override generation the agent has in force.
+    pub override_generation: u64,
+    /// Instance states by name.
+    pub instances: BTreeMap<String, InstanceState>,
+    /// Highest event seq (of this boot) applied to `instances`.
+    pub applied_seq: u64,
+    /// Clock offset filter.
+    pub clock: ClockFilter,
+}
+
+impl NodeView {
+    /// The node as `Status` shows it.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            name: self.name.clone(),
+            connected: self.connected,
+            clock_offset_ms: self.clock.estimate().unwrap_or(0.0),
+            boot_id: self.boot_id.clone(),
+            version: self.version.clone(),
+            last_seen_ms: self.last_seen_ms,
+            instances: self.instances.values().cloned().collect(),
+            override_generation: self.override_generation,
+            peer_addr: self.peer_addr.clone(),
+        }
+    }
+}
+
+/// An alert the manager raised, with the (node, instance) pairs it concerns.
+#[derive(Debug, Clone, PartialEq)]
+struct Active {
+    /// As shown in status.
+    alert: Alert,
+    /// Who it concerns: one history event per member.
+    members: Vec<(String, String)>,
+}
+
+/// The fleet view.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    /// Nodes by name.
+    nodes: BTreeMap<String, NodeView>,
+    /// Manager-raised alerts by (kind, subject).
+    alerts: BTreeMap<(String, String), Active>,
+    /// VRID -> (node, instance) pairs using it, for split-brain checks.
+    by_vrid: HashMap<u32, BTreeSet<(String, String)>>,
+    /// Clock offset alert threshold, ms.
+    clock_alert_ms: f64,
+}
+
+fn vip_addr(v: &str) -> &str {
+    v.split('/').next().unwrap_or(v)
+}
+
+/// A `(node, instance)` pair.
+pub type Member = (String, String);
+
+/// Masters of one VRID on different nodes that share VIPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SplitGroup {
+    /// Sorted members (at least two nodes).
+    pub members: Vec<Member>,
+    /// Shared addresses (without prefix length).
+    pub vips: BTreeSet<String>,
+}
+
+/// Groups of masters of one VRID (`(node, instance, vips)`) that share VIPs across
+/// nodes, transitively.
+pub fn split_brain_groups(masters: &[(String, String, Vec<String>)]) -> Vec<SplitGroup> {
+    let n = masters.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let sets: Vec<BTreeSet<&str>> = masters
+        .iter()
+        .map(|(_, _, v)| v.iter().map(|s| vip_addr(s)).collect())
+        .collect();
+    let mut shared: Vec<BTreeSet<String>> = vec![BTreeSet::new(); n];
+    for i in 0..n {
+        for j in i + 1..n {
+            if masters[i].0 == masters[j].0 {
+                continue;
+            }
+            let common: Vec<&str> = sets[i].intersection(&sets[j]).copied().collect();
+            if common.is_empty() {
+                continue;
+            }
+            let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+            parent[a] = b;
+            for c in common {
+                shared[i].insert(c.to_string());
+                shared[j].insert(c.to_string());
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, SplitGroup> = BTreeMap::new();
+    for i in 0..n {
+        if shared[i].is_empty() {
+            continue;
+        }
+        let root = find(&mut parent, i);
+        let g = groups.entry(root).or_default();
+        g.members.push((masters[i].0.clone(), masters[i].1.clone()));
+        g.vips.extend(shared[i].iter().cloned());
+    }
+    let mut out: Vec<SplitGroup> = groups
+        .into_values()
+        .map(|mut g| {
+            g.members.sort();
+            g
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Kind of an agent-reported alert text: the token before ':' ("vrid-collision: ...").
+pub fn local_alert_kind(text: &str) -> &str {
+    match text.split_once(':') {
+        Some((k, _)) if !k.is_empty() && !k.contains(char::is_whitespace) => k,
+        _ => "agent-alert",
+    }
+}
+
+fn alert_event(kind: EventKind, member: &(String, String), a: &Alert, now_ms: i64) -> Event {
+    Event {
+        node: member.0.clone(),
+        instance: member.1.clone(),
+        wall_time_ms: now_ms,
+        kind: kind as i32,
+        reason: a.kind.clone(),
+        detail: format!("{}: {}", a.subject, a.message),
+        ..Default::default()
+    }
+}
+
+impl Fleet {
+    /// An empty fleet with the clock alert threshold.
+    pub fn new(clock_alert_ms: f64) -> Self {
+        Fleet {
+            clock_alert_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Seeds the view with nodes known from the store (all disconnected).
+    pub fn load(&mut self, nodes: Vec<NodeStatus>) {
+        for n in nodes {
+            let view = NodeView {
+                name: n.name.clone(),
+                boot_id: n.boot_id,
+                version: n.version,
+                last_seen_ms: n.last_seen_ms,
+                override_generation: n.override_generation,
+                peer_addr: n.peer_addr,
+                instances: n
+                    .instances
+                    .into_iter()
+                    .map(|i| (i.name.clone(), i))
+                    .collect(),
+                ..Default::default()
+            };
+            self.index(&view, true);
+            self.nodes.insert(n.name, view);
+        }
+    }
+
+    /// The node, if known.
+    pub fn node(&self, name: &str) -> Option<&NodeView> {
+        self.nodes.get(name)
+    }
+
+    /// Known node names, sorted.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// Every node as `Status`/`Nodes` show it.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.nodes.values().map(NodeView::status).collect()
+    }
+
+    /// The full status: nodes and alerts (manager-raised, then agents' local ones).
+    pub fn status(&self) -> StatusReply {
+        let mut alerts: Vec<Alert> = self.alerts.values().map(|a| a.alert.clone()).collect();
+        for n in self.nodes.values().filter(|n| n.connected) {
+            for i in n.instances.values() {
+                for text in &i.alerts {
+                    alerts.push(Alert {
+                        kind: local_alert_kind(text).to_string(),
+                        subject: format!("{}/{}", n.name, i.name),
+                        message: text.clone(),
+                        since_ms: n.last_seen_ms,
+                    });
+                }
+            }
+        }
+        StatusReply {
+            nodes: self.nodes(),
+            alerts,
+        }
+    }
+
+    /// Manager-raised alerts.
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.alerts.values().map(|a| a.alert.clone()).collect()
+    }
+
+    /// Among connected nodes other than `except`, the (node, instance) that is MASTER
+    /// for `vrid`.
+    pub fn master_of(&self, vrid: u32, except: &str) -> Option<(String, InstanceState)> {
+        let members = self.by_vrid.get(&vrid)?;
+        members.iter().find_map(|(node, inst)| {
+            let n = self.nodes.get(node)?;
+            let i = n.instances.get(inst)?;
+            (node != except && n.connected && i.state == MASTER).then(|| (node.clone(), i.clone()))
+        })
+    }
+
+    fn index(&mut self, n: &NodeView, add: bool) {
+        for i in n.instances.values() {
+            let key = (n.name.clone(), i.name.clone());
+            if add {
+                self.by_vrid.entry(i.vrid).or_default().insert(key);
+            } else if let Some(s) = self.by_vrid.get_mut(&i.vrid) {
+                s.remove(&key);
+                if s.is_empty() {
+                    self.by_vrid.remove(&i.vrid);
+                }
+            }
+        }
+    }
+
+    fn vrids(&self, node: &str) -> BTreeSet<u32> {
+        self.nodes
+            .get(node)
+            .map(|n| n.instances.values().map(|i| i.vrid).collect())
+            .unwrap_or_default()
+    }
+
+    /// Replaces a node's instances (keeping the VRID index right) and rechecks every
+    /// VRID involved before or after.
+    fn set_instances(
+        &mut self,
+        node: &str,
+        instances: BTreeMap<String, InstanceState>,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let mut vrids = self.vrids(node);
+        let Some(mut n) = self.nodes.remove(node) else {
+            return Vec::new();
+        };
+        self.index(&n, false);
+        n.instances = instances;
+        self.index(&n, true);
+        vrids.extend(n.instances.values().map(|i| i.vrid));
+        self.nodes.insert(node.to_string(), n);
+        self.recheck(vrids, now_ms)
+    }
+
+    /// A session said hello: the node is connected under session id `conn`.
+    pub fn connect(&mut self, hello: &Hello, peer: &str, conn: u64, now_ms: i64) -> Vec<Event> {
+        let n = self
+            .nodes
+            .entry(hello.node.clone())
+            .or_insert_with(|| NodeView {
+                name: hello.node.clone(),
+                ..Default::default()
+            });
+        if n.boot_id != hello.boot_id {
+            n.applied_seq = 0;
+        }
+        n.boot_id = hello.boot_id.clone();
+        n.version = hello.version.clone();
+        n.config_digest = hello.config_digest.clone();
+        n.override_generation = hello.override_generation;
+        n.connected = true;
+        n.conn = conn;
+        n.peer_addr = peer.to_string();
+        n.last_seen_ms = now_ms;
+        let old = n.instances.clone();
+        let instances = hello
+            .instances
+            .iter()
+            .map(|s| {
+                let mut st = old.get(&s.name).cloned().unwrap_or_else(|| InstanceState {
+                    name: s.name.clone(),
+                    state: "INIT".into(),
+                    ..Default::default()
+                });
+                st.vrid = s.vrid;
+                st.interface = s.interface.clone();
+                (s.name.clone(), st)
+            })
+            .collect();
+        let mut out = self.clear(AGENT_DISCONNECTED, &hello.node, now_ms);
+        out.extend(self.set_instances(&hello.node, instances, now_ms));
+        out
+    }
+
+    /// A full snapshot: replaces the node's instance states; events up to `snap.seq` are
+    /// in it.
+    pub fn snapshot(&mut self, node: &str, snap: &Snapshot, now_ms: i64) -> Vec<Event> {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return Vec::new();
+        };
+        n.applied_seq = snap.seq;
+        n.last_seen_ms = now_ms;
+        let instances = snap
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), i.clone()))
+            .collect();
+        self.set_instances(node, instances, now_ms)
+    }
+
+    /// An agent event (in seq order); events already in the snapshot are skipped.
+    pub fn event(&mut self, node: &str, ev: &Event, now_ms: i64) -> Vec<Event> {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return Vec::new();
+        };
+        n.last_seen_ms = now_ms;
+        if ev.seq != 0 {
+            if ev.seq <= n.applied_seq {
+                return Vec::new();
+            }
+            n.applied_seq = ev.seq;
+        }
+        let Some(i) = n.instances.get_mut(&ev.instance) else {
+            return Vec::new();
+        };
+        let text = if ev.detail.is_empty() {
+            &ev.reason
+        } else {
+            &ev.detail
+        };
+        match EventKind::try_from(ev.kind) {
+            Ok(EventKind::Transition) if !ev.to_state.is_empty() => {
+                i.state = ev.to_state.clone();
+                let vrid = i.vrid;
+                return self.recheck([vrid].into(), now_ms);
+            }
+            Ok(EventKind::AlertRaised) if !text.is_empty() && !i.alerts.contains(text) => {
+                i.alerts.push(text.clone());
+            }
+            Ok(EventKind::AlertCleared) => {
+                let kind = local_alert_kind(text).to_string();
+                i.alerts
+                    .retain(|a| a != text && local_alert_kind(a) != kind);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// The state of one instance as an override result reported it.
+    pub fn instance_update(&mut self, node: &str, st: &InstanceState, now_ms: i64) -> Vec<Event> {
+        let Some(n) = self.nodes.get(node) else {
+            return Vec::new();
+        };
+        let mut instances = n.instances.clone();
+        instances.insert(st.name.clone(), st.clone());
+        self.set_instances(node, instances, now_ms)
+    }
+
+    /// The agent applied overrides of this generation.
+    pub fn set_override_generation(&mut self, node: &str, generation: u64) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.override_generation = n.override_generation.max(generation);
+        }
+    }
+
+    /// A heartbeat received at `now_ms`: updates last seen and, when it answers a ping,
+    /// the clock offset (raising or clearing `clock-offset`).
+    pub fn heartbeat(&mut self, node: &str, hb: &Heartbeat, now_ms: i64) -> Vec<Event> {
+        let threshold = self.clock_alert_ms;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return Vec::new();
+        };
+        n.last_seen_ms = now_ms;
+        if hb.ping_id == 0 {
+            return Vec::new();
+        }
+        let Some(s) = ntp_sample(hb.ping_manager_ms, hb.wall_time_ms, now_ms) else {
+            return Vec::new();
+        };
+        let est = n.clock.add(s);
+        if est.abs() > threshold {
+            let msg =
+                format!("clock of {node} is off by {est:.0} ms (threshold {threshold:.0} ms)");
+            self.raise(
+                CLOCK_OFFSET,
+                node,
+                msg,
+                vec![(node.into(), String::new())],
+                now_ms,
+            )
+        } else {
+            self.clear(CLOCK_OFFSET, node, now_ms)
+        }
+    }
+
+    /// Session `conn` of `node` ended; ignored when a newer session owns the node.
+    pub fn disconnect(&mut self, node: &str, conn: u64, now_ms: i64) -> Vec<Event> {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return Vec::new();
+        };
+        if n.conn != conn || !n.connected {
+            return Vec::new();
+        }
+        n.connected = false;
+        n.last_seen_ms = now_ms;
+        let msg = format!("agent {node} disconnected");
+        let mut out = self.raise(
+            AGENT_DISCONNECTED,
+            node,
+            msg,
+            vec![(node.into(), String::new())],
+            now_ms,
+        );
+        let vrids = self.vrids(node);
+        out.extend(self.recheck(vrids, now_ms));
+        out
+    }
+
+    fn raise(
+        &mut self,
+        kind: &str,
+        subject: &str,
+        message: String,
+        members: Vec<(String, String)>,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let key = (kind.to_string(), subject.to_string());
+        if let Some(a) = self.alerts.get_mut(&key) {
+            // Still raised: refresh the text (e.g. a new offset), no new event.
+            a.alert.message = message;
+            return Vec::new();
+        }
+        let alert = Alert {
+            kind: kind.into(),
+            subject: subject.into(),
+            message,
+            since_ms: now_ms,
+        };
+        let out = members
+            .iter()
+            .map(|m| alert_event(EventKind::AlertRaised, m, &alert, now_ms))
+            .collect();
+        self.alerts.insert(key, Active { alert, members });
+        out
+    }
+
+    fn clear(&mut self, kind: &str, subject: &str, now_ms: i64) -> Vec<Event> {
+        match self.alerts.remove(&(kind.to_string(), subject.to_string())) {
+            Some(a) => a
+                .members
+                .iter()
+                .map(|m| alert_event(EventKind::AlertCleared, m, &a.alert, now_ms))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Recomputes the split-brain alerts of each VRID.
+    fn recheck(&mut self, vrids: BTreeSet<u32>, now_ms: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        for vrid in vrids {
+            let masters: Vec<(String, String, Vec<String>)> = self
+                .by_vrid
+                .get(&vrid)
+                .into_iter()
+                .flatten()
+                .filter_map(|(node, inst)| {
+                    let n = self.nodes.get(node)?;
+                    let i = n.instances.get(inst)?;
+                    (n.connected && i.state == MASTER)
+                        .then(|| (node.clone(), inst.clone(), i.vips.clone()))
+                })
+                .collect();
+            let prefix = format!("vrid {vrid}: ");
+            let mut wanted = BTreeMap::new();
+            for SplitGroup { members, vips } in split_brain_groups(&masters) {
+                let who: Vec<String> = members.iter().map(|(n, i)| format!("{n}/{i}")).collect();
+                let subject = format!("{prefix}{}", who.join(", "));
+                let vips: Vec<String> = vips.into_iter().collect();
+                let msg = format!(
+                    "split brain: vrid {vrid} is MASTER on {} with shared VIPs {}",
+                    who.join(" and "),
+                    vips.join(", ")
+                );
+                wanted.insert(subject, (msg, members));
+            }
+            let stale: Vec<String> = self
+                .alerts
+                .keys()
+                .filter(|(k, s)| {
+                    k == SPLIT_BRAIN && s.starts_with(&prefix) && !wanted.contains_key(s)
+                })
+                .map(|(_, s)| s.clone())
+                .collect();
+            for s in stale {
+                out.extend(self.clear(SPLIT_BRAIN, &s, now_ms));
+            }
+            for (subject, (msg, members)) in wanted {
+                out.extend(self.raise(SPLIT_BRAIN, &subject, msg, members, now_ms));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ha_proto::v1::InstanceSummary;
+
+    fn hello(node: &str) -> Hello {
+        Hello {
+            node: node.into(),
+            boot_id: format!("{node}-boot"),
+            instances: vec![InstanceSummary {
+                name: "VI_1".into(),
+                vrid: 51,
+                interface: "eth0".into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn snap(state: &str, vips: &[&str]) -> Snapshot {
+        Snapshot {
+            seq: 0,
+            instances: vec![InstanceState {
+                name: "VI_1".into(),
+                vrid: 51,
+                state: state.into(),
+                vips: vips.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }],
+            wall_time_ms: 0,
+        }
+    }
+
+    fn transition(seq: u64, to: &str) -> Event {
+        Event {
+            seq,
+            kind: EventKind::Transition as i32,
+            instance: "VI_1".into(),
+            to_state: to.into(),
+            ..Default::default()
+        }
+    }
+
+    fn kinds(evs: &[Event]) -> Vec<(String, i32, String)> {
+        evs.iter()
+            .map(|e| (e.node.clone(), e.kind, e.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn split_brain_raised_and_cleared() {
+        let mut f = Fleet::new(500.0);
+        assert!(f.connect(&hello("lb1"), "", 1, 0).is_empty());
+        assert!(f.connect(&hello("lb2"), "", 2, 0).is_empty());
+        assert!(f
+            .snapshot("lb1", &snap("MASTER", &["192.0.2.10/24"]), 1)
+            .is_empty());
+        assert!(f
+            .snapshot("lb2", &snap("BACKUP", &["192.0.2.10/24"]), 1)
+            .is_empty());
+        // lb2 becomes master too: one alert, one history event per node.
+        let evs = f.event("lb2", &transition(1, "MASTER"), 2);
+        let raised = EventKind::AlertRaised as i32;
+        assert_eq!(
+            kinds(&evs),
+            vec![
+                ("lb1".into(), raised, SPLIT_BRAIN.into()),
+                ("lb2".into(), raised, SPLIT_BRAIN.into())
+            ]
+        );
+        let st = f.status();
+        assert_eq!(st.alerts.len(), 1);
+        assert_eq!(st.alerts[0].kind, SPLIT_BRAIN);
+        assert_eq!(st.alerts[0].subject, "vrid 51: lb1/VI_1, lb2/VI_1");
+        assert!(st.alerts[0].message.contains("192.0.2.10"));
+        // Same state again: nothing new. A replayed old event is ignored.
+        assert!(f.event("lb2", &transition(1, "BACKUP"), 3).is_empty());
+        assert_eq!(f.status().alerts.len(), 1);
+        // The partition heals: lb2 goes back to backup, the alert clears.
+        let evs = f.event("lb2", &transition(2, "BACKUP"), 4);
+        let cleared = EventKind::AlertCleared as i32;
+        assert_eq!(evs.len(), 2);
+        assert!(evs.iter().all(|e| e.kind == cleared));
+        assert!(f.status().alerts.is_empty());
+    }
+
+    #[test]
+    fn split_brain_needs_shared_vips_and_connected_agents() {
+        let mut f = Fleet::new(500.0);
+        f.connect(&hello("lb1"), "", 1, 0);
+        f.connect(&hello("lb2"), "", 2, 0);
+        f.snapshot("lb1", &snap("MASTER", &["192.0.2.10/24"]), 1);
+        // Disjoint VIPs: two different groups sharing a VRID by accident, no split brain.
+        assert!(f
+            .snapshot("lb2", &snap("MASTER", &["198.51.100.10/24"]), 1)
+            .is_empty());
+        // Overlap (plen ignored): raised.
+        assert_eq!(
+            f.snapshot("lb2", &snap("MASTER", &["192.0.2.10/25"]), 2)
+                .len(),
+            2
+        );
+        // lb2 disconnects: split brain clears, agent-disconnected raised.
+        let evs = f.disconnect("lb2", 2, 3);
+        let mut reasons: Vec<_> = evs.iter().map(|e| (e.kind, e.reason.as_str())).collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            vec![
+                (EventKind::AlertRaised as i32, AGENT_DISCONNECTED),
+                (EventKind::AlertCleared as i32, SPLIT_BRAIN),
+                (EventKind::AlertCleared as i32, SPLIT_BRAIN),
+            ]
+        );
+        // It reconnects (BACKUP after the heal): disconnected clears, no split brain.
+        let evs = f.connect(&hello("lb2"), "", 3, 4);
+        assert_eq!(kinds(&evs)[0].2, AGENT_DISCONNECTED);
+        f.snapshot("lb2", &snap("BACKUP", &["192.0.2.10/24"]), 5);
+        assert!(f.status().alerts.is_empty());
+        // A stale session ending does not disconnect the new one.
+        assert!(f.disconnect("lb2", 2, 6).is_empty());
+        assert!(f.node("lb2").unwrap().connected);
+    }
+
+    #[test]
+    fn groups_are_transitive() {
+        let m = |n: &str, v: &[&str]| {
+            (
+                n.to_string(),
+                "VI".to_string(),
+                v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let g = split_brain_groups(&[
+            m("a", &["192.0.2.1"]),
+            m("b", &["192.0.2.1", "192.0.2.2"]),
+            m("c", &["192.0.2.2"]),
+            m("d", &["192.0.2.9"]),
+        ]);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].members.len(), 3);
+        assert_eq!(g[0].vips.len(), 2);
+    }
+
+    #[test]
+    fn clock_offset_math() {
+        // Sent at 1000, answered with agent time 1600, received at 1020: offset 590.
+        let s = ntp_sample(1000, 1600, 1020).unwrap();
+        assert_eq!(s.offset_ms, 590.0);
+        assert_eq!(s.rtt_ms, 20);
+        assert_eq!(ntp_sample(1000, 0, 999), None);
+        // The filter keeps the sample with the shortest round trip.
+        let mut f = ClockFilter::default();
+        assert_eq!(f.add(s), 590.0);
+        let fast = ntp_sample(2000, 2505, 2002).unwrap();
+        assert_eq!(f.add(fast), 504.0);
+        let slow = ntp_sample(3000, 3000, 3400).unwrap();
+        assert_eq!(f.add(slow), 504.0);
+        // Old samples age out of the window.
+        for i in 0..ClockFilter::WINDOW as i64 {
+            f.add(ntp_sample(4000 + i, 4000 + i + 5, 4000 + i + 10).unwrap());
+        }
+        assert_eq!(f.estimate(), Some(0.0));
+    }
+
+    #[test]
+    fn clock_alert_raised_and_cleared() {
+        let mut f = Fleet::new(500.0);
+        f.connect(&hello("lb1"), "", 1, 0);
+        let hb = |agent: i64| Heartbeat {
+            wall_time_ms: agent,
+            ping_id: 1,
+            ping_manager_ms: 10_000,
+        };
+        let evs = f.heartbeat("lb1", &hb(10_000 + 800 + 5), 10_010);
+        assert_eq!(
+            kinds(&evs),
+            vec![(
+                "lb1".into(),
+                EventKind::AlertRaised as i32,
+                CLOCK_OFFSET.into()
+            )]
+        );
+        assert!((f.node("lb1").unwrap().status().clock_offset_ms - 800.0).abs() < 1e-9);
+        // Unsolicited heartbeats carry no round trip.
+        let unsolicited = Heartbeat {
+            wall_time_ms: 0,
+            ping_id: 0,
+            ping_manager_ms: 0,
+        };
+        assert!(f.heartbeat("lb1", &unsolicited, 10_020).is_empty());
+        // The clock is fixed; a faster round trip wins the filter and clears the alert.
+        let evs = f.heartbeat(
+            "lb1",
+            &Heartbeat {
+                ping_manager_ms: 20_000,
+                ..hb(20_001)
+            },
+            20_002,
+        );
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, EventKind::AlertCleared as i32);
+    }
+
+    #[test]
+    fn local_alerts_and_events_after_snapshot() {
+        let mut f = Fleet::new(500.0);
+        f.connect(&hello("lb1"), "", 1, 0);
+        let mut s = snap("BACKUP", &[]);
+        s.seq = 5;
+        s.instances[0].alerts = vec!["vrid-collision: 192.0.2.9 advertises vrid 51".into()];
+        f.snapshot("lb1", &s, 1);
+        let st = f.status();
+        assert_eq!(st.alerts.len(), 1);
+        assert_eq!(st.alerts[0].kind, VRID_COLLISION);
+        assert_eq!(st.alerts[0].subject, "lb1/VI_1");
+        // An event already in the snapshot is not applied again.
+        f.event("lb1", &transition(5, "MASTER"), 2);
+        assert_eq!(f.node("lb1").unwrap().instances["VI_1"].state, "BACKUP");
+        f.event("lb1", &transition(6, "MASTER"), 2);
+        assert_eq!(f.node("lb1").unwrap().instances["VI_1"].state, "MASTER");
+        // Alert cleared by event.
+        let cleared = Event {
+            seq: 7,
+            kind: EventKind::AlertCleared as i32,
+            instance: "VI_1".into(),
+            detail: "vrid-collision: gone".into(),
+            ..Default::default()
+        };
+        f.event("lb1", &cleared, 3);
+        assert!(f.status().alerts.is_empty());
+        // A new boot restarts seq.
+        let mut h = hello("lb1");
+        h.boot_id = "other".into();
+        f.connect(&h, "", 2, 4);
+        f.event("lb1", &transition(1, "FAULT"), 5);
+        assert_eq!(f.node("lb1").unwrap().instances["VI_1"].state, "FAULT");
+        assert_eq!(f.master_of(51, ""), None);
+    }
+}

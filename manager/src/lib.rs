@@ -1,0 +1,27 @@
+//! ha-manager: the central half of the fleet. Agents stream their state and events over
+//! `AgentLink.Session`; operators use `Control`. See DESIGN.md "Control plane".
+//!
+//! Layout:
+//! - `store/`: the [`store::HistoryStore`] trait, its sled and in-memory stores, and the
+//!   group committer (durable before ack);
+//! - `fleet`: the in-memory fleet view and alerts (split brain, clock offset, ...), pure;
+//! - `core`: shared state and the command logic (overrides, audit, switchover);
+//! - `session`: one agent stream (hello, snapshot, events, acks, pings, override results);
+//! - `api`: thin tonic adapters with per-method authorization;
+//! - `server`: TLS setup and serving on a given listener until a shutdown future;
+//! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
+
+pub mod api;
+pub mod core;
+pub mod fleet;
+pub mod pki;
+pub mod server;
+pub mod session;
+pub mod store;
+
+/// Wall clock now, ms since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

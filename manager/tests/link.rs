@@ -1,0 +1,867 @@
+//! End to end over loopback: a real ha-manager server (insecure and mTLS) and test agents
+//! built on the generated `AgentLinkClient` (a legitimate client, not a mock of the
+//! manager), plus `ControlClient` calls as hactl makes them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ha_manager::core::{Core, CoreOptions};
+use ha_manager::pki::{self, Pem};
+use ha_manager::server;
+use ha_manager::store::sled::SledStore;
+use ha_proto::auth::Role;
+use ha_proto::v1::agent_link_client::AgentLinkClient;
+use ha_proto::v1::control_client::ControlClient;
+use ha_proto::v1::{
+    agent_msg, manager_msg, AgentMsg, Event, EventBatch, EventKind, Heartbeat, Hello,
+    HistoryRequest, InstanceState, InstanceSummary, ManagerMsg, OverrideResult, Overrides,
+    SetPriorityRequest, Snapshot, StatusRequest, SwitchoverRequest, VipChangeRequest, WatchRequest,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Streaming};
+
+/// Safety net against hangs; never an assertion on timing.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Manager {
+    addr: SocketAddr,
+    core: Arc<Core>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Manager {
+    async fn start(tls: Option<(&Pem, &Pem)>, opts: CoreOptions) -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let core = Core::open(Arc::new(store), opts).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = tls.map(|(ca, m)| {
+            server::tls_config(ca.cert.as_bytes(), m.cert.as_bytes(), m.key.as_bytes())
+        });
+        let (stop, rx) = oneshot::channel::<()>();
+        let c2 = core.clone();
+        let task = tokio::spawn(async move {
+            server::serve(listener, c2, tls, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Manager {
+            addr,
+            core,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn insecure() -> Manager {
+        Manager::start(
+            None,
+            CoreOptions {
+                insecure: true,
+                ping_interval: Duration::from_secs(3600),
+                override_timeout: Duration::from_secs(10),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .unwrap()
+            .unwrap();
+        self.core.close().await;
+    }
+}
+
+async fn tls_channel(
+    addr: SocketAddr,
+    ca: &Pem,
+    me: Option<&Pem>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert))
+        .domain_name("localhost");
+    if let Some(me) = me {
+        tls = tls.identity(Identity::from_pem(&me.cert, &me.key));
+    }
+    Channel::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+struct Agent {
+    tx: mpsc::Sender<AgentMsg>,
+    rx: Streaming<ManagerMsg>,
+}
+
+fn msg(m: agent_msg::Msg) -> AgentMsg {
+    AgentMsg { msg: Some(m) }
+}
+
+fn hello(node: &str, boot: &str, generation: u64) -> Hello {
+    Hello {
+        node: node.into(),
+        boot_id: boot.into(),
+        version: "test".into(),
+        config_digest: "d".into(),
+        instances: vec![InstanceSummary {
+            name: "VI_1".into(),
+            vrid: 51,
+            interface: "eth0".into(),
+        }],
+        override_generation: generation,
+    }
+}
+
+fn instance(state: &str, prio: u32, ovr: u32) -> InstanceState {
+    InstanceState {
+        name: "VI_1".into(),
+        vrid: 51,
+        interface: "eth0".into(),
+        state: state.into(),
+        base_priority: 100,
+        effective_priority: if ovr != 0 { ovr } else { prio },
+        vips: vec!["192.0.2.10/24".into()],
+        override_priority: ovr,
+        ..Default::default()
+    }
+}
+
+fn transition(seq: u64, from: &str, to: &str, reason: &str) -> Event {
+    Event {
+        seq,
+        wall_time_ms: 1_000 + seq as i64,
+        kind: EventKind::Transition as i32,
+        instance: "VI_1".into(),
+        from_state: from.into(),
+        to_state: to.into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+impl Agent {
+    async fn connect(ch: Channel, hello: Hello) -> Result<Agent, tonic::Status> {
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(msg(agent_msg::Msg::Hello(hello))).await.unwrap();
+        let mut client = AgentLinkClient::new(ch);
+        let rx = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Agent { tx, rx })
+    }
+
+    async fn send(&self, m: agent_msg::Msg) {
+        self.tx.send(msg(m)).await.unwrap();
+    }
+
+    async fn snapshot(&self, seq: u64, st: InstanceState) {
+        self.send(agent_msg::Msg::Snapshot(Snapshot {
+            seq,
+            instances: vec![st],
+            wall_time_ms: 0,
+        }))
+        .await;
+    }
+
+    async fn events(&self, evs: Vec<Event>) {
+        self.send(agent_msg::Msg::Events(EventBatch { events: evs }))
+            .await;
+    }
+
+    /// Next message (pings included); Err on a stream error.
+    async fn next(&mut self) -> Result<manager_msg::Msg, tonic::Status> {
+        let m = tokio::time::timeout(PATIENCE, self.rx.message())
+            .await
+            .expect("manager answered in time")?;
+        Ok(m.expect("stream open").msg.expect("message set"))
+    }
+
+    async fn next_ack(&mut self) -> u64 {
+        loop {
+            if let manager_msg::Msg::Ack(a) = self.next().await.unwrap() {
+                return a.seq;
+            }
+        }
+    }
+
+    async fn next_overrides(&mut self) -> Overrides {
+        loop {
+            if let manager_msg::Msg::Overrides(o) = self.next().await.unwrap() {
+                return o;
+            }
+        }
+    }
+}
+
+async fn history(ch: &Channel, req: HistoryRequest) -> Vec<Event> {
+    ControlClient::new(ch.clone())
+        .history(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// Waits until `f(status)` holds (polling; a safety-net timeout only).
+async fn until_status(ch: &Channel, f: impl Fn(&ha_proto::v1::StatusReply) -> bool) {
+    let mut c = ControlClient::new(ch.clone());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let st = c.status(StatusRequest {}).await.unwrap().into_inner();
+            if f(&st) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("status reached the expected state");
+}
+
+#[tokio::test]
+async fn events_are_acked_after_durable_write_and_deduplicated() {
+    let m = Manager::insecure().await;
+    let ch = m.channel().await;
+    let mut watch = ControlClient::new(ch.clone())
+        .watch(WatchRequest {
+            node: "lb1".into(),
+            instance: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "boot-1", 0))
+        .await
+        .unwrap();
+    a.snapshot(0, instance("BACKUP", 100, 0)).await;
+    a.events(vec![
+        transition(1, "INIT", "BACKUP", "start"),
+        transition(2, "BACKUP", "MASTER", "master down timer expired"),
+    ])
+    .await;
+    assert_eq!(a.next_ack().await, 2);
+    // Acked means stored: both are in the store right now.
+    let stored = m.core.store().last_history_id();
+    assert!(stored >= 2);
+    let evs = history(
+        &ch,
+        HistoryRequest {
+            node: "lb1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(evs
+        .iter()
+        .all(|e| e.boot_id == "boot-1" && e.history_id > 0 && e.stored_ms > 0));
+
+    // Watch sees them live.
+    for seq in [1, 2] {
+        let ev = tokio::time::timeout(PATIENCE, watch.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.seq, seq);
+    }
+
+    // Reconnect (same boot): resend 2 with a new 3. 2 is dropped, 3 stored, ack 3.
+    drop(a);
+    until_status(&ch, |s| {
+        s.nodes.iter().any(|n| n.name == "lb1" && !n.connected)
+    })
+    .await;
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "boot-1", 0))
+        .await
+        .unwrap();
+    a.snapshot(2, instance("MASTER", 100, 0)).await;
+    a.events(vec![
+        transition(2, "BACKUP", "MASTER", "master down timer expired"),
+        transition(3, "MASTER", "BACKUP", "higher priority advert"),
+    ])
+    .await;
+    assert_eq!(a.next_ack().await, 3);
+    let evs = history(
+        &ch,
+        HistoryRequest {
+            node: "lb1".into(),
+            kind: EventKind::Transition as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // A new boot restarts seq at 1: not a duplicate.
+    drop(a);
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "boot-2", 0))
+        .await
+        .unwrap();
+    a.snapshot(0, instance("BACKUP", 100, 0)).await;
+    a.events(vec![transition(1, "INIT", "BACKUP", "start")])
+        .await;
+    assert_eq!(a.next_ack().await, 1);
+
+    // Filters and paging.
+    let all = history(
+        &ch,
+        HistoryRequest {
+            node: "lb1".into(),
+            kind: EventKind::Transition as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 4);
+    let mut c = ControlClient::new(ch.clone());
+    let p1 = c
+        .history(HistoryRequest {
+            node: "lb1".into(),
+            kind: EventKind::Transition as i32,
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p1.events.len(), 3);
+    assert_ne!(p1.next_after_id, 0);
+    let p2 = c
+        .history(HistoryRequest {
+            node: "lb1".into(),
+            kind: EventKind::Transition as i32,
+            limit: 3,
+            after_id: p1.next_after_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p2.events.len(), 1);
+    assert_eq!(p2.next_after_id, 0);
+    assert_eq!(p2.events[0].boot_id, "boot-2");
+    let none = history(
+        &ch,
+        HistoryRequest {
+            node: "lb9".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(none.is_empty());
+    let timed = history(
+        &ch,
+        HistoryRequest {
+            since_ms: 1_002,
+            until_ms: 1_003,
+            node: "lb1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(timed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn first_message_must_be_hello() {
+    let m = Manager::insecure().await;
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(msg(agent_msg::Msg::Snapshot(Snapshot::default())))
+        .await
+        .unwrap();
+    let mut s = AgentLinkClient::new(m.channel().await)
+        .session(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = tokio::time::timeout(PATIENCE, s.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    m.stop().await;
+}
+
+/// Answers overrides like an agent: applies the priority and reports the state.
+async fn answer(a: &mut Agent, ok: bool) -> Overrides {
+    let o = a.next_overrides().await;
+    let p = o
+        .priorities
+        .iter()
+        .find(|p| p.instance == "VI_1")
+        .map_or(0, |p| p.priority);
+    let st = if ok {
+        instance("MASTER", 100, p)
+    } else {
+        instance("BACKUP", 100, 0)
+    };
+    a.send(agent_msg::Msg::OverrideResult(OverrideResult {
+        request_id: o.request_id.clone(),
+        generation: o.generation,
+        ok,
+        error: if ok {
+            String::new()
+        } else {
+            "VI_1: priority 7 refused by test".into()
+        },
+        instance: Some(st),
+    }))
+    .await;
+    o
+}
+
+#[tokio::test]
+async fn set_priority_round_trip_replay_and_offline_agent() {
+    let m = Manager::insecure().await;
+    let ch = m.channel().await;
+    let mut ctl = ControlClient::new(ch.clone());
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "b", 0))
+        .await
+        .unwrap();
+    a.snapshot(0, instance("BACKUP", 100, 0)).await;
+    until_status(&ch, |s| {
+        s.nodes
+            .iter()
+            .any(|n| n.name == "lb1" && n.instances.iter().any(|i| i.state == "BACKUP"))
+    })
+    .await;
+
+    // Validation: range, unknown node (lists what exists), unknown instance.
+    let req = |rid: &str, node: &str, inst: &str, p: u32| SetPriorityRequest {
+        request_id: rid.into(),
+        node: node.into(),
+        instance: inst.into(),
+        priority: p,
+    };
+    let e = ctl
+        .set_priority(req("v1", "lb1", "VI_1", 300))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = ctl
+        .set_priority(req("v2", "lb9", "VI_1", 90))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("lb1"), "{}", e.message());
+    let e = ctl
+        .set_priority(req("v3", "lb1", "VI_9", 90))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("VI_1"), "{}", e.message());
+    let e = ctl
+        .set_priority(req("", "lb1", "VI_1", 90))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Round trip: the agent answers, the reply carries its state.
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move { ctl.set_priority(req("r1", "lb1", "VI_1", 150)).await }
+    });
+    let pushed = answer(&mut a, true).await;
+    assert_eq!(pushed.request_id, "r1");
+    assert_eq!(pushed.instance, "VI_1");
+    a.events(vec![transition(1, "BACKUP", "MASTER", "priority override")])
+        .await;
+    let reply = call.await.unwrap().unwrap().into_inner();
+    assert!(reply.ok, "{reply:?}");
+    assert!(!reply.replayed);
+    assert_eq!(reply.generation, pushed.generation);
+    assert_eq!(reply.instance.as_ref().unwrap().effective_priority, 150);
+    assert_eq!(a.next_ack().await, 1);
+
+    // Retried request id: runs once, same answer, replayed.
+    let again = ctl
+        .set_priority(req("r1", "lb1", "VI_1", 150))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.generation, reply.generation);
+    assert!(again.ok);
+
+    // An agent that refuses: ok=false with its error, generation moves on.
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move { ctl.set_priority(req("r2", "lb1", "VI_1", 7)).await }
+    });
+    answer(&mut a, false).await;
+    let refused = call.await.unwrap().unwrap().into_inner();
+    assert!(!refused.ok);
+    assert!(refused.error.contains("refused by test"));
+    assert!(refused.generation > reply.generation);
+
+    // History: the transition with its reason, and the audited commands.
+    let tr = history(
+        &ch,
+        HistoryRequest {
+            kind: EventKind::Transition as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(tr.len(), 1);
+    assert_eq!(tr[0].reason, "priority override");
+    let cmds = history(
+        &ch,
+        HistoryRequest {
+            kind: EventKind::Command as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r1: Vec<&Event> = cmds
+        .iter()
+        .filter(|e| e.detail.contains("\"request_id\":\"r1\""))
+        .collect();
+    assert_eq!(r1.len(), 1, "a replay is not a second run");
+    assert!(r1[0].detail.contains("\"who\":\"insecure\""));
+    assert_eq!(r1[0].reason, "set-priority");
+
+    // The agent goes away: the override is stored and pushed on reconnect.
+    drop(a);
+    until_status(&ch, |s| {
+        s.nodes.iter().any(|n| n.name == "lb1" && !n.connected)
+    })
+    .await;
+    let off = ctl
+        .set_priority(req("r3", "lb1", "VI_1", 120))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!off.ok);
+    assert!(off.error.contains("not connected"), "{}", off.error);
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "b", reply.generation))
+        .await
+        .unwrap();
+    let o = a.next_overrides().await;
+    assert_eq!(o.generation, off.generation);
+    assert_eq!(o.priorities[0].priority, 120);
+    // An agent that already has the latest generation gets no push; its status shows.
+    a.snapshot(1, instance("MASTER", 100, 120)).await;
+    until_status(&ch, |s| {
+        s.nodes.iter().any(|n| {
+            n.name == "lb1"
+                && n.connected
+                && n.instances.iter().any(|i| i.effective_priority == 120)
+        })
+    })
+    .await;
+
+    // VIP change goes the same path.
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.vip_change(VipChangeRequest {
+                request_id: "v-1".into(),
+                node: "lb1".into(),
+                instance: "VI_1".into(),
+                addr: "192.0.2.20/24".into(),
+                add: true,
+            })
+            .await
+        }
+    });
+    let o = answer(&mut a, true).await;
+    assert_eq!(o.vips.len(), 1);
+    assert_eq!(o.vips[0].addr, "192.0.2.20/24");
+    assert!(call.await.unwrap().unwrap().into_inner().ok);
+    let e = ctl
+        .vip_change(VipChangeRequest {
+            request_id: "v-2".into(),
+            node: "lb1".into(),
+            instance: "VI_1".into(),
+            addr: "192.0.2.20".into(),
+            add: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn switchover_split_brain_and_clock_offset() {
+    let m = Manager::start(
+        None,
+        CoreOptions {
+            insecure: true,
+            ping_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ch = m.channel().await;
+    let lb1 = Agent::connect(ch.clone(), hello("lb1", "b1", 0))
+        .await
+        .unwrap();
+    let mut lb2 = Agent::connect(ch.clone(), hello("lb2", "b2", 0))
+        .await
+        .unwrap();
+    lb1.snapshot(0, instance("MASTER", 100, 0)).await;
+    lb2.snapshot(0, instance("BACKUP", 100, 0)).await;
+
+    // lb2's clock is 2 s ahead: it answers pings with its own wall clock.
+    let skewed = loop {
+        if let manager_msg::Msg::Ping(p) = lb2.next().await.unwrap() {
+            break p;
+        }
+    };
+    lb2.send(agent_msg::Msg::Heartbeat(Heartbeat {
+        wall_time_ms: skewed.manager_ms + 2_000,
+        ping_id: skewed.ping_id,
+        ping_manager_ms: skewed.manager_ms,
+    }))
+    .await;
+    until_status(&ch, |s| {
+        s.alerts
+            .iter()
+            .any(|a| a.kind == "clock-offset" && a.subject == "lb2")
+    })
+    .await;
+    let st = ControlClient::new(ch.clone())
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let off = st
+        .nodes
+        .iter()
+        .find(|n| n.name == "lb2")
+        .unwrap()
+        .clock_offset_ms;
+    assert!(off > 1_000.0 && off < 3_000.0, "{off}");
+
+    // Split brain: both MASTER with the same VIP.
+    lb2.events(vec![transition(
+        1,
+        "BACKUP",
+        "MASTER",
+        "master down timer expired",
+    )])
+    .await;
+    until_status(&ch, |s| s.alerts.iter().any(|a| a.kind == "split-brain")).await;
+    lb2.events(vec![transition(
+        2,
+        "MASTER",
+        "BACKUP",
+        "higher priority advert",
+    )])
+    .await;
+    until_status(&ch, |s| !s.alerts.iter().any(|a| a.kind == "split-brain")).await;
+    // Manager events are recorded asynchronously: wait until both are in history.
+    for kind in [EventKind::AlertRaised, EventKind::AlertCleared] {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let evs = history(
+                    &ch,
+                    HistoryRequest {
+                        kind: kind as i32,
+                        ..Default::default()
+                    },
+                )
+                .await;
+                if evs.iter().filter(|e| e.reason == "split-brain").count() == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("split-brain raised and cleared in history, once per node");
+    }
+
+    // Switchover VI_1 to lb2: raise above lb1 (100) to 101, lb2 becomes master, restore.
+    let call = tokio::spawn({
+        let mut ctl = ControlClient::new(ch.clone());
+        async move {
+            ctl.switchover(SwitchoverRequest {
+                request_id: "s1".into(),
+                instance: "VI_1".into(),
+                to_node: "lb2".into(),
+            })
+            .await
+        }
+    });
+    let raise = lb2.next_overrides().await;
+    assert_eq!(raise.priorities[0].priority, 101);
+    lb2.send(agent_msg::Msg::OverrideResult(OverrideResult {
+        request_id: raise.request_id.clone(),
+        generation: raise.generation,
+        ok: true,
+        error: String::new(),
+        instance: Some(instance("BACKUP", 100, 101)),
+    }))
+    .await;
+    lb1.events(vec![transition(
+        1,
+        "MASTER",
+        "BACKUP",
+        "higher priority advert",
+    )])
+    .await;
+    lb2.events(vec![transition(3, "BACKUP", "MASTER", "priority override")])
+        .await;
+    let restore = lb2.next_overrides().await;
+    assert!(restore.priorities.is_empty());
+    assert!(restore.generation > raise.generation);
+    lb2.send(agent_msg::Msg::OverrideResult(OverrideResult {
+        request_id: restore.request_id.clone(),
+        generation: restore.generation,
+        ok: true,
+        error: String::new(),
+        instance: Some(instance("MASTER", 100, 0)),
+    }))
+    .await;
+    let reply = call.await.unwrap().unwrap().into_inner();
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.node, "lb2");
+    m.stop().await;
+}
+
+struct Certs {
+    ca: Pem,
+    manager: Pem,
+}
+
+fn certs() -> Certs {
+    let ca = pki::new_ca().unwrap();
+    let manager = pki::issue_with(&ca, "manager", Role::Manager, &[]).unwrap();
+    Certs { ca, manager }
+}
+
+#[tokio::test]
+async fn mtls_roles_and_foreign_ca() {
+    let c = certs();
+    let m = Manager::start(
+        Some((&c.ca, &c.manager)),
+        CoreOptions {
+            ping_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    )
+    .await;
+    let cert = |name: &str, role: Role| pki::issue_with(&c.ca, name, role, &[]).unwrap();
+    let viewer = cert("vera", Role::Viewer);
+    let operator = cert("otto", Role::Operator);
+    let agent = cert("lb1", Role::Agent);
+
+    // An agent with its own name works; acks flow over TLS.
+    let ach = tls_channel(m.addr, &c.ca, Some(&agent)).await.unwrap();
+    let mut a = Agent::connect(ach.clone(), hello("lb1", "b", 0))
+        .await
+        .unwrap();
+    a.snapshot(0, instance("BACKUP", 100, 0)).await;
+    a.events(vec![transition(1, "INIT", "BACKUP", "start")])
+        .await;
+    assert_eq!(a.next_ack().await, 1);
+    // It may not speak for another node, nor call Control.
+    let mut other = Agent::connect(ach.clone(), hello("lb2", "b", 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.next().await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let e = ControlClient::new(ach.clone())
+        .status(StatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // A viewer reads but can't set priority; the refusal is audited.
+    let vch = tls_channel(m.addr, &c.ca, Some(&viewer)).await.unwrap();
+    let mut vc = ControlClient::new(vch.clone());
+    let st = vc.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(st.nodes.len(), 1);
+    let e = vc
+        .set_priority(SetPriorityRequest {
+            request_id: "x1".into(),
+            node: "lb1".into(),
+            instance: "VI_1".into(),
+            priority: 150,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let denied = history(
+        &vch,
+        HistoryRequest {
+            kind: EventKind::Command as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(denied.len(), 1);
+    assert!(
+        denied[0].detail.contains("\"who\":\"vera\""),
+        "{}",
+        denied[0].detail
+    );
+    assert!(denied[0].detail.contains("denied"));
+    // A viewer is not an agent either.
+    let e = Agent::connect(vch.clone(), hello("vera", "b", 0)).await;
+    match e {
+        Err(st) => assert_eq!(st.code(), Code::PermissionDenied),
+        Ok(mut s) => assert_eq!(s.next().await.unwrap_err().code(), Code::PermissionDenied),
+    }
+
+    // An operator may (the request then fails on the unknown node, past authorization).
+    let och = tls_channel(m.addr, &c.ca, Some(&operator)).await.unwrap();
+    let e = ControlClient::new(och)
+        .set_priority(SetPriorityRequest {
+            request_id: "x2".into(),
+            node: "lb7".into(),
+            instance: "VI_1".into(),
+            priority: 150,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // A certificate from another CA is refused, and so is no certificate.
+    let foreign_ca = pki::new_ca().unwrap();
+    let foreign = pki::issue_with(&foreign_ca, "mallory", Role::Admin, &[]).unwrap();
+    for who in [Some(&foreign), None] {
+        let refused = match tls_channel(m.addr, &c.ca, who).await {
+            Err(_) => true,
+            Ok(ch) => ControlClient::new(ch)
+                .status(StatusRequest {})
+                .await
+                .is_err(),
+        };
+        assert!(refused);
+    }
+    drop(a);
+    m.stop().await;
+}
