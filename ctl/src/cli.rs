@@ -17,7 +17,13 @@ pub const DEFAULT_PORT: u16 = 7400;
 ///
 /// Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 manager unreachable.
 #[derive(Debug, Parser)]
-#[command(name = "hactl", version, about, long_about = None)]
+#[command(
+    name = "hactl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 manager unreachable."
+)]
 pub struct Cli {
     /// Connection options.
     #[command(flatten)]
@@ -32,6 +38,7 @@ pub struct Cli {
 
 /// How to reach the manager.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnArgs {
     /// Manager URL [default: https://127.0.0.1:7400, or http://127.0.0.1:7400 with --insecure].
     #[arg(long, env = "HACTL_MANAGER", global = true, value_name = "URL")]

@@ -44,16 +44,8 @@ impl CtlError {
 
     /// Classify a gRPC status returned by the manager at `url`.
     pub fn from_status(status: &tonic::Status, url: &str) -> CtlError {
-        let mut msg = status.message().to_string();
         // Transport errors come back as a short message with the cause in the source chain.
-        let chain = error_chain(status);
-        if !chain.is_empty() && !msg.contains(&chain) {
-            if msg.is_empty() {
-                msg = chain;
-            } else {
-                msg = format!("{msg}: {chain}");
-            }
-        }
+        let mut msg = join_causes(status.message(), status);
         if msg.is_empty() {
             msg = format!("{:?}", status.code()).to_lowercase();
         }
@@ -69,12 +61,7 @@ impl CtlError {
 
     /// Classify a connect-time transport error for `url`.
     pub fn connect(err: &tonic::transport::Error, url: &str) -> CtlError {
-        let chain = error_chain(err);
-        let detail = if chain.is_empty() {
-            err.to_string()
-        } else {
-            format!("{err}: {chain}")
-        };
+        let detail = join_causes(&err.to_string(), err);
         CtlError::Unreachable {
             url: url.to_string(),
             detail,
@@ -120,13 +107,17 @@ fn refusal_message(code: Code, msg: &str) -> String {
     }
 }
 
-/// The `source()` chain of an error, joined with ": " (empty when there is none).
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// `head` followed by the `source()` chain of `err`, joined with ": ", skipping parts
+/// already said by an earlier one (transport errors repeat themselves).
+fn join_causes(head: &str, err: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
+    if !head.is_empty() {
+        parts.push(head.to_string());
+    }
     let mut cur = err.source();
     while let Some(e) = cur {
         let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
         cur = e.source();

@@ -19,6 +19,7 @@ use ha_proto::v1::{
 };
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 const EVENTS: u64 = 250;
@@ -205,14 +206,22 @@ impl Control for Mock {
 
 /// Start the mock on 127.0.0.1:<free port> in a background runtime.
 fn mock() -> SocketAddr {
+    mock_with(None)
+}
+
+/// Start the mock, with mTLS when `tls` is given.
+fn mock_with(tls: Option<ServerTlsConfig>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
             tx.send(incoming.local_addr().unwrap()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(ControlServer::new(Mock::default()))
+            let mut b = tonic::transport::Server::builder();
+            if let Some(t) = tls {
+                b = b.tls_config(t).unwrap();
+            }
+            b.add_service(ControlServer::new(Mock::default()))
                 .serve_with_incoming(incoming)
                 .await
                 .unwrap();
@@ -415,4 +424,187 @@ fn unreachable_manager_exits_3_with_the_url() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains(&url), "{}", text(&out.stderr));
+}
+
+/// Run openssl in `dir`; panics with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// A CA (`<ca>.pem`) and a leaf `<name>.pem`/`<name>.key` signed by it.
+fn ca(dir: &std::path::Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+}
+
+fn leaf(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+#[test]
+fn mtls_client_certificate_is_presented_and_required() {
+    let dir = std::env::temp_dir().join(format!("hactl-mtls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    ca(&dir, "ca");
+    ca(&dir, "otherca");
+    leaf(
+        &dir,
+        "ca",
+        "server",
+        "subjectAltName=IP:127.0.0.1,DNS:ha-manager\nextendedKeyUsage=serverAuth\n",
+    );
+    leaf(&dir, "ca", "operator", "extendedKeyUsage=clientAuth\n");
+    leaf(&dir, "otherca", "intruder", "extendedKeyUsage=clientAuth\n");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read("server.pem"), read("server.key")))
+        .client_ca_root(Certificate::from_pem(read("ca.pem")));
+    let addr = mock_with(Some(tls));
+    let url = format!("https://{addr}");
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hactl"))
+            .args(["--manager", &url, "--timeout", "5s"])
+            .args(extra)
+            .args(["status", "--json"])
+            .env_remove("HACTL_MANAGER")
+            .output()
+            .unwrap()
+    };
+
+    let ok = run(&[
+        "--ca",
+        &p("ca.pem"),
+        "--cert",
+        &p("operator.pem"),
+        "--key",
+        &p("operator.key"),
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    // The server name can differ from the URL host.
+    let named = run(&[
+        "--ca",
+        &p("ca.pem"),
+        "--cert",
+        &p("operator.pem"),
+        "--key",
+        &p("operator.key"),
+        "--tls-server-name",
+        "ha-manager",
+    ]);
+    assert!(named.status.success(), "{}", text(&named.stderr));
+
+    for extra in [
+        vec!["--ca", &p("ca.pem")],
+        vec![
+            "--ca",
+            &p("ca.pem"),
+            "--cert",
+            &p("intruder.pem"),
+            "--key",
+            &p("intruder.key"),
+        ],
+        vec![
+            "--ca",
+            &p("otherca.pem"),
+            "--cert",
+            &p("operator.pem"),
+            "--key",
+            &p("operator.key"),
+        ],
+    ] {
+        let out = run(&extra);
+        eprintln!(
+            "{extra:?}: exit {:?}: {}",
+            out.status.code(),
+            text(&out.stderr).trim()
+        );
+        assert_ne!(out.status.code(), Some(0), "accepted with {extra:?}");
+        assert!(!text(&out.stderr).trim().is_empty());
+    }
+    // A missing key file is a usage error naming the file.
+    let out = run(&[
+        "--ca",
+        &p("ca.pem"),
+        "--cert",
+        &p("operator.pem"),
+        "--key",
+        &p("nope.key"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nope.key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
