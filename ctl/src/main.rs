@@ -1,1 +1,49 @@
-fn main() {}
+//! hactl: the operator CLI of ha-manager.
+//!
+//! Layout:
+//! - `cli`: clap definitions and the pure value parsers (priority, VIP, URL + TLS rules).
+//! - `client`: connecting to the manager's `Control` service (plaintext or mTLS).
+//! - `commands`: one async function per subcommand.
+//! - `format`: pure renderers (status table, JSON shapes, event lines, command results).
+//! - `timespec`: RFC 3339 and relative times, durations.
+//! - `error`: errors and exit codes (0 ok, 1 failed or refused, 2 usage, 3 unreachable).
+//! - `reqid`: random request ids.
+
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod format;
+mod reqid;
+mod timespec;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap exits 2 on usage errors and 0 on --help/--version by itself.
+    let cli = cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hactl: error: cannot start the runtime: {e}");
+            return ExitCode::from(error::EXIT_FAILED);
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let label = if e.exit_code() == error::EXIT_USAGE {
+                "usage error"
+            } else {
+                "error"
+            };
+            eprintln!("hactl: {label}: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

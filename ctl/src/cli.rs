@@ -1,0 +1,439 @@
+//! The command line (clap 4): global connection options and the subcommands, plus the
+//! pure value parsers (priority, VIP, manager URL) whose failures are usage errors
+//! (exit 2).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::timespec::parse_duration;
+
+/// Default manager port (plaintext labs and mTLS alike).
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// hactl: drive an ha-manager fleet (status, history, priority and VIP overrides).
+///
+/// Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 manager unreachable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hactl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 manager unreachable."
+)]
+pub struct Cli {
+    /// Connection options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Print request ids and connection details on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the manager.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnArgs {
+    /// Manager URL [default: https://127.0.0.1:7400, or http://127.0.0.1:7400 with --insecure].
+    #[arg(long, env = "HACTL_MANAGER", global = true, value_name = "URL")]
+    pub manager: Option<String>,
+    /// CA certificate (PEM) that signed the manager's certificate.
+    #[arg(long, env = "HACTL_CA", global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS.
+    #[arg(long, env = "HACTL_CERT", global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM) for mTLS.
+    #[arg(long, env = "HACTL_KEY", global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Name to verify in the manager's certificate [default: the URL's host].
+    #[arg(
+        long,
+        env = "HACTL_TLS_SERVER_NAME",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
+    /// Allow a plaintext http:// manager (labs only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Connect and request timeout (500ms, 10s, 1m).
+    #[arg(long, global = true, default_value = "15s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fleet status: nodes, instances, states, priorities, VIPs, alerts.
+    Status {
+        /// One JSON object: {"nodes":[...],"alerts":[...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Nodes the manager knows and their sessions.
+    Nodes {
+        /// One JSON object: {"nodes":[...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Override an instance's priority on one node (PRIORITY 1..=255, or `clear`).
+    SetPriority {
+        /// Node name.
+        node: String,
+        /// vrrp_instance name.
+        instance: String,
+        /// 1..=255, or `clear` to drop the override.
+        #[arg(value_parser = parse_priority)]
+        priority: PriorityArg,
+        /// Request id to retry a command explicitly (runs once) [default: random].
+        #[arg(long, value_name = "ID")]
+        request_id: Option<String>,
+    },
+    /// Add or remove a VIP of an instance on one node.
+    Vip {
+        /// add or del.
+        #[command(subcommand)]
+        op: VipOp,
+    },
+    /// Stored events, oldest first (all pages).
+    History(HistoryArgs),
+    /// Live events, one line each, until interrupted.
+    Watch {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned handover: make NODE the master of INSTANCE, then restore priorities.
+    Switchover {
+        /// vrrp_instance name.
+        instance: String,
+        /// The node that should become master.
+        #[arg(long = "to", value_name = "NODE")]
+        to: String,
+        /// Request id to retry a command explicitly (runs once) [default: random].
+        #[arg(long, value_name = "ID")]
+        request_id: Option<String>,
+    },
+}
+
+/// `vip add` / `vip del`.
+#[derive(Debug, Subcommand)]
+pub enum VipOp {
+    /// Add a VIP (in addition to the configured ones).
+    Add(VipArgs),
+    /// Remove a VIP.
+    Del(VipArgs),
+}
+
+/// Arguments of `vip add|del`.
+#[derive(Debug, Args)]
+pub struct VipArgs {
+    /// Node name.
+    pub node: String,
+    /// vrrp_instance name.
+    pub instance: String,
+    /// Address with prefix length (192.0.2.20/24, 2001:db8::20/64).
+    #[arg(value_parser = parse_vip)]
+    pub addr: VipArg,
+    /// Request id to retry a command explicitly (runs once) [default: random].
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this node.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only this kind (transition, command, alert-raised, gap, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// From this time: RFC 3339 or a span ago (10m, 2h).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Up to this time: RFC 3339 or a span ago.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// At most this many events (the oldest matching ones).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// One JSON object: {"events":[...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A validated priority argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorityArg {
+    /// Override to this priority (1..=255).
+    Set(u8),
+    /// Drop the override (sent as 0).
+    Clear,
+}
+
+impl PriorityArg {
+    /// The wire value: 0 clears.
+    pub fn wire(self) -> u32 {
+        match self {
+            PriorityArg::Set(p) => u32::from(p),
+            PriorityArg::Clear => 0,
+        }
+    }
+}
+
+/// A validated `ADDR/PLEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipArg {
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length (<= 32 for IPv4, <= 128 for IPv6).
+    pub prefix_len: u8,
+}
+
+impl std::fmt::Display for VipArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Parse a priority: 1..=255, or `clear`.
+pub fn parse_priority(s: &str) -> Result<PriorityArg, String> {
+    if s.eq_ignore_ascii_case("clear") {
+        return Ok(PriorityArg::Clear);
+    }
+    match s.parse::<i64>() {
+        Ok(n) if (1..=255).contains(&n) => Ok(PriorityArg::Set(
+            u8::try_from(n).map_err(|e| e.to_string())?,
+        )),
+        Ok(n) => Err(format!(
+            "priority {n} out of range: must be 1..=255 (or `clear` to drop the override)"
+        )),
+        Err(_) => Err(format!(
+            "priority {s:?} is not a number: must be 1..=255 (or `clear`)"
+        )),
+    }
+}
+
+/// Parse `ADDR/PLEN`.
+pub fn parse_vip(s: &str) -> Result<VipArg, String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} needs a prefix length: ADDR/PLEN (192.0.2.20/24)"))?;
+    let addr: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix_len: u8 = p
+        .parse()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("prefix length {p:?} out of range: must be 0..={max}"))?;
+    Ok(VipArg { addr, prefix_len })
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("timeout must be more than 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How to connect, once the URL and TLS options were checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Plaintext (`--insecure`, http://).
+    Plain,
+    /// TLS with these files; `cert`/`key` absent means no client certificate.
+    Tls {
+        /// CA certificate file.
+        ca: PathBuf,
+        /// Client certificate and key files.
+        identity: Option<(PathBuf, PathBuf)>,
+        /// Server name to verify, if not the URL's host.
+        server_name: Option<String>,
+    },
+}
+
+/// Resolve the manager URL and transport from the options; errors are usage errors.
+pub fn resolve(conn: &ConnArgs) -> Result<(String, Transport), String> {
+    let url = match &conn.manager {
+        Some(u) => u.trim().to_string(),
+        None if conn.insecure => format!("http://127.0.0.1:{DEFAULT_PORT}"),
+        None => format!("https://127.0.0.1:{DEFAULT_PORT}"),
+    };
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("http://") {
+        if !conn.insecure {
+            return Err(format!(
+                "refusing plaintext {url}: pass --insecure for a lab manager, or use https:// with --ca, --cert and --key"
+            ));
+        }
+        return Ok((url, Transport::Plain));
+    }
+    if !lower.starts_with("https://") {
+        return Err(format!(
+            "manager URL {url:?} must start with https:// (or http:// with --insecure)"
+        ));
+    }
+    if conn.insecure {
+        return Err(format!(
+            "--insecure means plaintext, but {url} is https://: use http:// or drop --insecure"
+        ));
+    }
+    let ca = conn.ca.clone().ok_or_else(|| {
+        format!("{url} needs --ca FILE (or HACTL_CA): the CA that signed the manager's certificate")
+    })?;
+    let identity = match (&conn.cert, &conn.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        (Some(_), None) => return Err("--cert needs --key (or HACTL_KEY)".into()),
+        (None, Some(_)) => return Err("--key needs --cert (or HACTL_CERT)".into()),
+    };
+    Ok((
+        url,
+        Transport::Tls {
+            ca,
+            identity,
+            server_name: conn.tls_server_name.clone(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn conn(manager: Option<&str>, insecure: bool) -> ConnArgs {
+        ConnArgs {
+            manager: manager.map(str::to_string),
+            ca: None,
+            cert: None,
+            key: None,
+            tls_server_name: None,
+            insecure,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(parse_priority("1"), Ok(PriorityArg::Set(1)));
+        assert_eq!(parse_priority("255"), Ok(PriorityArg::Set(255)));
+        assert_eq!(parse_priority("clear"), Ok(PriorityArg::Clear));
+        assert_eq!(PriorityArg::Clear.wire(), 0);
+        for bad in ["0", "256", "-5", "abc", "1.5", ""] {
+            assert!(parse_priority(bad).is_err(), "{bad}");
+        }
+        assert!(parse_priority("256").unwrap_err().contains("1..=255"));
+    }
+
+    #[test]
+    fn vips() {
+        let v = parse_vip("192.0.2.20/24").unwrap();
+        assert_eq!(v.to_string(), "192.0.2.20/24");
+        assert_eq!(parse_vip("2001:db8::20/64").unwrap().prefix_len, 64);
+        for bad in [
+            "192.0.2.20",
+            "192.0.2.20/33",
+            "2001:db8::1/129",
+            "x/24",
+            "192.0.2.300/24",
+            "192.0.2.1/",
+        ] {
+            assert!(parse_vip(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plaintext_needs_insecure() {
+        let e = resolve(&conn(Some("http://192.0.2.50:7400"), false)).unwrap_err();
+        assert!(
+            e.contains("--insecure") && e.contains("http://192.0.2.50:7400"),
+            "{e}"
+        );
+        assert_eq!(
+            resolve(&conn(Some("http://192.0.2.50:7400"), true)),
+            Ok(("http://192.0.2.50:7400".into(), Transport::Plain))
+        );
+        assert_eq!(
+            resolve(&conn(None, true)),
+            Ok(("http://127.0.0.1:7400".into(), Transport::Plain))
+        );
+        assert!(resolve(&conn(Some("https://192.0.2.50:7400"), true)).is_err());
+        assert!(resolve(&conn(Some("192.0.2.50:7400"), true)).is_err());
+    }
+
+    #[test]
+    fn tls_needs_ca_and_a_whole_identity() {
+        let mut c = conn(None, false);
+        assert!(resolve(&c).unwrap_err().contains("--ca"));
+        c.ca = Some("ca.pem".into());
+        c.cert = Some("op.pem".into());
+        assert!(resolve(&c).unwrap_err().contains("--key"));
+        c.key = Some("op.key".into());
+        let (url, t) = resolve(&c).unwrap();
+        assert_eq!(url, "https://127.0.0.1:7400");
+        assert_eq!(
+            t,
+            Transport::Tls {
+                ca: "ca.pem".into(),
+                identity: Some(("op.pem".into(), "op.key".into())),
+                server_name: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_priority_is_a_usage_error() {
+        let e = Cli::try_parse_from(["hactl", "set-priority", "lb2", "VI_1", "300"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("1..=255"), "{e}");
+        let ok = Cli::try_parse_from([
+            "hactl",
+            "set-priority",
+            "lb2",
+            "VI_1",
+            "200",
+            "--request-id",
+            "r1",
+            "--insecure",
+        ])
+        .unwrap();
+        assert!(ok.conn.insecure);
+        match ok.command {
+            Command::SetPriority {
+                priority,
+                request_id,
+                ..
+            } => {
+                assert_eq!(priority, PriorityArg::Set(200));
+                assert_eq!(request_id.as_deref(), Some("r1"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,753 @@
+//! Pure rendering of manager answers: the `status` table for people, the JSON shapes of
+//! DESIGN.md ("CLI contract"), one-line events for `history` and `watch`, and the
+//! one-line results of commands. No I/O here.
+
+use std::fmt::Write as _;
+
+use ha_proto::v1::{
+    Alert, CommandReply, Event, EventKind, InstanceState, NodeStatus, StatusReply, TrackerState,
+};
+use serde::Serialize;
+
+use crate::timespec::format_rfc3339_ms;
+
+/// `status --json`: exactly one object with `nodes` and `alerts`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StatusJson {
+    /// Every node the manager knows, connected or not.
+    pub nodes: Vec<NodeJson>,
+    /// Fleet alerts in force.
+    pub alerts: Vec<AlertJson>,
+}
+
+/// One node in `status --json` and `nodes --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NodeJson {
+    /// Node name (keepalived router_id or hostname).
+    pub name: String,
+    /// Whether its agent has a live session.
+    pub connected: bool,
+    /// Agent wall clock minus manager wall clock, ms.
+    pub clock_offset_ms: f64,
+    /// Agent process identity; changes at every agent start.
+    pub boot_id: String,
+    /// Agent version.
+    pub version: String,
+    /// Manager time of the last message from the agent, ms since the epoch.
+    pub last_seen_ms: i64,
+    /// Generation of the overrides the agent has in force.
+    pub override_generation: u64,
+    /// Address the agent connects from.
+    pub peer_addr: String,
+    /// VRRP instances.
+    pub instances: Vec<InstanceJson>,
+}
+
+/// One VRRP instance.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct InstanceJson {
+    /// vrrp_instance name.
+    pub name: String,
+    /// Virtual router id.
+    pub vrid: u32,
+    /// Interface VRRP runs on.
+    pub interface: String,
+    /// MASTER, BACKUP, FAULT or INIT.
+    pub state: String,
+    /// Priority from keepalived.conf.
+    pub base_priority: u32,
+    /// Priority in effect (overrides and trackers applied).
+    pub effective_priority: u32,
+    /// Priority override in force, null if none.
+    pub override_priority: Option<u32>,
+    /// VIPs in force, "addr/plen".
+    pub vips: Vec<String>,
+    /// Alerts the agent sees locally.
+    pub alerts: Vec<String>,
+    /// Sender of the last accepted advert, null if none.
+    pub last_advert_from: Option<String>,
+    /// Trackers and their state.
+    pub trackers: Vec<TrackerJson>,
+    /// Last notify result.
+    pub last_notify: String,
+}
+
+/// One tracker of an instance.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TrackerJson {
+    /// script, interface, file, process...
+    pub kind: String,
+    /// Tracker name.
+    pub name: String,
+    /// Whether it passes.
+    pub ok: bool,
+    /// Weight it applies.
+    pub weight: i32,
+}
+
+/// One fleet alert.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct AlertJson {
+    /// split-brain, clock-offset, vrid-collision, agent-disconnected.
+    pub kind: String,
+    /// What it is about (node, instance, VRID).
+    pub subject: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// When it was raised, ms since the epoch.
+    pub since_ms: i64,
+}
+
+/// One history or watch event.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EventJson {
+    /// Position in manager history (0 for live events not stored yet).
+    pub history_id: u64,
+    /// Agent wall clock at the event, RFC 3339.
+    pub time: String,
+    /// Agent wall clock at the event, ms since the epoch.
+    pub wall_time_ms: i64,
+    /// Manager wall clock when stored, ms since the epoch.
+    pub stored_ms: i64,
+    /// Node.
+    pub node: String,
+    /// Agent process identity.
+    pub boot_id: String,
+    /// Sequence number within the boot.
+    pub seq: u64,
+    /// TRANSITION, COMMAND, ALERT_RAISED...
+    pub kind: String,
+    /// Instance, empty for node-wide events.
+    pub instance: String,
+    /// Old state (transitions).
+    pub from_state: String,
+    /// New state (transitions).
+    pub to_state: String,
+    /// Why.
+    pub reason: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// `history --json`: one object.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct HistoryJson {
+    /// Events oldest first.
+    pub events: Vec<EventJson>,
+}
+
+/// `nodes --json`: one object.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NodesJson {
+    /// Nodes.
+    pub nodes: Vec<NodeJson>,
+}
+
+/// Convert the manager's status reply to the JSON shape.
+pub fn status_json(reply: &StatusReply) -> StatusJson {
+    StatusJson {
+        nodes: reply.nodes.iter().map(node_json).collect(),
+        alerts: reply.alerts.iter().map(alert_json).collect(),
+    }
+}
+
+/// Convert one node.
+pub fn node_json(n: &NodeStatus) -> NodeJson {
+    NodeJson {
+        name: n.name.clone(),
+        connected: n.connected,
+        clock_offset_ms: n.clock_offset_ms,
+        boot_id: n.boot_id.clone(),
+        version: n.version.clone(),
+        last_seen_ms: n.last_seen_ms,
+        override_generation: n.override_generation,
+        peer_addr: n.peer_addr.clone(),
+        instances: n.instances.iter().map(instance_json).collect(),
+    }
+}
+
+/// Convert one instance.
+pub fn instance_json(i: &InstanceState) -> InstanceJson {
+    InstanceJson {
+        name: i.name.clone(),
+        vrid: i.vrid,
+        interface: i.interface.clone(),
+        state: state_name(&i.state),
+        base_priority: i.base_priority,
+        effective_priority: i.effective_priority,
+        override_priority: (i.override_priority != 0).then_some(i.override_priority),
+        vips: i.vips.clone(),
+        alerts: i.alerts.clone(),
+        last_advert_from: (!i.last_advert_from.is_empty()).then(|| i.last_advert_from.clone()),
+        trackers: i.trackers.iter().map(tracker_json).collect(),
+        last_notify: i.last_notify.clone(),
+    }
+}
+
+fn tracker_json(t: &TrackerState) -> TrackerJson {
+    TrackerJson {
+        kind: t.kind.clone(),
+        name: t.name.clone(),
+        ok: t.ok,
+        weight: t.weight,
+    }
+}
+
+fn alert_json(a: &Alert) -> AlertJson {
+    AlertJson {
+        kind: a.kind.clone(),
+        subject: a.subject.clone(),
+        message: a.message.clone(),
+        since_ms: a.since_ms,
+    }
+}
+
+/// Convert one event.
+pub fn event_json(e: &Event) -> EventJson {
+    EventJson {
+        history_id: e.history_id,
+        time: format_rfc3339_ms(e.wall_time_ms),
+        wall_time_ms: e.wall_time_ms,
+        stored_ms: e.stored_ms,
+        node: e.node.clone(),
+        boot_id: e.boot_id.clone(),
+        seq: e.seq,
+        kind: kind_name(e.kind),
+        instance: e.instance.clone(),
+        from_state: e.from_state.clone(),
+        to_state: e.to_state.clone(),
+        reason: e.reason.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// The proto name of an event kind ("TRANSITION"), or the number if unknown.
+pub fn kind_name(kind: i32) -> String {
+    match EventKind::try_from(kind) {
+        Ok(k) => k.as_str_name().to_string(),
+        Err(_) => format!("KIND_{kind}"),
+    }
+}
+
+/// Read a `--kind` value: a proto name in any case, `-` or `_` ("transition",
+/// "alert-raised").
+pub fn parse_kind(s: &str) -> Result<EventKind, String> {
+    let name = s.trim().to_ascii_uppercase().replace('-', "_");
+    match EventKind::from_str_name(&name) {
+        Some(k) if k != EventKind::Unspecified => Ok(k),
+        _ => {
+            let known: Vec<String> = (1..=30)
+                .filter_map(|n| EventKind::try_from(n).ok())
+                .map(|k| k.as_str_name().to_ascii_lowercase().replace('_', "-"))
+                .collect();
+            Err(format!(
+                "unknown event kind {s:?}; kinds: {}",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// States spelled as keepalived spells them; an empty state is INIT.
+fn state_name(s: &str) -> String {
+    if s.is_empty() {
+        "INIT".to_string()
+    } else {
+        s.to_ascii_uppercase()
+    }
+}
+
+/// Left-aligned columns separated by two spaces; trailing spaces trimmed.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            let _ = write!(l, "{c:<w$}  ");
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Clock offset for people: "+5001.3 ms", "-0.2 ms", "-" when not known.
+pub fn offset_text(n: &NodeStatus) -> String {
+    if n.last_seen_ms == 0 && n.clock_offset_ms == 0.0 && !n.connected {
+        "-".to_string()
+    } else {
+        format!("{:+.1} ms", n.clock_offset_ms)
+    }
+}
+
+/// The `status` table and its alerts section.
+pub fn render_status(reply: &StatusReply) -> String {
+    let headers = [
+        "NODE",
+        "CONNECTED",
+        "CLOCK",
+        "INSTANCE",
+        "VRID",
+        "STATE",
+        "BASE",
+        "EFFECTIVE",
+        "VIPS",
+        "ALERTS",
+    ];
+    let mut rows = Vec::new();
+    for n in &reply.nodes {
+        let connected = if n.connected { "yes" } else { "no" }.to_string();
+        let offset = offset_text(n);
+        if n.instances.is_empty() {
+            rows.push(vec![
+                n.name.clone(),
+                connected.clone(),
+                offset.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for i in &n.instances {
+            let eff = if i.override_priority != 0 {
+                format!("{} (override)", i.effective_priority)
+            } else {
+                i.effective_priority.to_string()
+            };
+            rows.push(vec![
+                n.name.clone(),
+                connected.clone(),
+                offset.clone(),
+                i.name.clone(),
+                i.vrid.to_string(),
+                state_name(&i.state),
+                i.base_priority.to_string(),
+                eff,
+                dash_if_empty(i.vips.join(",")),
+                dash_if_empty(i.alerts.join("; ")),
+            ]);
+        }
+    }
+    let mut out = if rows.is_empty() {
+        "no nodes\n".to_string()
+    } else {
+        render_table(&headers, &rows)
+    };
+    out.push('\n');
+    if reply.alerts.is_empty() {
+        out.push_str("no alerts\n");
+    } else {
+        out.push_str("ALERTS\n");
+        let rows: Vec<Vec<String>> = reply
+            .alerts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.kind.clone(),
+                    a.subject.clone(),
+                    since_text(a.since_ms),
+                    a.message.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &["KIND", "SUBJECT", "SINCE", "MESSAGE"],
+            &rows,
+        ));
+    }
+    out
+}
+
+/// The `nodes` table.
+pub fn render_nodes(nodes: &[NodeStatus]) -> String {
+    if nodes.is_empty() {
+        return "no nodes\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                if n.connected { "yes" } else { "no" }.to_string(),
+                dash_if_empty(n.peer_addr.clone()),
+                dash_if_empty(n.version.clone()),
+                dash_if_empty(n.boot_id.clone()),
+                since_text(n.last_seen_ms),
+                offset_text(n),
+                n.instances.len().to_string(),
+                n.override_generation.to_string(),
+            ]
+        })
+        .collect();
+    render_table(
+        &[
+            "NODE",
+            "CONNECTED",
+            "PEER",
+            "VERSION",
+            "BOOT",
+            "LAST SEEN",
+            "CLOCK",
+            "INSTANCES",
+            "OVERRIDE GEN",
+        ],
+        &rows,
+    )
+}
+
+fn since_text(ms: i64) -> String {
+    if ms == 0 {
+        "-".into()
+    } else {
+        format_rfc3339_ms(ms)
+    }
+}
+
+fn dash_if_empty(s: String) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
+    }
+}
+
+/// One line per event: time, node, instance, kind, then what happened.
+pub fn event_line(e: &Event) -> String {
+    let mut line = format!(
+        "{} {} {} {}",
+        format_rfc3339_ms(e.wall_time_ms),
+        dash_if_empty(e.node.clone()),
+        dash_if_empty(e.instance.clone()),
+        kind_name(e.kind)
+    );
+    if !e.from_state.is_empty() || !e.to_state.is_empty() {
+        let _ = write!(
+            line,
+            " {} -> {}",
+            dash_if_empty(e.from_state.clone()),
+            dash_if_empty(e.to_state.clone())
+        );
+    }
+    if !e.reason.is_empty() {
+        let _ = write!(line, " ({})", e.reason);
+    }
+    if !e.detail.is_empty() {
+        let _ = write!(line, " {}", e.detail.replace('\n', " "));
+    }
+    line
+}
+
+/// Result of `set-priority` (and `switchover`):
+/// "lb2 VI_1: BACKUP -> MASTER, priority 100 -> 200 (override)".
+/// `before` is the instance as status showed it before the command, if known.
+pub fn priority_result(
+    node: &str,
+    instance: &str,
+    before: Option<&InstanceState>,
+    reply: &CommandReply,
+) -> String {
+    let node = if reply.node.is_empty() {
+        node
+    } else {
+        &reply.node
+    };
+    let mut line = format!("{node} {instance}:");
+    let Some(after) = reply.instance.as_ref() else {
+        line.push_str(" done");
+        return with_replayed(line, reply);
+    };
+    let new_state = state_name(&after.state);
+    match before {
+        Some(b) if state_name(&b.state) != new_state => {
+            let _ = write!(line, " {} -> {new_state}", state_name(&b.state));
+        }
+        _ => {
+            let _ = write!(line, " {new_state}");
+        }
+    }
+    match before {
+        Some(b) if b.effective_priority != after.effective_priority => {
+            let _ = write!(
+                line,
+                ", priority {} -> {}",
+                b.effective_priority, after.effective_priority
+            );
+        }
+        _ => {
+            let _ = write!(line, ", priority {}", after.effective_priority);
+        }
+    }
+    if after.override_priority != 0 {
+        line.push_str(" (override)");
+    } else {
+        let _ = write!(line, " (configured {})", after.base_priority);
+    }
+    with_replayed(line, reply)
+}
+
+/// Result of `vip add|del`.
+pub fn vip_result(
+    node: &str,
+    instance: &str,
+    addr: &str,
+    add: bool,
+    reply: &CommandReply,
+) -> String {
+    let node = if reply.node.is_empty() {
+        node
+    } else {
+        &reply.node
+    };
+    let verb = if add { "added" } else { "removed" };
+    let mut line = format!("{node} {instance}: {addr} {verb}");
+    if let Some(after) = reply.instance.as_ref() {
+        let _ = write!(
+            line,
+            "; VIPs now {} ({})",
+            dash_if_empty(after.vips.join(", ")),
+            state_name(&after.state)
+        );
+    }
+    with_replayed(line, reply)
+}
+
+fn with_replayed(mut line: String, reply: &CommandReply) -> String {
+    if reply.generation != 0 {
+        let _ = write!(line, " [generation {}]", reply.generation);
+    }
+    if reply.replayed {
+        let _ = write!(
+            line,
+            " (replayed: request {} already ran)",
+            reply.request_id
+        );
+    }
+    line
+}
+
+/// Find an instance in a status reply.
+pub fn find_instance<'a>(
+    reply: &'a StatusReply,
+    node: &str,
+    instance: &str,
+) -> Option<&'a InstanceState> {
+    reply
+        .nodes
+        .iter()
+        .find(|n| n.name == node)?
+        .instances
+        .iter()
+        .find(|i| i.name == instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(name: &str, state: &str, base: u32, eff: u32, ovr: u32) -> InstanceState {
+        InstanceState {
+            name: name.into(),
+            vrid: 51,
+            interface: "eth0".into(),
+            state: state.into(),
+            base_priority: base,
+            effective_priority: eff,
+            vips: vec!["192.0.2.10/24".into()],
+            override_priority: ovr,
+            ..Default::default()
+        }
+    }
+
+    fn sample() -> StatusReply {
+        StatusReply {
+            nodes: vec![
+                NodeStatus {
+                    name: "lb1".into(),
+                    connected: true,
+                    clock_offset_ms: 0.25,
+                    last_seen_ms: 1,
+                    instances: vec![inst("VI_1", "MASTER", 150, 150, 0)],
+                    ..Default::default()
+                },
+                NodeStatus {
+                    name: "lb2".into(),
+                    connected: false,
+                    clock_offset_ms: 5001.0,
+                    last_seen_ms: 1,
+                    instances: vec![inst("VI_1", "BACKUP", 100, 200, 200)],
+                    ..Default::default()
+                },
+            ],
+            alerts: vec![Alert {
+                kind: "clock-offset".into(),
+                subject: "lb2".into(),
+                message: "lb2 clock is 5001 ms ahead".into(),
+                since_ms: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn status_json_has_the_contract_shape() {
+        let v = serde_json::to_value(status_json(&sample())).unwrap();
+        let n = &v["nodes"][1];
+        assert_eq!(n["name"], "lb2");
+        assert_eq!(n["connected"], false);
+        assert_eq!(n["clock_offset_ms"], 5001.0);
+        let i = &n["instances"][0];
+        assert_eq!(i["name"], "VI_1");
+        assert_eq!(i["vrid"], 51);
+        assert_eq!(i["state"], "BACKUP");
+        assert_eq!(i["base_priority"], 100);
+        assert_eq!(i["effective_priority"], 200);
+        assert_eq!(i["override_priority"], 200);
+        assert_eq!(i["vips"][0], "192.0.2.10/24");
+        assert_eq!(
+            v["nodes"][0]["instances"][0]["override_priority"],
+            serde_json::Value::Null
+        );
+        assert_eq!(v["alerts"][0]["kind"], "clock-offset");
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            2,
+            "only nodes and alerts: {v}"
+        );
+    }
+
+    #[test]
+    fn empty_state_is_init() {
+        let j = instance_json(&inst("VI_1", "", 100, 100, 0));
+        assert_eq!(j.state, "INIT");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = render_table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]],
+        );
+        assert_eq!(t, "A    BB\nxxx  y\nz\n");
+    }
+
+    #[test]
+    fn status_table_shows_every_column_and_alerts() {
+        let t = render_status(&sample());
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NODE  CONNECTED  CLOCK"), "{t}");
+        assert!(
+            lines[1].contains("lb1") && lines[1].contains("yes") && lines[1].contains("+0.2 ms")
+        );
+        assert!(lines[1].contains("MASTER") && lines[1].contains("150"));
+        assert!(
+            lines[2].contains("no") && lines[2].contains("+5001.0 ms"),
+            "{t}"
+        );
+        assert!(lines[2].contains("200 (override)") && lines[2].contains("192.0.2.10/24"));
+        assert!(t.contains("ALERTS\nKIND"), "{t}");
+        assert!(t.contains("clock-offset  lb2"), "{t}");
+        let empty = render_status(&StatusReply::default());
+        assert_eq!(empty, "no nodes\n\nno alerts\n");
+    }
+
+    #[test]
+    fn priority_result_line() {
+        let before = inst("VI_1", "BACKUP", 100, 100, 0);
+        let reply = CommandReply {
+            request_id: "r1".into(),
+            ok: true,
+            node: "lb2".into(),
+            instance: Some(inst("VI_1", "MASTER", 100, 200, 200)),
+            ..Default::default()
+        };
+        assert_eq!(
+            priority_result("lb2", "VI_1", Some(&before), &reply),
+            "lb2 VI_1: BACKUP -> MASTER, priority 100 -> 200 (override)"
+        );
+        let mut again = reply.clone();
+        again.replayed = true;
+        let line = priority_result("lb2", "VI_1", None, &again);
+        assert_eq!(
+            line,
+            "lb2 VI_1: MASTER, priority 200 (override) (replayed: request r1 already ran)"
+        );
+        let cleared = CommandReply {
+            instance: Some(inst("VI_1", "BACKUP", 100, 100, 0)),
+            generation: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            priority_result("lb2", "VI_1", None, &cleared),
+            "lb2 VI_1: BACKUP, priority 100 (configured 100) [generation 7]"
+        );
+    }
+
+    #[test]
+    fn event_lines_and_json() {
+        let e = Event {
+            node: "lb2".into(),
+            boot_id: "b".into(),
+            seq: 4,
+            wall_time_ms: 1000,
+            kind: EventKind::Transition as i32,
+            instance: "VI_1".into(),
+            from_state: "BACKUP".into(),
+            to_state: "MASTER".into(),
+            reason: "priority override".into(),
+            history_id: 9,
+            ..Default::default()
+        };
+        assert_eq!(
+            event_line(&e),
+            "1970-01-01T00:00:01.000Z lb2 VI_1 TRANSITION BACKUP -> MASTER (priority override)"
+        );
+        let v = serde_json::to_value(event_json(&e)).unwrap();
+        assert_eq!(v["kind"], "TRANSITION");
+        assert_eq!(v["reason"], "priority override");
+        assert_eq!(v["seq"], 4);
+        assert_eq!(v["time"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(kind_name(999), "KIND_999");
+    }
+
+    #[test]
+    fn kinds_parse_in_any_spelling() {
+        assert_eq!(parse_kind("transition"), Ok(EventKind::Transition));
+        assert_eq!(parse_kind("alert-raised"), Ok(EventKind::AlertRaised));
+        assert_eq!(parse_kind("COMMAND"), Ok(EventKind::Command));
+        let err = parse_kind("bogus").unwrap_err();
+        assert!(err.contains("transition") && err.contains("gap"), "{err}");
+        assert!(parse_kind("event-kind-unspecified").is_err());
+    }
+
+    #[test]
+    fn vip_result_line() {
+        let reply = CommandReply {
+            instance: Some(InstanceState {
+                state: "MASTER".into(),
+                vips: vec!["192.0.2.10/24".into(), "192.0.2.20/24".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            vip_result("lb1", "VI_1", "192.0.2.20/24", true, &reply),
+            "lb1 VI_1: 192.0.2.20/24 added; VIPs now 192.0.2.10/24, 192.0.2.20/24 (MASTER)"
+        );
+    }
+}
