@@ -488,5 +488,5 @@ pub fn pki_issue(dir: &Path, name: &str, role: &str, sans: &[&str]) -> Result<()
 /// `--tls-dir` serves `manager.pem` and trusts `ca.pem`; if `pki init` already wrote a
 /// server certificate, this one replaces it with the LAN address among its names.
 pub fn issue_manager_cert(dir: &Path) -> Result<()> {
-    pki_issue(dir, "manager", "admin", &[MGR_ADDR, "localhost"])
+    pki_issue(dir, "manager", "manager", &[MGR_ADDR, "localhost"])
 }

@@ -211,7 +211,9 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         sockets: Vec::new(),
         origin: Instant::now(),
         drop_log: RateLimit::new(Duration::from_secs(10), 5),
-        dump_seq: 0,
+        // Starts from the wall clock so a restarted agent never repeats an earlier dump's
+        // number (readers wait for a new one).
+        dump_seq: u64::try_from(wall_ms()).unwrap_or_default() * 1000,
         to_link: None,
         override_generation: 0,
         overrides: OverrideSet::default(),
