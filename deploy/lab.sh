@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
 # The lab: the classic keepalived topology in network namespaces on this machine.
 #
-#   ha-client 192.0.2.100 ---+
+#   ha-client 192.0.2.100 ---+        (hactl runs here)
+#   ha-mgr    192.0.2.50  ---+        (ha-manager :7400, mTLS)
 #   ha-lb1    192.0.2.1   ---+--- bridge br0 (namespace ha-sw)
 #   ha-lb2    192.0.2.2   ---+
 #   VIP 192.0.2.10 (VRRP VI_1, VRID 51): lb1 master (priority 150), lb2 backup (100)
 #
-# Usage: deploy/lab.sh up | status | failover | restore | down     (as root)
+# Usage: deploy/lab.sh up | status | failover | restore | hactl ARGS... | down   (as root)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 run=/tmp/ha-lab
 VIP=192.0.2.10
+bindir="${CARGO_TARGET_DIR:-$top/target}/debug"
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
 down() {
-  for n in lb1 lb2; do
+  for n in lb1 lb2 mgr; do
     if [ -f "$run/$n.pid" ]; then kill "$(cat "$run/$n.pid")" 2>/dev/null || true; fi
   done
   sleep 0.5
-  for ns in ha-client ha-lb1 ha-lb2 ha-sw; do
+  for ns in ha-client ha-mgr ha-lb1 ha-lb2 ha-sw; do
     if ns_exists "$ns"; then
       ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
       ip netns del "$ns"
@@ -56,6 +58,22 @@ status() {
   fi
 }
 
+# hactl in the client namespace with the lab's operator certificate.
+hactl() {
+  ip netns exec ha-client "$bindir/hactl" --manager "https://192.0.2.50:7400" \
+    --ca "$run/pki/ca.pem" --cert "$run/pki/operator.pem" --key "$run/pki/operator.key" "$@"
+}
+
+wait_connected() {
+  for _ in $(seq 1 100); do
+    if hactl status --json 2>/dev/null | grep -Eo '"connected": ?true' | wc -l | grep -qx 2; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "warning: agents not connected to the manager (see $run/*.log)" >&2
+}
+
 wait_master() { # node
   for _ in $(seq 1 100); do
     [ "$(state_of "$1")" = MASTER ] && return 0
@@ -67,26 +85,40 @@ wait_master() { # node
 up() {
   down >/dev/null
   command -v cargo >/dev/null || { echo "cargo is needed to build ha-agent" >&2; exit 1; }
-  (cd "$top" && cargo build -q -p ha-agent --bin ha-agent)
-  local bin="${CARGO_TARGET_DIR:-$top/target}/debug/ha-agent"
+  (cd "$top" && cargo build -q -p ha-agent -p ha-manager -p hactl --bins)
+  local bin="$bindir/ha-agent"
   mkdir -p "$run"
   ip netns add ha-sw
   ip -n ha-sw link add br0 type bridge
   ip -n ha-sw link set br0 up
   host client 192.0.2.100 pc
+  host mgr 192.0.2.50 pm
   host lb1 192.0.2.1 p1
   host lb2 192.0.2.2 p2
+  # A CA, the manager's certificate, one per agent (CN = node name) and an operator's.
+  "$bindir/ha-manager" pki init --dir "$run/pki" >/dev/null
+  "$bindir/ha-manager" pki issue --dir "$run/pki" --name manager --role manager --san 192.0.2.50 >/dev/null
+  for c in lb1:agent lb2:agent operator:operator; do
+    "$bindir/ha-manager" pki issue --dir "$run/pki" --name "${c%%:*}" --role "${c#*:}" >/dev/null
+  done
+  ip netns exec ha-mgr setsid "$bindir/ha-manager" --listen 192.0.2.50:7400 --data "$run/mgr-data" \
+    --tls-dir "$run/pki" >"$run/mgr.log" 2>&1 < /dev/null &
+  echo $! > "$run/mgr.pid"
   for n in lb1 lb2; do
     "$bin" --check --config "$here/lab/$n.conf" >/dev/null
-    ip netns exec "ha-$n" env RUST_LOG=${RUST_LOG:-info} setsid "$bin" --config "$here/lab/$n.conf" --state-dir "$run/$n" \
+    ip netns exec "ha-$n" env RUST_LOG=${RUST_LOG:-info} setsid "$bin" --config "$here/lab/$n.conf" \
+      --state-dir "$run/$n" --node "$n" --manager https://192.0.2.50:7400 \
+      --tls-ca "$run/pki/ca.pem" --tls-cert "$run/pki/$n.pem" --tls-key "$run/pki/$n.key" \
       >"$run/$n.log" 2>&1 < /dev/null &
     echo $! > "$run/$n.pid"
   done
   wait_master lb1
+  wait_connected
   cat <<EOT
 lab is up:
   ha-lb1    192.0.2.1    ha-agent, $here/lab/lb1.conf   log $run/lb1.log
   ha-lb2    192.0.2.2    ha-agent, $here/lab/lb2.conf   log $run/lb2.log
+  ha-mgr    192.0.2.50   ha-manager (mTLS, certificates in $run/pki)   log $run/mgr.log
   ha-client 192.0.2.100  ping the VIP: ip netns exec ha-client ping $VIP
 EOT
   status
@@ -94,8 +126,12 @@ EOT
 fail the master over:   $0 failover   (cuts lb1's link at the switch)
 bring it back:          $0 restore    (lb1 preempts, priority 150 > 100)
 or stop lb1 cleanly:    kill \$(cat $run/lb1.pid)   (sends priority 0, lb2 takes over at once)
+operate the fleet:      $0 hactl status | history | watch | set-priority lb2 VI_1 200
 remove everything:      $0 down
+
+\$ hactl status
 EOT
+  hactl status
 }
 
 case "${1:-up}" in
@@ -104,5 +140,6 @@ case "${1:-up}" in
   status) status ;;
   failover) ip -n ha-sw link set p1 down; wait_master lb2; status ;;
   restore) ip -n ha-sw link set p1 up; sleep 0.2; wait_master lb1; status ;;
-  *) echo "usage: $0 up|status|failover|restore|down" >&2; exit 2 ;;
+  hactl) shift; hactl "$@" ;;
+  *) echo "usage: $0 up|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;
 esac

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in keepalived:keepalived tcpdump:tcpdump nft:nftables ping:iputils-ping arping:arping ip:iproute2; do
+for p in keepalived:keepalived tcpdump:tcpdump nft:nftables ping:iputils-ping arping:arping ip:iproute2 \
+         faketime:faketime openssl:openssl nginx:nginx curl:curl; do
   cmd=${p%%:*}; pkg=${p#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_pkgs+=("$pkg")
 done
@@ -13,8 +14,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}"
 fi
-# keepalived must not run as a system service next to the tests.
-systemctl disable --now keepalived >/dev/null 2>&1 || true
+# keepalived and nginx must not run as system services next to the tests.
+systemctl disable --now keepalived nginx >/dev/null 2>&1 || true
 
 cargo build --workspace --bins --tests
 if command -v cargo-nextest >/dev/null 2>&1; then
