@@ -8,6 +8,7 @@
 //! - [`runtime`]: wiring of config, core and edges into tasks.
 
 pub mod config;
+pub mod lb;
 pub mod link;
 pub mod net;
 pub mod notify;

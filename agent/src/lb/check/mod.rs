@@ -1,0 +1,36 @@
+//! Health checkers (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, DNS_CHECK, PING_CHECK,
+//! UDP_CHECK). CONTRACT shared with the virtual-server runtime:
+//! - [`RsKey`] names a real server of a virtual server;
+//! - every checker is a task that sends [`CheckEvent`] on state changes (and the first
+//!   result), never blocking the sender.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A real server within a virtual server: `(vs, rs address, rs port)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RsKey {
+    /// The virtual server, as keepalived names it ("192.0.2.10:80/TCP", "fwmark 1").
+    pub vs: String,
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Real server port (0 for fwmark services without a port).
+    pub port: u16,
+}
+
+/// One checker's verdict changed (or its first result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckEvent {
+    /// Which real server.
+    pub rs: RsKey,
+    /// Which checker of it (index in the real server's checker list).
+    pub checker: usize,
+    /// Kind, for logs ("HTTP_GET").
+    pub kind: String,
+    /// Passing now.
+    pub up: bool,
+    /// Why, one line ("connect timeout after 5s", "status 503", "digest mismatch").
+    pub detail: String,
+    /// Duration of the check that decided.
+    pub latency: Duration,
+}

@@ -1,0 +1,9 @@
+//! Virtual servers: health checkers and the load-balancer data plane (keepalived's
+//! checker process). Runs beside the VRRP engine, not inside it.
+//!
+//! - [`check`]: one task per real-server checker, reporting [`check::CheckEvent`]s.
+//! - [`dataplane`]: the [`dataplane::DataPlane`] trait (IPVS, nftables) and the desired
+//!   table both are reconciled from.
+
+pub mod check;
+pub mod dataplane;
