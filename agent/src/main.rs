@@ -112,6 +112,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             node_override: args.node,
             link,
             initial,
+            stats_tx: None,
         })
         .await
     })?;

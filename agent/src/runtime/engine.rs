@@ -123,6 +123,12 @@ struct Slot {
     group_fault: bool,
     /// Last notify script result, one line.
     last_notify: String,
+    /// Transitions by "STATE reason".
+    transitions: BTreeMap<String, u64>,
+    /// Notify runs and failures.
+    notify_runs: u64,
+    /// Notify failures (non-zero exit, timeout, dropped).
+    notify_failures: u64,
 }
 
 /// Owns every instance; see the module docs.
@@ -155,6 +161,8 @@ struct Engine {
     trackers_tx: mpsc::UnboundedSender<TrackerEvent>,
     /// Notify results come back here.
     reports_tx: mpsc::UnboundedSender<NotifyReport>,
+    /// Latest stats for the metrics exporter.
+    stats_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<stats::Stats>>>,
 }
 
 /// Everything `run` needs.
@@ -172,6 +180,8 @@ pub struct RunOptions {
     pub link: Option<LinkEnds>,
     /// Overrides persisted by the last run, applied before any instance starts.
     pub initial: Option<OverrideSet>,
+    /// Where to publish stats every second (metrics).
+    pub stats_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<stats::Stats>>>,
 }
 
 /// The engine's ends of the manager link channels.
@@ -192,6 +202,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         node_override,
         link,
         initial,
+        stats_tx,
     } = opts;
     let nl = netlink::spawn(netlink::Options::default()).map_err(EngineError::Start)?;
     match nl.cleanup_leftovers().await {
@@ -224,6 +235,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         services: None,
         trackers_tx,
         reports_tx,
+        stats_tx,
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -268,9 +280,12 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     for i in 0..engine.slots.len() {
         engine.refresh(i).await;
     }
+    let mut publish = tokio::time::interval(Duration::from_secs(1));
+    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = engine.next_deadline();
         tokio::select! {
+            _ = publish.tick() => engine.publish(),
             _ = sleep_until(deadline) => engine.tick().await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
@@ -419,6 +434,9 @@ impl Engine {
             tracker_fault: false,
             group_fault: false,
             last_notify: String::new(),
+            transitions: BTreeMap::new(),
+            notify_runs: 0,
+            notify_failures: 0,
         });
         Ok(())
     }
@@ -702,6 +720,10 @@ impl Engine {
         }
         if let Some(s) = self.slots.iter_mut().find(|s| s.plan.cfg.name == name) {
             s.last_notify = line.clone();
+            s.notify_runs += 1;
+            if !ok {
+                s.notify_failures += 1;
+            }
         }
         self.event(
             kind::NOTIFY,
@@ -804,6 +826,10 @@ impl Engine {
                 };
                 info!(instance = %name, from = %from, to = %to, reason = %reason,
                       "({name}) Entering {to} STATE");
+                *self.slots[i]
+                    .transitions
+                    .entry(format!("{to} {fsm_reason}"))
+                    .or_default() += 1;
                 if let (Some(svc), Some(st)) = (&self.services, notify_state(to)) {
                     let prio = self.slots[i].inst.effective_priority();
                     svc.notifier.notify(NotifyEvent::instance(&name, st, prio));
@@ -1183,15 +1209,24 @@ impl Engine {
             .collect()
     }
 
+    /// SIGUSR2: write the current stats to `<state-dir>/stats.json`.
     fn dump_stats(&mut self) {
         self.dump_seq += 1;
+        let s = self.stats();
+        if let Err(e) = stats::write(&self.state_dir, &s) {
+            warn!(dir = %self.state_dir.display(), error = %e, "cannot write stats");
+        }
+    }
+
+    /// States and counters of everything, for the stats file and the metrics.
+    fn stats(&self) -> stats::Stats {
         let drops = |arr: &[u64]| {
             DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), arr[r.index()]))
                 .collect::<BTreeMap<_, _>>()
         };
-        let s = stats::Stats {
+        stats::Stats {
             dump_seq: self.dump_seq,
             node: self.node.clone(),
             instances: self
@@ -1215,6 +1250,21 @@ impl Engine {
                             prio0_received: c.prio0_received,
                             drops: drops(&c.drops),
                         },
+                        transitions: s.transitions.clone(),
+                        trackers: s
+                            .trackers
+                            .iter()
+                            .map(|t| stats::TrackerStats {
+                                kind: t.kind.to_string(),
+                                name: t.name.clone(),
+                                status: t.status.to_string(),
+                                ok: t.status.ok().unwrap_or(false),
+                                weight: t.weight,
+                            })
+                            .collect(),
+                        notify_runs: s.notify_runs,
+                        notify_failures: s.notify_failures,
+                        override_priority: s.override_prio.map(|p| p.get()),
                     }
                 })
                 .collect(),
@@ -1226,9 +1276,13 @@ impl Engine {
                     drops: drops(&s.drops),
                 })
                 .collect(),
-        };
-        if let Err(e) = stats::write(&self.state_dir, &s) {
-            warn!(dir = %self.state_dir.display(), error = %e, "cannot write stats");
+        }
+    }
+
+    /// Publish the stats for the metrics exporter (every second and after transitions).
+    fn publish(&self) {
+        if let Some(tx) = &self.stats_tx {
+            tx.send_replace(std::sync::Arc::new(self.stats()));
         }
     }
 

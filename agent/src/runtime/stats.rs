@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 /// One instance in the dump.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct InstanceStats {
     /// vrrp_instance name.
     pub name: String,
@@ -29,10 +29,35 @@ pub struct InstanceStats {
     pub master_down_interval_us: u128,
     /// Counters.
     pub counters: CounterStats,
+    /// Transitions by (new state, reason).
+    pub transitions: std::collections::BTreeMap<String, u64>,
+    /// Trackers: kind, name, status, weight.
+    pub trackers: Vec<TrackerStats>,
+    /// Notify script runs and failures (incl. timeouts and drops).
+    pub notify_runs: u64,
+    /// Notify script failures.
+    pub notify_failures: u64,
+    /// Priority override in force.
+    pub override_priority: Option<u8>,
+}
+
+/// One tracker of an instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackerStats {
+    /// script, file, interface, process.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// up, down, unknown, disabled, value N.
+    pub status: String,
+    /// Passing (a value of 0 counts as passing).
+    pub ok: bool,
+    /// Weight on this instance.
+    pub weight: i32,
 }
 
 /// Counters of one instance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CounterStats {
     /// Adverts accepted.
     pub rx: u64,
@@ -50,7 +75,7 @@ pub struct CounterStats {
 
 /// Drops the sockets counted before any instance saw the packet (foreign VRIDs, or
 /// packets too broken to name a VRID).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SocketStats {
     /// Interface.
     pub interface: String,
@@ -59,7 +84,7 @@ pub struct SocketStats {
 }
 
 /// The whole dump.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     /// Increments with every dump, so a reader can tell a fresh one.
     pub dump_seq: u64,
