@@ -457,6 +457,8 @@ impl Fleet {
                 i.alerts
                     .retain(|a| a != text && local_alert_kind(a) != kind);
             }
+            Ok(EventKind::Tracker) => apply_tracker(i, &ev.detail),
+            Ok(EventKind::Notify) if !ev.detail.is_empty() => i.last_notify = ev.detail.clone(),
             _ => {}
         }
         Vec::new()
@@ -856,5 +858,68 @@ mod tests {
         f.event("lb1", &transition(1, "FAULT"), 5);
         assert_eq!(f.node("lb1").unwrap().instances["VI_1"].state, "FAULT");
         assert_eq!(f.master_of(51, ""), None);
+    }
+}
+
+/// A per-instance TRACKER event's detail, `kind=K name=N ok=B weight=W effective=P`:
+/// update that tracker and the effective priority (the agent sends one per instance).
+fn apply_tracker(i: &mut InstanceState, detail: &str) {
+    let field = |k: &str| {
+        detail
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    let (Some(kind), Some(name)) = (field("kind"), field("name")) else {
+        return;
+    };
+    let ok = field("ok") == Some("true");
+    let weight = field("weight").and_then(|w| w.parse().ok()).unwrap_or(0);
+    match i
+        .trackers
+        .iter_mut()
+        .find(|t| t.kind == kind && t.name == name)
+    {
+        Some(t) => {
+            t.ok = ok;
+            t.weight = weight;
+        }
+        None => i.trackers.push(ha_proto::v1::TrackerState {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            ok,
+            weight,
+        }),
+    }
+    if let Some(p) = field("effective").and_then(|p| p.parse().ok()) {
+        i.effective_priority = p;
+    }
+}
+
+#[cfg(test)]
+mod tracker_event_tests {
+    use super::*;
+
+    #[test]
+    fn tracker_detail_updates_tracker_and_priority() {
+        let mut i = InstanceState {
+            effective_priority: 150,
+            ..Default::default()
+        };
+        apply_tracker(
+            &mut i,
+            "kind=script name=chk ok=false weight=-20 effective=130",
+        );
+        assert_eq!(i.effective_priority, 130);
+        assert_eq!(i.trackers.len(), 1);
+        assert!(!i.trackers[0].ok);
+        apply_tracker(
+            &mut i,
+            "kind=script name=chk ok=true weight=-20 effective=150",
+        );
+        assert_eq!(i.trackers.len(), 1);
+        assert!(i.trackers[0].ok);
+        assert_eq!(i.effective_priority, 150);
+        apply_tracker(&mut i, "garbage");
+        assert_eq!(i.trackers.len(), 1);
     }
 }

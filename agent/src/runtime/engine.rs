@@ -657,6 +657,24 @@ impl Engine {
         }
         for i in touched {
             self.refresh(i).await;
+            let s = &self.slots[i];
+            if let Some(t) = s
+                .trackers
+                .iter()
+                .find(|t| t.kind == ev.kind && t.name == ev.name)
+            {
+                let detail = format!(
+                    "kind={} name={} ok={} weight={} effective={} status={}",
+                    t.kind,
+                    t.name,
+                    t.status.ok().unwrap_or(false),
+                    t.weight,
+                    s.inst.effective_priority(),
+                    t.status.to_string().replace(' ', "_"),
+                );
+                let name = s.plan.cfg.name.clone();
+                self.event(kind::TRACKER, &name, "", "", "tracker", &detail);
+            }
         }
     }
 
