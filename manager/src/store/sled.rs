@@ -312,9 +312,21 @@ mod tests {
     use super::*;
     use crate::store::tests as common;
 
+    /// sled releases its file lock when its flusher thread lets go of the last handle,
+    /// a moment after drop: a reopen in the same process retries briefly.
+    fn open_retry(dir: &std::path::Path) -> SledStore {
+        for _ in 0..200 {
+            match SledStore::open(dir) {
+                Ok(s) => return s,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        SledStore::open(dir).unwrap()
+    }
+
     fn open() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = open_retry(dir.path());
         (dir, s)
     }
 
@@ -348,7 +360,7 @@ mod tests {
         use ha_proto::v1::EventKind;
         let dir = tempfile::tempdir().unwrap();
         let last_gen = {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = open_retry(dir.path());
             let g = common::generations(&s);
             s.append(
                 vec![common::ev("lb1", "b", 1, "VI_1", EventKind::Transition, 5)],
@@ -366,7 +378,7 @@ mod tests {
             s.flush().unwrap();
             g
         };
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = open_retry(dir.path());
         // Generations stay monotonic across a restart.
         let next = s.put_overrides("lb9", Overrides::default()).unwrap();
         assert!(next.generation > last_gen);
@@ -391,7 +403,7 @@ mod tests {
         use ha_proto::v1::EventKind;
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = open_retry(dir.path());
             s.append(
                 (1..=3)
                     .map(|i| common::ev("a", "b", i, "", EventKind::Tracker, 0))
@@ -412,7 +424,7 @@ mod tests {
             assert_eq!(r.bytes_left, 0);
             s.flush().unwrap();
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = open_retry(dir.path());
         assert_eq!(s.last_history_id(), 3);
         let a = s
             .append(vec![common::ev("a", "c", 1, "", EventKind::Tracker, 0)], 2)
