@@ -59,6 +59,9 @@ const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Nft {
     /// The `nft` program (PATH lookup by default).
     program: String,
+    /// Run every command inside this named network namespace (`ip netns exec`), for
+    /// tests and for directors whose data plane lives in another namespace.
+    netns: Option<String>,
 }
 
 impl Default for Nft {
@@ -707,6 +710,27 @@ impl Nft {
     pub fn new() -> Nft {
         Nft {
             program: "nft".into(),
+            netns: None,
+        }
+    }
+
+    /// The backend acting inside the named network namespace `name`.
+    pub fn in_netns(name: &str) -> Nft {
+        Nft {
+            program: "nft".into(),
+            netns: Some(name.to_string()),
+        }
+    }
+
+    /// A command for `program`, inside our namespace if we have one.
+    fn command(&self, program: &str) -> tokio::process::Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => tokio::process::Command::new(program),
         }
     }
 
@@ -723,7 +747,7 @@ impl Nft {
 
     /// Run nft with `args`, feeding `stdin`; stdout on success, stderr text on failure.
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut cmd = tokio::process::Command::new(&self.program);
+        let mut cmd = self.command(&self.program);
         cmd.args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -802,11 +826,11 @@ fn io(reason: String) -> DataPlaneError {
     }
 }
 
-/// Run `ip -j ARGS` and parse its JSON.
-async fn ip_json(args: &[&str]) -> Result<Value, String> {
+/// Run `ip -j ARGS` (in `nft`'s namespace) and parse its JSON.
+async fn ip_json(nft: &Nft, args: &[&str]) -> Result<Value, String> {
     let out = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::process::Command::new("ip")
+        nft.command("ip")
             .arg("-j")
             .args(args)
             .stdin(Stdio::null())
@@ -827,8 +851,8 @@ async fn ip_json(args: &[&str]) -> Result<Value, String> {
 }
 
 /// Interfaces a DR ingress chain hooks: every up Ethernet interface.
-async fn ingress_devices() -> Result<Vec<String>, String> {
-    let v = ip_json(&["link", "show", "up"]).await?;
+async fn ingress_devices(nft: &Nft) -> Result<Vec<String>, String> {
+    let v = ip_json(nft, &["link", "show", "up"]).await?;
     let mut devs: Vec<String> = v
         .as_array()
         .into_iter()
@@ -858,9 +882,9 @@ fn neigh_mac(v: &Value) -> Option<String> {
 
 /// Resolve the L2 next hop of an on-link real server: route, interface MAC, neighbour
 /// MAC (one ping to make the kernel resolve it when missing).
-async fn resolve_l2(addr: IpAddr) -> Result<L2Next, String> {
+async fn resolve_l2(nft: &Nft, addr: IpAddr) -> Result<L2Next, String> {
     let a = addr.to_string();
-    let route = ip_json(&["route", "get", &a])
+    let route = ip_json(nft, &["route", "get", &a])
         .await
         .map_err(|e| format!("no route to {a}: {e}"))?;
     let r = route
@@ -878,7 +902,7 @@ async fn resolve_l2(addr: IpAddr) -> Result<L2Next, String> {
         .filter(|d| safe_ifname(d))
         .ok_or_else(|| format!("route to {a} has no usable interface"))?
         .to_string();
-    let link = ip_json(&["link", "show", "dev", &dev]).await?;
+    let link = ip_json(nft, &["link", "show", "dev", &dev]).await?;
     let dev_mac = link
         .as_array()
         .and_then(|l| l.first())
@@ -887,11 +911,11 @@ async fn resolve_l2(addr: IpAddr) -> Result<L2Next, String> {
         .filter(|m| safe_mac(m))
         .ok_or_else(|| format!("interface {dev} has no MAC address"))?
         .to_ascii_lowercase();
-    let mut mac = neigh_mac(&ip_json(&["neigh", "show", "to", &a, "dev", &dev]).await?);
+    let mut mac = neigh_mac(&ip_json(nft, &["neigh", "show", "to", &a, "dev", &dev]).await?);
     if mac.is_none() {
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
-            tokio::process::Command::new("ping")
+            nft.command("ping")
                 .args(["-c", "1", "-W", "1", &a])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -900,7 +924,7 @@ async fn resolve_l2(addr: IpAddr) -> Result<L2Next, String> {
                 .status(),
         )
         .await;
-        mac = neigh_mac(&ip_json(&["neigh", "show", "to", &a, "dev", &dev]).await?);
+        mac = neigh_mac(&ip_json(nft, &["neigh", "show", "to", &a, "dev", &dev]).await?);
     }
     let mac = mac.ok_or_else(|| format!("MAC address of {a} unresolved on {dev}"))?;
     Ok(L2Next { dev, dev_mac, mac })
@@ -920,12 +944,12 @@ impl DataPlane for Nft {
         for s in desired {
             for d in &s.destinations {
                 if d.forward == Forward::Dr && !l2.contains_key(&d.addr) {
-                    l2.insert(d.addr, resolve_l2(d.addr).await);
+                    l2.insert(d.addr, resolve_l2(self, d.addr).await);
                 }
             }
         }
         let devices = if any_dr {
-            ingress_devices().await.map_err(io)?
+            ingress_devices(self).await.map_err(io)?
         } else {
             Vec::new()
         };
