@@ -300,7 +300,9 @@ pub fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
         }),
         BackendKind::Auto => {
             if has_ipvs {
-                tracing::warn!("kernel has IPVS but the IPVS backend is not built in; using nftables");
+                tracing::warn!(
+                    "kernel has IPVS but the IPVS backend is not built in; using nftables"
+                );
             }
             Ok(Backend::Nft(Nft::new()))
         }
@@ -439,7 +441,8 @@ fn group_entry(n: &Node, proto: Proto) -> Result<Vec<ServiceKey>, String> {
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            let end = u16::from_str_radix(end, 16).map_err(|_| format!("bad range '{}'", n.name))?;
+            let end =
+                u16::from_str_radix(end, 16).map_err(|_| format!("bad range '{}'", n.name))?;
             if end < s[7] || u32::from(end - s[7]) >= MAX_GROUP_RANGE {
                 return Err(format!("bad range '{}'", n.name));
             }
@@ -675,8 +678,12 @@ impl LbState {
                         .map(|c| CheckerState {
                             kind: checker_kind_name(c),
                             up: !alpha,
-                            detail: if alpha { "alpha: not checked yet" } else { "not checked yet" }
-                                .into(),
+                            detail: if alpha {
+                                "alpha: not checked yet"
+                            } else {
+                                "not checked yet"
+                            }
+                            .into(),
                             latency: Duration::ZERO,
                         })
                         .collect();
@@ -823,7 +830,11 @@ impl LbState {
         else {
             return fx;
         };
-        let Some(c) = vs.rs.get_mut(i).and_then(|r| r.checkers.get_mut(ev.checker)) else {
+        let Some(c) = vs
+            .rs
+            .get_mut(i)
+            .and_then(|r| r.checkers.get_mut(ev.checker))
+        else {
             return fx;
         };
         let changed = c.up != ev.up;
@@ -892,7 +903,9 @@ impl LbState {
                     refused(&mut fx, format!("no virtual server {vs}"));
                     return fx;
                 };
-                let Some(v) = self.vss.get_mut(v) else { return fx };
+                let Some(v) = self.vss.get_mut(v) else {
+                    return fx;
+                };
                 match v.rs.iter().position(|r| r.addr == *addr && r.port == *port) {
                     Some(i) => {
                         if let Some(r) = v.rs.get_mut(i) {
@@ -919,16 +932,15 @@ impl LbState {
             }
             ServiceInput::RsDel { vs, addr, port }
             | ServiceInput::RsDrain { vs, addr, port }
-            | ServiceInput::RsWeight {
-                vs, addr, port, ..
-            } => {
+            | ServiceInput::RsWeight { vs, addr, port, .. } => {
                 let Some(v) = target(self, vs) else {
                     refused(&mut fx, format!("no virtual server {vs}"));
                     return fx;
                 };
-                let Some(v) = self.vss.get_mut(v) else { return fx };
-                let Some(i) = v.rs.iter().position(|r| r.addr == *addr && r.port == *port)
-                else {
+                let Some(v) = self.vss.get_mut(v) else {
+                    return fx;
+                };
+                let Some(i) = v.rs.iter().position(|r| r.addr == *addr && r.port == *port) else {
                     refused(&mut fx, format!("no real server {addr}:{port} in {vs}"));
                     return fx;
                 };

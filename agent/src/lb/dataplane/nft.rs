@@ -204,7 +204,11 @@ fn slots(pick: Pick, dests: &[PlannedDest]) -> Vec<(u64, u64, usize)> {
         if d.weight == 0 {
             continue;
         }
-        let n = if pick == Pick::Inc { 1 } else { u64::from(d.weight) };
+        let n = if pick == Pick::Inc {
+            1
+        } else {
+            u64::from(d.weight)
+        };
         out.push((next, next + n - 1, i));
         next += n;
     }
@@ -325,9 +329,13 @@ fn safe_ifname(n: &str) -> bool {
 
 fn safe_mac(m: &str) -> bool {
     m.len() == 17
-        && m.bytes()
-            .enumerate()
-            .all(|(i, b)| if i % 3 == 2 { b == b':' } else { b.is_ascii_hexdigit() })
+        && m.bytes().enumerate().all(|(i, b)| {
+            if i % 3 == 2 {
+                b == b':'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Render the whole batch for `services` (already planned), with `devices` as the DR
@@ -377,7 +385,12 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
                 } else {
                     [Proto::Tcp, Proto::Udp]
                         .iter()
-                        .map(|p| (format!("meta mark {mark} meta l4proto {}", proto_nft(*p)), Some(*p)))
+                        .map(|p| {
+                            (
+                                format!("meta mark {mark} meta l4proto {}", proto_nft(*p)),
+                                Some(*p),
+                            )
+                        })
                         .collect()
                 }
             }
@@ -457,7 +470,12 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
     }
 
     let mut s = String::new();
-    let nat_table = |s: &mut String, fam: &str, name: &str, addr_t: &str, rules: &str, members: &[String]| {
+    let nat_table = |s: &mut String,
+                     fam: &str,
+                     name: &str,
+                     addr_t: &str,
+                     rules: &str,
+                     members: &[String]| {
         let _ = writeln!(s, "table {fam} {name}\ndelete table {fam} {name}");
         if rules.is_empty() {
             return;
@@ -490,7 +508,10 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
             ("members4", "ipv4_addr", &dr_members4),
             ("members6", "ipv6_addr", &dr_members6),
         ] {
-            let _ = writeln!(s, "  map {name} {{\n    type mark . {t} . inet_service : mark");
+            let _ = writeln!(
+                s,
+                "  map {name} {{\n    type mark . {t} . inet_service : mark"
+            );
             if !m.is_empty() {
                 let _ = writeln!(s, "    elements = {{ {} }}", m.join(", "));
             }
@@ -630,7 +651,10 @@ pub fn parse_table(json: &str) -> Result<Vec<Service>, String> {
             dr = t.get("family").and_then(Value::as_str) == Some("netdev");
         }
         if let Some(r) = it.get("rule") {
-            if let Some((i, s)) = r.get("comment").and_then(Value::as_str).and_then(parse_comment)
+            if let Some((i, s)) = r
+                .get("comment")
+                .and_then(Value::as_str)
+                .and_then(parse_comment)
             {
                 services.insert(i, s);
             }
@@ -640,10 +664,14 @@ pub fn parse_table(json: &str) -> Result<Vec<Service>, String> {
             if !name.starts_with("members") {
                 continue;
             }
-            for e in m.get("elem").and_then(Value::as_array).into_iter().flatten() {
+            for e in m
+                .get("elem")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let Some(pair) = e.as_array() else { continue };
-                let (Some(k), Some(w)) = (pair.first(), pair.get(1).and_then(Value::as_u64))
-                else {
+                let (Some(k), Some(w)) = (pair.first(), pair.get(1).and_then(Value::as_u64)) else {
                     continue;
                 };
                 let Some(c) = k.get("concat").and_then(Value::as_array) else {
@@ -686,12 +714,26 @@ fn parse_counters(json: &str) -> Vec<Stats> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for it in v.get("nftables").and_then(Value::as_array).into_iter().flatten() {
+    for it in v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(r) = it.get("rule") else { continue };
-        let Some((_, s)) = r.get("comment").and_then(Value::as_str).and_then(parse_comment) else {
+        let Some((_, s)) = r
+            .get("comment")
+            .and_then(Value::as_str)
+            .and_then(parse_comment)
+        else {
             continue;
         };
-        for e in r.get("expr").and_then(Value::as_array).into_iter().flatten() {
+        for e in r
+            .get("expr")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(c) = e.get("counter") {
                 out.push(Stats {
                     object: service_object(&s.key),
@@ -792,7 +834,12 @@ impl Nft {
             .map_err(io)?;
         let v: Value = serde_json::from_str(&out).map_err(|e| io(format!("nft json: {e}")))?;
         let mut found = Vec::new();
-        for it in v.get("nftables").and_then(Value::as_array).into_iter().flatten() {
+        for it in v
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let Some(t) = it.get("table") else { continue };
             let fam = t.get("family").and_then(Value::as_str).unwrap_or("");
             let name = t.get("name").and_then(Value::as_str).unwrap_or("");
@@ -1034,7 +1081,11 @@ mod tests {
     fn wrr_weights_become_slot_ranges() {
         let s = svc(
             "wrr",
-            &[("198.51.100.11", 8080, 3), ("198.51.100.12", 8080, 1), ("198.51.100.13", 8080, 0)],
+            &[
+                ("198.51.100.11", 8080, 3),
+                ("198.51.100.12", 8080, 1),
+                ("198.51.100.13", 8080, 0),
+            ],
             Forward::Nat,
         );
         let p = plan(&[s], &BTreeMap::new());
@@ -1049,14 +1100,29 @@ mod tests {
 
     #[test]
     fn rr_ignores_weights_and_persistence_hashes_source() {
-        let s = svc("rr", &[("198.51.100.11", 80, 5), ("198.51.100.12", 80, 1)], Forward::Nat);
-        let t = render(&plan(&[s.clone()], &BTreeMap::new()).services, &[]);
-        assert!(t.contains("numgen inc mod 2 map { 0 : 198.51.100.11 . 80, 1 : 198.51.100.12 . 80 }"), "{t}");
+        let s = svc(
+            "rr",
+            &[("198.51.100.11", 80, 5), ("198.51.100.12", 80, 1)],
+            Forward::Nat,
+        );
+        let t = render(
+            &plan(std::slice::from_ref(&s), &BTreeMap::new()).services,
+            &[],
+        );
+        assert!(
+            t.contains("numgen inc mod 2 map { 0 : 198.51.100.11 . 80, 1 : 198.51.100.12 . 80 }"),
+            "{t}"
+        );
         let mut p = s;
         p.persistence = Some(Duration::from_secs(360));
         p.persistence_granularity = Some(24);
         let t = render(&plan(&[p], &BTreeMap::new()).services, &[]);
-        assert!(t.contains("jhash @nh,96,24 mod 6 map { 0-4 : 198.51.100.11 . 80, 5 : 198.51.100.12 . 80 }"), "{t}");
+        assert!(
+            t.contains(
+                "jhash @nh,96,24 mod 6 map { 0-4 : 198.51.100.11 . 80, 5 : 198.51.100.12 . 80 }"
+            ),
+            "{t}"
+        );
         assert!(t.contains("p=360 g=24"), "{t}");
     }
 
@@ -1074,7 +1140,11 @@ mod tests {
 
     #[test]
     fn dr_unresolved_mac_is_a_destination_error() {
-        let s = svc("wrr", &[("198.51.100.11", 80, 1), ("198.51.100.12", 80, 1)], Forward::Dr);
+        let s = svc(
+            "wrr",
+            &[("198.51.100.11", 80, 1), ("198.51.100.12", 80, 1)],
+            Forward::Dr,
+        );
         let mut l2 = BTreeMap::new();
         l2.insert(
             v4("198.51.100.11"),
@@ -1093,7 +1163,10 @@ mod tests {
         );
         let t = render(&p.services, &["eth0".into()]);
         assert!(t.contains("devices = { eth0 }"), "{t}");
-        assert!(t.contains("jhash ip saddr . tcp sport mod 1 vmap { 0 : jump vs0d0 }"), "{t}");
+        assert!(
+            t.contains("jhash ip saddr . tcp sport mod 1 vmap { 0 : jump vs0d0 }"),
+            "{t}"
+        );
         assert!(t.contains(
             "ether saddr set 02:00:00:00:00:01 ether daddr set 02:00:00:00:00:02 fwd to \"eth0\""
         ));
@@ -1107,7 +1180,10 @@ mod tests {
         assert_eq!(i, 7);
         assert_eq!(back, s);
         let f = Service {
-            key: ServiceKey::Fwmark { mark: 9, ipv6: true },
+            key: ServiceKey::Fwmark {
+                mark: 9,
+                ipv6: true,
+            },
             ..svc("rr", &[], Forward::Nat)
         };
         assert_eq!(parse_comment(&comment(0, &f)).unwrap().1, f);
@@ -1120,7 +1196,11 @@ mod tests {
           "elem":[[{"concat":[0,"198.51.100.11",8080]},3],[{"concat":[0,"198.51.100.12",8080]},0]]}},
         {"rule":{"family":"ip","table":"ha_lb","chain":"services","handle":8,"comment":"i=0 k=tcp/192.0.2.10/80 s=wrr","expr":[{"counter":{"packets":5,"bytes":300}}]}}]}"#;
         let got = parse_table(json).unwrap();
-        let want = svc("wrr", &[("198.51.100.11", 8080, 3), ("198.51.100.12", 8080, 0)], Forward::Nat);
+        let want = svc(
+            "wrr",
+            &[("198.51.100.11", 8080, 3), ("198.51.100.12", 8080, 0)],
+            Forward::Nat,
+        );
         assert_eq!(got, vec![want]);
         let st = parse_counters(json);
         assert_eq!(st[0].object, "192.0.2.10:80/TCP");

@@ -187,8 +187,7 @@ pub struct Reconciler<D> {
 fn sorted(mut t: Vec<Service>) -> Vec<Service> {
     t.sort_by(|a, b| a.key.cmp(&b.key));
     for s in &mut t {
-        s.destinations
-            .sort_by(|a, b| (a.addr, a.port).cmp(&(b.addr, b.port)));
+        s.destinations.sort_by_key(|d| (d.addr, d.port));
     }
     t
 }
@@ -410,7 +409,11 @@ mod tests {
                 .iter()
                 .map(|s| ObjectStatus {
                     object: format!("{:?}", s.key),
-                    result: if self.broken { Err("bad".into()) } else { Ok(()) },
+                    result: if self.broken {
+                        Err("bad".into())
+                    } else {
+                        Ok(())
+                    },
                 })
                 .collect())
         }
@@ -430,13 +433,19 @@ mod tests {
         // First tick clears leftovers (empty table).
         assert_eq!(
             r.tick(t0).await,
-            TickOutcome::Applied { reason: "change", failed: 0 }
+            TickOutcome::Applied {
+                reason: "change",
+                failed: 0
+            }
         );
         r.set_desired(vec![svc(80, vec![dest(11, 1)])]);
         assert_eq!(r.deadline(t0), t0);
         assert_eq!(
             r.tick(t0).await,
-            TickOutcome::Applied { reason: "change", failed: 0 }
+            TickOutcome::Applied {
+                reason: "change",
+                failed: 0
+            }
         );
         // Same table again: nothing to do until the resync.
         r.set_desired(vec![svc(80, vec![dest(11, 1)])]);
@@ -449,7 +458,10 @@ mod tests {
         let t2 = t1 + timing.resync;
         assert_eq!(
             r.tick(t2).await,
-            TickOutcome::Applied { reason: "drift", failed: 0 }
+            TickOutcome::Applied {
+                reason: "drift",
+                failed: 0
+            }
         );
         assert_eq!(r.backend_mut().table.len(), 1);
         // Failures back off 1 s, 2 s, 4 s.
@@ -467,7 +479,10 @@ mod tests {
         let t4 = t3 + Duration::from_secs(2);
         assert_eq!(
             r.tick(t4).await,
-            TickOutcome::Applied { reason: "retry", failed: 0 }
+            TickOutcome::Applied {
+                reason: "retry",
+                failed: 0
+            }
         );
         assert_eq!(r.status().failures, 0);
         assert_eq!(r.status().last_error, None);
@@ -476,7 +491,10 @@ mod tests {
         r.set_desired(vec![svc(82, vec![])]);
         assert_eq!(
             r.tick(t4).await,
-            TickOutcome::Applied { reason: "change", failed: 1 }
+            TickOutcome::Applied {
+                reason: "change",
+                failed: 1
+            }
         );
         assert_eq!(r.deadline(t4), t4 + Duration::from_secs(1));
         assert!(r.status().objects[0].result.is_err());
