@@ -103,10 +103,7 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
     }
     let _h1 = http_server(lan.ns(rs[0]), &dir, "rs1")?;
     let mut h2 = Some(http_server(lan.ns(rs[1]), &dir, "rs2")?);
-    let rs_macs: BTreeSet<String> = rs
-        .iter()
-        .map(|&i| mac(lan.ns(i)))
-        .collect::<Result<_>>()?;
+    let rs_macs: BTreeSet<String> = rs.iter().map(|&i| mac(lan.ns(i))).collect::<Result<_>>()?;
     let dir_mac = mac(lan.ns(director))?;
 
     let cfg = dir.join("keepalived.conf");
@@ -117,10 +114,16 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
         &dir,
         "lb-run",
         &bin("lb-run")?,
-        &["--config", &cfg.to_string_lossy(), "--status", &status.to_string_lossy()],
+        &[
+            "--config",
+            &cfg.to_string_lossy(),
+            "--status",
+            &status.to_string_lossy(),
+        ],
     )?;
     wait_until("the DR table is programmed", NOTICE, || {
-        lan.ns(director).ok("nft list table netdev ha_lb_dr | grep -q fwd")
+        lan.ns(director)
+            .ok("nft list table netdev ha_lb_dr | grep -q fwd")
     })
     .with_context(|| {
         format!(
@@ -138,7 +141,12 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
         "tcpdump",
         Path::new("/usr/bin/tcpdump"),
         &[
-            "-i", "eth0", "-n", "-U", "-w", &pcap.to_string_lossy(),
+            "-i",
+            "eth0",
+            "-n",
+            "-U",
+            "-w",
+            &pcap.to_string_lossy(),
             "--immediate-mode",
             "src host 192.0.2.10 and tcp src port 80",
         ],
@@ -166,8 +174,14 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
         .collect();
     eprintln!("reply source MACs {srcs:?}; real servers {rs_macs:?}; director {dir_mac}");
     assert!(!srcs.is_empty(), "no reply captured: {dump}");
-    assert!(!srcs.contains(&dir_mac), "a reply came through the director: {dump}");
-    assert!(srcs.is_subset(&rs_macs), "replies from {srcs:?}, real servers {rs_macs:?}");
+    assert!(
+        !srcs.contains(&dir_mac),
+        "a reply came through the director: {dump}"
+    );
+    assert!(
+        srcs.is_subset(&rs_macs),
+        "replies from {srcs:?}, real servers {rs_macs:?}"
+    );
 
     // rs2 stops: its checker takes it out, rs1 answers everything.
     drop(h2.take());
@@ -182,7 +196,9 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
         script().display()
     ))?;
     assert!(!lan.ns(rs[0]).has_addr(VIP));
-    let s = lan.ns(rs[0]).sh(&format!("{} status", script().display()))?;
+    let s = lan
+        .ns(rs[0])
+        .sh(&format!("{} status", script().display()))?;
     assert!(s.contains("net.ipv4.conf.all.arp_ignore=0"), "{s}");
     drop(lb);
     let _ = std::fs::remove_dir_all(&dir);
