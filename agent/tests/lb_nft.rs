@@ -238,3 +238,28 @@ async fn dr_resolves_macs_and_hooks_ingress() {
     assert!(text.contains("eth0") && text.contains("peer0"), "{text}");
     assert!(diff(&nft.read().await.unwrap(), &want).is_empty());
 }
+
+#[tokio::test]
+async fn portless_services_keep_the_client_port() {
+    let ns = Ns::new();
+    let mut nft = Nft::in_netns(&ns.0);
+    let want = vec![Service {
+        key: ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: a("192.0.2.10"),
+            port: 0,
+        },
+        scheduler: "sh".into(),
+        persistence: Some(Duration::from_secs(60)),
+        persistence_granularity: None,
+        destinations: vec![dest("198.51.100.11", 0, 1, Forward::Nat)],
+    }];
+    let st = nft.apply(&want).await.unwrap();
+    assert!(st.iter().all(|s| s.result.is_ok()), "{st:?}");
+    let text = ns.sh("nft list table ip ha_lb");
+    assert!(
+        text.contains("dnat to jhash ip saddr mod 1 map { 0 : 198.51.100.11 }"),
+        "{text}"
+    );
+    assert!(diff(&nft.read().await.unwrap(), &want).is_empty());
+}

@@ -1152,10 +1152,17 @@ pub async fn run<D: DataPlane>(
         if outcome == crate::lb::dataplane::reconcile::TickOutcome::InSync {
             stats = rec.backend_mut().stats().await.unwrap_or_default();
         }
-        status.send_replace(LbStatus {
+        let now_status = LbStatus {
             virtual_servers: state.status(),
             dataplane: rec.status().clone(),
             stats: stats.clone(),
+        };
+        status.send_if_modified(|s| {
+            let changed = *s != now_status;
+            if changed {
+                *s = now_status;
+            }
+            changed
         });
         let deadline = rec.deadline(Instant::now());
         tokio::select! {

@@ -442,7 +442,9 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
                 let _ = writeln!(out, "    {m} counter{c}");
                 continue;
             }
-            let with_port = proto.is_some();
+            // Port-less services (all ports, or fwmark) whose servers have no port keep the
+            // client's destination port.
+            let with_port = proto.is_some() && ps.dests.iter().any(|d| d.port != 0);
             let elems: Vec<String> = sl
                 .iter()
                 .filter_map(|(a, b, j)| {
