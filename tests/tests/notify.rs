@@ -188,7 +188,7 @@ fn twenty_transitions_reach_scripts_and_fifo_in_order() -> Result<()> {
 #[test]
 fn notify_stop_and_fifo_stop_at_shutdown() -> Result<()> {
     let mut c = Classic::new("notify-stop")?;
-    let [log, fifo_log, _] = notify_setup(&mut c, false)?;
+    let [log, fifo_log, _] = notify_setup(&mut c, true)?;
     wait_until("MASTER notified", LONG, || {
         lines(&log)
             .iter()
