@@ -5,7 +5,8 @@
 #   tests/vm/ipvs-vm.sh [IPVS_APPLY_BINARY [WORKDIR]]
 #
 # Without a binary it builds ipvs-apply with cargo. WORKDIR defaults to a fresh temp dir.
-# $HA_VM_TIMEOUT bounds the boot (seconds, default 120).
+# $HA_VM_TIMEOUT bounds the boot (seconds, default 120). HA_VM_BENCH=N also applies one
+# service with N real servers and prints the timings (ipvs-apply's own clock, in the VM).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-}
@@ -23,6 +24,6 @@ accel=${HA_VM_ACCEL:-tcg}
 timeout --kill-after=5 "${HA_VM_TIMEOUT:-120}" qemu-system-x86_64 \
   -accel "$accel" -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$work/vmlinuz" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1" </dev/null
+  -append "console=ttyS0 quiet panic=-1${HA_VM_BENCH:+ ha_bench=$HA_VM_BENCH}" </dev/null
 t2=$(date +%s.%N)
 echo "ipvs-vm: vm ran for $(echo "$t2 - $t1" | bc 2>/dev/null || echo "?")s" >&2

@@ -981,6 +981,19 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The phase of [`diff`]'s order this op belongs to.
+    fn phase(&self) -> u8 {
+        match self {
+            Op::DelService(_) => 0,
+            Op::DelDest(..) => 1,
+            Op::AddService(_) | Op::SetService(_) => 2,
+            Op::SetDest(..) => 3,
+            Op::AddDest(..) => 4,
+        }
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verb = match self {
@@ -1148,6 +1161,9 @@ impl fmt::Display for IpvsInfo {
 }
 
 type Handle = ConnectionHandle<GenlMessage<IpvsCtrl>>;
+
+/// Requests of one reconcile phase kept in flight on the socket at once.
+const IN_FLIGHT: usize = 32;
 
 /// A kernel service with its destinations and every counter.
 struct Live {
@@ -1389,7 +1405,8 @@ impl DataPlane for Ipvs {
 
     /// Reads the kernel (our services and the desired ones), applies [`diff`] op by op
     /// and reports one status per desired service and destination, plus one per
-    /// deletion. A failed service makes its destinations fail without being tried.
+    /// deletion. A service that could not be created makes its destinations fail
+    /// without being tried.
     async fn apply(&mut self, desired: &[Service]) -> Result<Vec<ObjectStatus>, DataPlaneError> {
         let (valid, rejected, mut statuses) = validate(desired);
         let wanted: BTreeSet<ServiceKey> = valid.iter().map(|s| s.key.clone()).collect();
@@ -1407,26 +1424,41 @@ impl DataPlane for Ipvs {
         let mut failed_services: BTreeMap<ServiceKey, String> = BTreeMap::new();
         let mut deleted: Vec<ServiceKey> = Vec::new();
         self.last_ops.clear();
-        for op in &ops {
-            let parent_failure = match op {
-                Op::AddDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _) => failed_services.get(k),
-                _ => None,
-            };
-            let result = match parent_failure {
-                Some(e) => Err(format!("service not programmed: {e}")),
-                None => self.run(op).await,
-            };
-            match (&result, op) {
-                (Err(e), Op::AddService(s) | Op::SetService(s)) => {
-                    failed_services.insert(s.key.clone(), e.clone());
+        // Phases run one after the other (diff's order); the ops of one phase touch
+        // distinct objects, so up to IN_FLIGHT of them are on the socket at once.
+        for phase in ops.chunk_by(|a, b| a.phase() == b.phase()) {
+            let this = &*self;
+            let failed = &failed_services;
+            let outcomes: Vec<Result<(), String>> =
+                futures::stream::iter(phase.iter().map(|op| async move {
+                    let parent_failure = match op {
+                        Op::AddDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _) => failed.get(k),
+                        _ => None,
+                    };
+                    match parent_failure {
+                        Some(e) => Err(format!("service not programmed: {e}")),
+                        None => this.run(op).await,
+                    }
+                }))
+                .buffered(IN_FLIGHT)
+                .collect()
+                .await;
+            for (op, result) in phase.iter().zip(outcomes) {
+                match (&result, op) {
+                    // A service that could not be created has no destinations to
+                    // program; one that exists but refused a change (say, an unknown
+                    // scheduler) still gets its destinations reconciled.
+                    (Err(e), Op::AddService(s)) => {
+                        failed_services.insert(s.key.clone(), e.clone());
+                    }
+                    (Ok(()), Op::DelService(k)) => deleted.push(k.clone()),
+                    _ => {}
                 }
-                (Ok(()), Op::DelService(k)) => deleted.push(k.clone()),
-                _ => {}
+                if result.is_ok() {
+                    self.last_ops.push(op.to_string());
+                }
+                results.insert(op.object(), result);
             }
-            if result.is_ok() {
-                self.last_ops.push(op.to_string());
-            }
-            results.insert(op.object(), result);
         }
 
         // Ownership: desired keys become ours; deleted ones stop being ours.
