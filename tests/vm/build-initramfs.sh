@@ -35,6 +35,9 @@ fi
 ipvsadm_bin=$(command -v ipvsadm || echo /usr/sbin/ipvsadm)
 
 # --- kernel -----------------------------------------------------------------------------
+# One builder at a time touches the cache (download, extraction).
+exec 9>"$cache/.lock"
+flock 9
 pkg=${HA_VM_KERNEL_PKG:-}
 if [ -z "$pkg" ]; then
   pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}' || true)
@@ -66,6 +69,7 @@ fi
 kver=$(ls "$kdir/lib/modules" | head -n1)
 moddir="$kdir/lib/modules/$kver"
 cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
+flock -u 9
 
 # --- modules and their dependencies (from each .ko's .modinfo "depends=") --------------
 declare -A path_of=()

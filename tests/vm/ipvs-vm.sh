@@ -14,7 +14,11 @@ if [ -z "$bin" ]; then
   (cd "$here/../.." && cargo build -q -p ha-tests --bin ipvs-apply >&2)
   bin="${CARGO_TARGET_DIR:-$here/../../target}/debug/ipvs-apply"
 fi
-work=${2:-$(mktemp -d /tmp/ha-ipvs-vm.XXXXXX)}
+work=${2:-}
+if [ -z "$work" ]; then
+  work=$(mktemp -d /tmp/ha-ipvs-vm.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+fi
 t0=$(date +%s.%N)
 "$here/build-initramfs.sh" "$work" "$bin"
 t1=$(date +%s.%N)
