@@ -177,3 +177,50 @@ fn sync_group_member_fault_takes_the_group_to_the_peer() -> Result<()> {
     held_by(&c, VIP2, 0)?;
     Ok(())
 }
+
+#[test]
+fn sync_group_own_track_script_faults_every_member() -> Result<()> {
+    // keepalived: a vrrp_sync_group may track scripts itself (`track_script` inside the
+    // group, weight 0): a failure puts every member in FAULT.
+    let mut c = Classic::new("syncgrp-trk")?;
+    let d = conf::mkdir(&c.dir.join("scripts"))?;
+    let flag = d.join("broken");
+    let lb1_blocks = format!(
+        "{}{}",
+        vrrp_script(
+            "chk_group",
+            &format!("/usr/bin/test ! -e {}", p(&flag)),
+            "interval 0.2\ntimeout 2"
+        ),
+        sync_group("G1", &["VI_1", "VI_2"], "track_script {\n    chk_group\n}")
+    );
+    let lb1 = two_instances("lb1", 150, 150, &lb1_blocks, "");
+    let lb2 = two_instances(
+        "lb2",
+        100,
+        100,
+        &sync_group("G1", &["VI_1", "VI_2"], ""),
+        "",
+    );
+    c.start(0, Impl::HaAgent, &lb1)?;
+    c.start(1, Impl::HaAgent, &lb2)?;
+    for inst in ["VI_1", "VI_2"] {
+        c.wait_state(0, inst, "MASTER", LONG)?;
+        c.wait_state(1, inst, "BACKUP", LONG)?;
+    }
+
+    fs::write(&flag, "")?;
+    for inst in ["VI_1", "VI_2"] {
+        c.wait_state(0, inst, "FAULT", Duration::from_secs(8))?;
+        c.wait_state(1, inst, "MASTER", LONG)?;
+    }
+    held_by(&c, VIP1, 1)?;
+    held_by(&c, VIP2, 1)?;
+
+    fs::remove_file(&flag)?;
+    for inst in ["VI_1", "VI_2"] {
+        c.wait_state(0, inst, "MASTER", LONG)?;
+        c.wait_state(1, inst, "BACKUP", LONG)?;
+    }
+    Ok(())
+}

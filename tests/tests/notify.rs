@@ -397,3 +397,38 @@ fn insecure_root_script_is_refused_with_its_path() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn notify_scripts_and_fifo_work_after_a_reload() -> Result<()> {
+    let mut c = Classic::new("notify-reload")?;
+    let [log, fifo_log, weight] = notify_setup(&mut c, false)?;
+    wait_until("MASTER in the FIFO", LONG, || {
+        lines(&fifo_log)
+            .iter()
+            .any(|l| l.starts_with("INSTANCE \"VI_1\" MASTER"))
+    })?;
+    // SIGHUP with the same file: the notifier and the FIFO writer are rebuilt.
+    c.node(0).daemon().signal("HUP")?;
+    wait_until("reload done", LONG, || {
+        c.node(0)
+            .daemon()
+            .log_text()
+            .contains("configuration reloaded")
+    })
+    .with_context(|| c.node(0).daemon().log_text())?;
+    fs::write(&weight, "1\n")?;
+    c.wait_state(0, "VI_1", "BACKUP", LONG)?;
+    c.wait_state(1, "VI_1", "MASTER", LONG)?;
+    let text = || c.node(0).daemon().log_text();
+    wait_until("BACKUP notified after the reload", LONG, || {
+        lines(&log).iter().any(|l| l == "INSTANCE VI_1 BACKUP 130")
+    })
+    .with_context(|| format!("notify.log: {:?}\n{}", lines(&log), text()))?;
+    wait_until("BACKUP in the FIFO after the reload", LONG, || {
+        lines(&fifo_log)
+            .iter()
+            .any(|l| l == "INSTANCE \"VI_1\" BACKUP 130")
+    })
+    .with_context(|| format!("fifo.log: {:?}\n{}", lines(&fifo_log), text()))?;
+    Ok(())
+}
