@@ -55,16 +55,12 @@ where
         .with_kind(SpanKind::Client)
         .with_attributes([KeyValue::new("ha.command", name.to_string())])
         .start(&provider.tracer("hactl"));
-    let trace_id = span.span_context().trace_id();
     let cx = Context::current().with_remote_span_context(span.span_context().clone());
     let res = fut.with_context(cx).await;
     if let Err(e) = &res {
         span.set_status(Status::error(e.to_string()));
     }
     span.end();
-    if std::env::var_os("HACTL_PRINT_TRACE_ID").is_some() {
-        eprintln!("hactl: trace id {trace_id}");
-    }
     // The batch exporter blocks while flushing; the runtime must keep driving the gRPC
     // connection meanwhile (it is single-threaded), hence a blocking thread.
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
