@@ -75,14 +75,23 @@ struct Received {
 #[derive(Clone, Default)]
 struct Receiver(Arc<Mutex<Received>>);
 
+impl Receiver {
+    fn got(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 fn service_of(r: Option<&Resource>) -> String {
     r.and_then(|r| {
-        r.attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| {
-            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(AnyValue::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            }
-        })
+        r.attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(
+                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                },
+            )
     })
     .unwrap_or_default()
 }
@@ -93,7 +102,7 @@ impl TraceService for Receiver {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut got = self.0.lock().unwrap();
+        let mut got = self.got();
         for rs in req.into_inner().resource_spans {
             let service = service_of(rs.resource.as_ref());
             for ss in rs.scope_spans {
@@ -118,7 +127,7 @@ impl MetricsService for Receiver {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut got = self.0.lock().unwrap();
+        let mut got = self.got();
         for rm in req.into_inner().resource_metrics {
             let service = service_of(rm.resource.as_ref());
             let names = got.metrics.entry(service).or_default();
@@ -259,7 +268,13 @@ fn start_agent(f: &mut Fleet, idx: usize, otlp: Option<&str>) -> Result<()> {
         args.extend(["--otlp-endpoint", o]);
     }
     f.classic.nodes[idx] = None;
-    let daemon = Daemon::start(f.classic.lan.ns(idx), &dir, "ha-agent", &bin("ha-agent")?, &args)?;
+    let daemon = Daemon::start(
+        f.classic.lan.ns(idx),
+        &dir,
+        "ha-agent",
+        &bin("ha-agent")?,
+        &args,
+    )?;
     f.classic.nodes[idx] = Some(Node::Agent(Agent { daemon, state_dir }));
     Ok(())
 }
@@ -329,7 +344,8 @@ fn query(f: &Fleet, expr: &str) -> Result<Vec<Value>> {
 
 /// Every `targets[].expr` of the dashboard (rows included).
 fn dashboard_exprs() -> Result<Vec<String>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards/ha-fleet.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/dashboards/ha-fleet.json");
     let v: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
     let mut out = Vec::new();
     fn walk(v: &Value, out: &mut Vec<String>) {
@@ -371,15 +387,19 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
     // The OTLP receiver, listening in the client namespace.
     let rt = tokio::runtime::Runtime::new()?;
     let received = Receiver::default();
-    let listener = listen_in(f.classic.lan.ns(CLIENT), &format!("{CLIENT_ADDR}:{OTLP_PORT}"))?;
+    let listener = listen_in(
+        f.classic.lan.ns(CLIENT),
+        &format!("{CLIENT_ADDR}:{OTLP_PORT}"),
+    )?;
     let svc = received.clone();
     let _server = rt.spawn(async move {
-        let l = tokio::net::TcpListener::from_std(listener).unwrap();
+        let l = tokio::net::TcpListener::from_std(listener)?;
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(svc.clone()))
             .add_service(MetricsServiceServer::new(svc))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
-            .await
+            .await?;
+        anyhow::Ok(())
     });
 
     start_manager(&mut f, &otlp)?;
@@ -399,7 +419,14 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
 
     // A command that fails over: lb2 above lb1 (preempt) becomes MASTER; one trace.
     let out = f
-        .hactl(&["--otlp-endpoint", &otlp, "set-priority", "lb2", "VI_1", "200"])?
+        .hactl(&[
+            "--otlp-endpoint",
+            &otlp,
+            "set-priority",
+            "lb2",
+            "VI_1",
+            "200",
+        ])?
         .ok()?;
     eprintln!("hactl: {}", out.stdout.trim());
     f.wait_status("lb2 MASTER after the override", LONG, |s| {
@@ -460,7 +487,7 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
     let start = Instant::now();
     loop {
         let (have_mgr, have_agent) = {
-            let got = received.0.lock().unwrap();
+            let got = received.got();
             (
                 got.metrics
                     .get("ha-manager")
@@ -476,7 +503,7 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
         if start.elapsed() > LONG {
             bail!(
                 "OTLP metrics missing (manager {have_mgr}, agent {have_agent}): {:?}",
-                received.0.lock().unwrap().metrics
+                received.got().metrics
             );
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -484,12 +511,15 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
 
     let start = Instant::now();
     loop {
-        let spans = received.0.lock().unwrap().spans.clone();
+        let spans = received.got().spans.clone();
         let root = spans
             .iter()
             .find(|s| s.service == "hactl" && s.name == "hactl set-priority");
         if let Some(root) = root {
-            let same: Vec<&GotSpan> = spans.iter().filter(|s| s.trace_id == root.trace_id).collect();
+            let same: Vec<&GotSpan> = spans
+                .iter()
+                .filter(|s| s.trace_id == root.trace_id)
+                .collect();
             let mgr = same
                 .iter()
                 .find(|s| s.service == "ha-manager" && s.name == "ha-manager SetPriority");
@@ -512,7 +542,9 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
                 eprintln!(
                     "trace {}: {:?}",
                     hex(&root.trace_id),
-                    same.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
+                    same.iter()
+                        .map(|s| (&s.service, &s.name))
+                        .collect::<Vec<_>>()
                 );
                 break;
             }
