@@ -537,6 +537,21 @@ fn register(m: &Meter, rx: Rx, link: Option<Arc<LinkStats>>) {
         })
         .build();
 
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_agent_up")
+        .with_description("1 while the agent runs (keepalived-exporter's keepalived_up)")
+        .with_callback(move |o| {
+            let node = r.borrow().node.clone();
+            o.observe(
+                1,
+                &[
+                    KeyValue::new("node", node),
+                    KeyValue::new("version", env!("CARGO_PKG_VERSION")),
+                ],
+            );
+        })
+        .build();
+
     let r = rx;
     m.u64_observable_gauge("ha_agent_instances")
         .with_description("VRRP instances configured on this agent")
@@ -732,6 +747,8 @@ mod tests {
             r#"ha_vrrp_state_info{instance="VI_1",interface="eth0",state="MASTER",vrid="51"} 0"#.into(),
             r#"ha_tracker_up{instance="VI_1",kind="script",name="chk_nginx"} 0"#.into(),
             r#"ha_tracker_weight{instance="VI_1",kind="script",name="chk_nginx"} -10"#.into(),
+            r#"ha_agent_instances{node="lb1"} 1"#.into(),
+            format!(r#"ha_agent_up{{node="lb1",version="{}"}} 1"#, env!("CARGO_PKG_VERSION")),
             "ha_link_connected 1".into(),
             "ha_link_buffered_events 3".into(),
             "ha_link_reconnects_total 0".into(),

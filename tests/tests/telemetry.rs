@@ -449,7 +449,13 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
 
     // Every dashboard expression returns a series (pending families listed).
     let exprs = dashboard_exprs()?;
-    let agent_families = ["ha_vrrp_", "ha_tracker_", "ha_notify_", "ha_link_"];
+    let agent_families = [
+        "ha_vrrp_",
+        "ha_tracker_",
+        "ha_notify_",
+        "ha_link_",
+        "ha_agent_",
+    ];
     let lb_exported = agent_metrics && !query(&f, r#"{__name__=~"ha_lb_.*"}"#)?.is_empty();
     let mut pending = Vec::new();
     let mut required = Vec::new();
