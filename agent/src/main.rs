@@ -44,6 +44,12 @@ struct Args {
     /// This agent's private key (PEM).
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// OTLP/gRPC collector for metrics and traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -98,23 +104,44 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    let link_stats = link_opts.as_ref().map(|o| o.stats.clone());
     rt.block_on(async move {
+        let (stats_tx, stats_rx) =
+            tokio::sync::watch::channel(std::sync::Arc::new(ha_agent::runtime::stats::Stats {
+                dump_seq: 0,
+                node: plan.node.clone(),
+                instances: Vec::new(),
+                sockets: Vec::new(),
+            }));
+        let telemetry = ha_agent::telemetry::start(
+            ha_agent::telemetry::TelemetryOptions {
+                metrics_listen: args.metrics_listen,
+                otlp_endpoint: args.otlp_endpoint.clone().filter(|e| !e.is_empty()),
+                node: plan.node.clone(),
+            },
+            stats_rx,
+            link_stats,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?;
         let link = link_opts.map(|opts| {
             let (to_link, from_engine) = tokio::sync::mpsc::unbounded_channel();
             let (to_engine, from_link) = tokio::sync::mpsc::channel(64);
             ha_agent::link::spawn(opts, from_engine, to_engine);
             LinkEnds { to_link, from_link }
         });
-        ha_agent::runtime::engine::run(RunOptions {
+        let res = ha_agent::runtime::engine::run(RunOptions {
             plan,
             state_dir: args.state_dir,
             config_path: args.config,
             node_override: args.node,
             link,
             initial,
-            stats_tx: None,
+            stats_tx: Some(stats_tx),
         })
-        .await
+        .await;
+        telemetry.shutdown().await;
+        res.map_err(anyhow::Error::from)
     })?;
     Ok(())
 }
