@@ -740,6 +740,16 @@ impl LogOptions {
     }
 }
 
+impl From<Option<&Path>> for LogOptions {
+    /// The options before the logging flags existed: human lines on stderr, or appended
+    /// to `file`; tag `ha-agent`. Lets `init(args.log_file.as_deref())` keep working.
+    fn from(file: Option<&Path>) -> LogOptions {
+        let mut opts = LogOptions::new("ha-agent");
+        opts.file = file.map(Path::to_path_buf);
+        opts
+    }
+}
+
 /// Reopens the log file (for SIGHUP after logrotate); cheap to clone into other tasks.
 #[derive(Debug, Clone, Default)]
 pub struct Reopener {
@@ -841,8 +851,8 @@ where
 }
 
 /// Install the global subscriber `opts` describe; keep the handle until exit.
-pub fn init(opts: &LogOptions) -> Result<LogHandle, LogError> {
-    let (subscriber, handle) = build(opts)?;
+pub fn init(opts: impl Into<LogOptions>) -> Result<LogHandle, LogError> {
+    let (subscriber, handle) = build(&opts.into())?;
     subscriber.try_init().map_err(LogError::Global)?;
     Ok(handle)
 }
