@@ -8,6 +8,7 @@ use clap::Parser;
 use ha_agent::link::bridge::OverrideSet;
 use ha_agent::link::{LinkOptions, TlsFiles};
 use ha_agent::runtime::engine::{LinkEnds, RunOptions};
+use ha_agent::runtime::logging::{Facility, LogFormat, LogOptions};
 use ha_agent::runtime::plan::Plan;
 
 /// A keepalived-compatible VRRP agent.
@@ -29,6 +30,15 @@ struct Args {
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Log line format on stderr or --log-file: human or json.
+    #[arg(long, default_value = "human")]
+    log_format: LogFormat,
+    /// Also log to syslog under this facility: 0-7 (local0-7, like keepalived -S), local0-local7, daemon, user.
+    #[arg(long, short = 'S')]
+    log_facility: Option<Facility>,
+    /// The syslog socket (for tests).
+    #[arg(long, hide = true, default_value = ha_agent::runtime::logging::DEFAULT_SOCKET)]
+    log_socket: PathBuf,
     /// ha-manager to stream state to (https://HOST:PORT, or http:// with --insecure).
     #[arg(long)]
     manager: Option<String>,
@@ -76,7 +86,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("{}: {} error(s)", args.config.display(), errors.len());
         }
     };
-    ha_agent::runtime::logging::init(args.log_file.as_deref())?;
+    let mut log_opts = LogOptions::new("ha-agent");
+    log_opts.format = args.log_format;
+    log_opts.file.clone_from(&args.log_file);
+    log_opts.facility = args.log_facility;
+    log_opts.socket = args.log_socket.clone();
+    // Kept alive until run returns: dropping it flushes the last lines to syslog.
+    let _log = ha_agent::runtime::logging::init(log_opts)?;
     for n in &loaded.notes {
         tracing::info!("{n}");
     }
