@@ -143,3 +143,6 @@ pub trait DataPlane {
     /// Counters, where the backend has them.
     async fn stats(&mut self) -> Result<Vec<Stats>, DataPlaneError>;
 }
+
+pub mod nft;
+pub mod reconcile;
