@@ -7,4 +7,5 @@
 
 pub mod check;
 pub mod dataplane;
+pub mod genhash;
 pub mod service;

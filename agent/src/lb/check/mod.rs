@@ -4,6 +4,19 @@
 //! - every checker is a task that sends [`CheckEvent`] on state changes (and the first
 //!   result), never blocking the sender.
 
+pub mod dns;
+pub mod http;
+pub mod misc;
+pub mod ping;
+pub mod reply;
+pub mod runner;
+pub mod spec;
+pub mod tcp;
+pub mod udp;
+
+pub use runner::spawn;
+pub use spec::CheckerSpec;
+
 use std::net::IpAddr;
 use std::time::Duration;
 

@@ -6,6 +6,8 @@
 //! - a reconciler calls [`DataPlane::apply`] with it (idempotent; only objects the agent
 //!   owns are touched; periodic resync heals drift) and gets a status per object.
 
+pub mod ipvs;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
