@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::config::model::{Checker, Config, Node, ScriptUser, VirtualServer, VsTarget};
 use crate::lb::check::{CheckEvent, RsKey};
+use crate::lb::dataplane::ipvs::Ipvs;
 use crate::lb::dataplane::nft::{service_object, Nft};
 use crate::lb::dataplane::reconcile::{ReconcileStatus, ReconcileTiming, Reconciler};
 use crate::lb::dataplane::{
@@ -235,32 +236,42 @@ pub enum BackendKind {
 }
 
 /// The data plane the runtime drives (concrete, so the task's future is `Send`).
-#[derive(Debug)]
 pub enum Backend {
     /// nftables.
     Nft(Nft),
-    // IPVS: `Ipvs(crate::lb::dataplane::ipvs::Ipvs)` once ipvs.rs is merged.
+    /// IPVS over generic netlink.
+    Ipvs(Box<Ipvs>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl DataPlane for Backend {
     fn name(&self) -> &'static str {
         match self {
             Backend::Nft(n) => n.name(),
+            Backend::Ipvs(i) => i.name(),
         }
     }
     async fn apply(&mut self, desired: &[Service]) -> Result<Vec<ObjectStatus>, DataPlaneError> {
         match self {
             Backend::Nft(n) => n.apply(desired).await,
+            Backend::Ipvs(i) => i.apply(desired).await,
         }
     }
     async fn read(&mut self) -> Result<Vec<Service>, DataPlaneError> {
         match self {
             Backend::Nft(n) => n.read().await,
+            Backend::Ipvs(i) => i.read().await,
         }
     }
     async fn stats(&mut self) -> Result<Vec<Stats>, DataPlaneError> {
         match self {
             Backend::Nft(n) => n.stats().await,
+            Backend::Ipvs(i) => i.stats().await,
         }
     }
 }
@@ -281,28 +292,26 @@ pub fn backend_setting(cfg: &Config) -> Result<BackendKind, String> {
     }
 }
 
-/// Pick the data plane per `lvs_backend` (auto: IPVS when `/proc/net/ip_vs` exists).
-pub fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
+/// Pick the data plane per `lvs_backend`: `ipvs` (error when the kernel has none),
+/// `nftables`, or `auto` (IPVS when `/proc/net/ip_vs` exists and opens, else nftables).
+/// Async because opening IPVS resolves its generic-netlink family; call it inside the
+/// runtime.
+pub async fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
     let kind = backend_setting(cfg).map_err(|reason| DataPlaneError::Unavailable {
         backend: "lvs_backend",
         reason,
     })?;
-    let has_ipvs = Path::new("/proc/net/ip_vs").exists();
     match kind {
         BackendKind::Nftables => Ok(Backend::Nft(Nft::new())),
-        BackendKind::Ipvs => Err(DataPlaneError::Unavailable {
-            backend: "ipvs",
-            reason: if has_ipvs {
-                "the IPVS backend is not built into this agent yet".into()
-            } else {
-                "the kernel has no IPVS (/proc/net/ip_vs missing)".into()
-            },
-        }),
+        BackendKind::Ipvs => Ok(Backend::Ipvs(Box::new(Ipvs::new().await?))),
         BackendKind::Auto => {
-            if has_ipvs {
-                tracing::warn!(
-                    "kernel has IPVS but the IPVS backend is not built in; using nftables"
-                );
+            if Path::new("/proc/net/ip_vs").exists() {
+                match Ipvs::new().await {
+                    Ok(i) => return Ok(Backend::Ipvs(Box::new(i))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "IPVS present but unusable; using nftables")
+                    }
+                }
             }
             Ok(Backend::Nft(Nft::new()))
         }
@@ -323,12 +332,13 @@ pub fn vs_name(vs: &VirtualServer) -> String {
     }
 }
 
-/// The real server key a checker of `rs` reports under.
+/// The real server key a checker of `rs` reports under (port 0 when the real server
+/// has none, as `check::CheckerSpec` does).
 pub fn rs_key(vs: &VirtualServer, rs: &crate::config::model::RealServer) -> RsKey {
     RsKey {
         vs: vs_name(vs),
         addr: rs.addr,
-        port: rs.port.unwrap_or_else(|| vs_port(vs)),
+        port: rs.port.unwrap_or(0),
     }
 }
 
@@ -489,8 +499,13 @@ struct CheckerState {
 #[derive(Debug, Clone)]
 struct RsState {
     addr: IpAddr,
+    /// Port in the data plane (the virtual server's when the config gives none).
     port: u16,
+    /// Port checker events name it by (0 when the config gives none).
+    key_port: u16,
     weight: u32,
+    /// MISC_CHECK `misc_dynamic` weight, reported as `dynamic_weight=N`.
+    dynamic_weight: Option<u32>,
     weight_override: Option<u32>,
     drained: bool,
     inhibit: bool,
@@ -508,7 +523,9 @@ impl RsState {
         if self.drained {
             0
         } else {
-            self.weight_override.unwrap_or(self.weight)
+            self.weight_override
+                .or(self.dynamic_weight)
+                .unwrap_or(self.weight)
         }
     }
     fn all_up(&self) -> bool {
@@ -691,7 +708,9 @@ impl LbState {
                     RsState {
                         addr: r.addr,
                         port: r.port.unwrap_or(vport),
+                        key_port: r.port.unwrap_or(0),
                         weight: u32::try_from(r.weight.max(0)).unwrap_or(0),
+                        dynamic_weight: None,
                         weight_override: None,
                         drained: false,
                         inhibit: vs_inhibit || flag(ro, "inhibit_on_failure"),
@@ -826,10 +845,23 @@ impl LbState {
         let Some(i) = vs
             .rs
             .iter()
-            .position(|r| r.addr == ev.rs.addr && r.port == ev.rs.port)
+            .position(|r| r.addr == ev.rs.addr && r.key_port == ev.rs.port)
         else {
             return fx;
         };
+        // MISC_CHECK misc_dynamic: the script's exit code sets the weight.
+        let dynamic = ev
+            .detail
+            .rsplit("dynamic_weight=")
+            .next()
+            .filter(|_| ev.detail.contains("dynamic_weight="))
+            .and_then(|w| w.trim().parse::<u32>().ok());
+        if let (Some(w), Some(r)) = (dynamic, vs.rs.get_mut(i)) {
+            if r.dynamic_weight != Some(w) {
+                r.dynamic_weight = Some(w);
+                Self::update_quorum(vs, &mut fx);
+            }
+        }
         let Some(c) = vs
             .rs
             .get_mut(i)
@@ -916,7 +948,9 @@ impl LbState {
                     None => v.rs.push(RsState {
                         addr: *addr,
                         port: *port,
+                        key_port: *port,
                         weight: *weight,
+                        dynamic_weight: None,
                         weight_override: None,
                         drained: false,
                         inhibit: v.inhibit,
@@ -1072,7 +1106,8 @@ fn execute(
     fx: Vec<Effect>,
     defaults: &ScriptDefaults,
     events: Option<&mpsc::UnboundedSender<LbEvent>>,
-) {
+) -> Vec<JoinHandle<()>> {
+    let mut running = Vec::new();
     for e in fx {
         match e {
             Effect::Event(ev) => {
@@ -1083,13 +1118,13 @@ fn execute(
             Effect::Script(cmd) => {
                 match ScriptSpec::from_command(&cmd.command, cmd.user.as_ref(), defaults) {
                     Ok(spec) => {
-                        tokio::spawn(async move {
+                        running.push(tokio::spawn(async move {
                             let r = script::run(&spec, NOTIFY_TIMEOUT).await;
                             if !r.success() {
                                 tracing::warn!(script = %spec.display(), exit = ?r.exit,
                                     timed_out = r.timed_out, "lb notify script failed");
                             }
-                        });
+                        }));
                     }
                     Err(e) => {
                         tracing::warn!(script = %cmd.command, error = %e, "lb notify script refused")
@@ -1098,10 +1133,16 @@ fn execute(
             }
         }
     }
+    running
 }
 
 /// Spawn the runtime on `backend`. It ends on [`ServiceInput::Shutdown`] or when the
 /// inputs channel closes, after removing its services from the data plane.
+///
+/// It runs on its own thread with a current-thread runtime: the IPVS backend's futures
+/// are not provably `Send` (higher-ranked lifetimes in its netlink code), so they cannot
+/// go to `tokio::spawn`; the thread needs no `Send` future and keeps the data plane off
+/// the VRRP engine's workers. Must be called inside a tokio runtime.
 pub fn spawn(
     cfg: &Config,
     backend: Backend,
@@ -1111,8 +1152,18 @@ pub fn spawn(
     events: Option<mpsc::UnboundedSender<LbEvent>>,
 ) -> JoinHandle<()> {
     let cfg = cfg.clone();
-    tokio::spawn(async move {
-        run(
+    tokio::task::spawn_blocking(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "lb runtime thread: cannot build a runtime");
+                return;
+            }
+        };
+        rt.block_on(run(
             &cfg,
             backend,
             ReconcileTiming::default(),
@@ -1120,8 +1171,7 @@ pub fn spawn(
             inputs,
             status,
             events,
-        )
-        .await;
+        ));
     })
 }
 
@@ -1142,7 +1192,7 @@ pub async fn run<D: DataPlane>(
         tracing::warn!(error = %e, "virtual server config");
     }
     let mut rec = Reconciler::new(dp, timing, Instant::now());
-    execute(state.start(), &defaults, events.as_ref());
+    drop(execute(state.start(), &defaults, events.as_ref()));
     rec.set_desired(state.desired());
     let mut checks_open = true;
     let mut stats = Vec::new();
@@ -1167,25 +1217,29 @@ pub async fn run<D: DataPlane>(
         let deadline = rec.deadline(Instant::now());
         tokio::select! {
             ev = checks.recv(), if checks_open => match ev {
-                Some(ev) => execute(state.on_check(&ev), &defaults, events.as_ref()),
+                Some(ev) => drop(execute(state.on_check(&ev), &defaults, events.as_ref())),
                 None => checks_open = false,
             },
             inp = inputs.recv() => match inp {
                 Some(ServiceInput::Shutdown) | None => break,
-                Some(i) => execute(state.on_input(&i), &defaults, events.as_ref()),
+                Some(i) => drop(execute(state.on_input(&i), &defaults, events.as_ref())),
             },
             _ = tokio::time::sleep_until(deadline) => {}
         }
         rec.set_desired(state.desired());
     }
-    // Shutdown: omega notifiers, then our services leave the data plane.
-    execute(
+    // Shutdown: omega notifiers, then our services leave the data plane; the notifiers
+    // are awaited (each bounded by its timeout) so they finish before the runtime goes.
+    let running = execute(
         state.on_input(&ServiceInput::Shutdown),
         &defaults,
         events.as_ref(),
     );
     rec.set_desired(Vec::new());
     let _ = rec.tick(Instant::now()).await;
+    for r in running {
+        let _ = r.await;
+    }
     status.send_replace(LbStatus {
         virtual_servers: state.status(),
         dataplane: rec.status().clone(),
@@ -1429,6 +1483,31 @@ virtual_server group G {
         assert_eq!(scripts(&fx), vec!["/bin/true rs1down", "/bin/true down"]);
         let (mut s, _) = LbState::from_config(&load(CONF));
         assert!(scripts(&s.on_input(&ServiceInput::Shutdown)).is_empty());
+    }
+
+    #[test]
+    fn misc_dynamic_weight_and_portless_real_servers() {
+        let conf = r#"
+virtual_server 192.0.2.10 80 {
+    lb_algo wrr
+    real_server 198.51.100.11 {
+        weight 5
+        MISC_CHECK {
+            misc_path "/bin/true"
+            misc_dynamic
+        }
+    }
+}
+"#;
+        let (mut s, _) = LbState::from_config(&load(conf));
+        // The checker names it with port 0; the data plane uses the service port.
+        let mut e = ev("192.0.2.10:80/TCP", 11, true);
+        e.rs.port = 0;
+        e.detail = "exit 4; dynamic_weight=2".into();
+        s.on_check(&e);
+        let d = s.desired();
+        assert_eq!(d[0].destinations[0].port, 80);
+        assert_eq!(d[0].destinations[0].weight, 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! lb-run: the load-balancer runtime alone, for tests until ha-agent wires it in.
-//! Loads a keepalived.conf, runs `lb::service` on the nftables data plane (real `nft`,
+//! Loads a keepalived.conf, runs `lb::service` on the data plane `lvs_backend` picks
+//! (nftables on this machine: real `nft`,
 //! real packets) in the namespace it is started in, prints history events on stdout and
 //! keeps a status dump in a file.
 //!
@@ -7,93 +8,18 @@
 //! lb-run --config FILE [--status FILE]
 //! ```
 //!
-//! Checkers: the real checker module (`lb::check`) is written in parallel; until it is
-//! merged this binary runs a stand-in TCP connect checker for every checker block
-//! (`connect_ip`, `connect_port`, `connect_timeout`, `retry`, `delay_before_retry`, and
-//! the virtual server's `delay_loop`), which is what TCP_CHECK does.
+//! Checkers are the real ones (`lb::check`), one task per checker block.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ha_agent::config::model::{Checker, Node, RealServer, VirtualServer};
-use ha_agent::lb::check::{CheckEvent, RsKey};
+use ha_agent::config::model::VsTarget;
+use ha_agent::lb::check::{self, CheckerSpec};
 use ha_agent::lb::dataplane::nft::Nft;
 use ha_agent::lb::service::{self, Backend, LbStatus, ServiceInput};
+use ha_agent::script::ScriptDefaults;
 use tokio::sync::{mpsc, watch};
-
-fn secs(nodes: &[Node], name: &str) -> Option<Duration> {
-    let v: f64 = nodes
-        .iter()
-        .find(|n| n.name == name)?
-        .arg(0)?
-        .parse()
-        .ok()?;
-    Duration::try_from_secs_f64(v).ok()
-}
-
-fn count(nodes: &[Node], name: &str) -> Option<u32> {
-    nodes.iter().find(|n| n.name == name)?.arg(0)?.parse().ok()
-}
-
-/// TCP connect checker: one verdict per delay_loop, `retry` extra tries before "down".
-fn spawn_tcp_checker(
-    vs: &VirtualServer,
-    rs: &RealServer,
-    idx: usize,
-    ck: &Checker,
-    tx: mpsc::UnboundedSender<CheckEvent>,
-) {
-    let key: RsKey = service::rs_key(vs, rs);
-    let target = SocketAddr::new(
-        ck.connect_ip.unwrap_or(rs.addr),
-        ck.connect_port.unwrap_or(key.port),
-    );
-    let delay = secs(&ck.other, "delay_loop")
-        .or(vs.delay_loop)
-        .unwrap_or(Duration::from_secs(60));
-    let timeout = ck.connect_timeout.unwrap_or(Duration::from_secs(5));
-    let retry = count(&ck.other, "retry").unwrap_or(1);
-    let before_retry = secs(&ck.other, "delay_before_retry").unwrap_or(Duration::from_secs(1));
-    tokio::spawn(async move {
-        let mut last: Option<bool> = None;
-        loop {
-            let start = tokio::time::Instant::now();
-            let mut up = false;
-            let mut detail = String::new();
-            for attempt in 0..=retry {
-                if attempt > 0 {
-                    tokio::time::sleep(before_retry).await;
-                }
-                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
-                    Ok(Ok(_)) => {
-                        up = true;
-                        detail = format!("connected to {target}");
-                        break;
-                    }
-                    Ok(Err(e)) => detail = format!("connect {target}: {e}"),
-                    Err(_) => detail = format!("connect {target}: timeout after {timeout:?}"),
-                }
-            }
-            if last != Some(up) {
-                last = Some(up);
-                let ev = CheckEvent {
-                    rs: key.clone(),
-                    checker: idx,
-                    kind: "TCP_CHECK".into(),
-                    up,
-                    detail,
-                    latency: start.elapsed(),
-                };
-                if tx.send(ev).is_err() {
-                    return;
-                }
-            }
-            tokio::time::sleep(delay).await;
-        }
-    });
-}
 
 fn dump(s: &LbStatus) -> String {
     let mut out = String::new();
@@ -141,7 +67,7 @@ async fn main() -> Result<()> {
         }
     };
     let cfg = loaded.config;
-    let backend = match service::choose_backend(&cfg) {
+    let backend = match service::choose_backend(&cfg).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("lb-run: {e}; using nftables");
@@ -153,16 +79,21 @@ async fn main() -> Result<()> {
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (st_tx, mut st_rx) = watch::channel(LbStatus::default());
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let defaults = ScriptDefaults::from_global(&cfg.global);
     for vs in &cfg.virtual_servers {
+        let name = service::vs_name(vs);
         for rs in &vs.real_servers {
             for (i, ck) in rs.checkers.iter().enumerate() {
-                spawn_tcp_checker(vs, rs, i, ck, check_tx.clone());
+                match CheckerSpec::from_config_with(&name, vs, rs, i, ck, &defaults) {
+                    Ok(spec) => drop(check::spawn(spec, check_tx.clone())),
+                    Err(e) => eprintln!("lb-run: checker skipped: {e}"),
+                }
             }
         }
     }
     // VIPs of ha_suspend services are held here (no VRRP in this binary).
     for vs in &cfg.virtual_servers {
-        if let ha_agent::config::model::VsTarget::Addr { addr, .. } = vs.target {
+        if let VsTarget::Addr { addr, .. } = vs.target {
             let _ = in_tx.send(ServiceInput::VipState { addr, master: true });
         }
     }
