@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in keepalived:keepalived tcpdump:tcpdump nft:nftables ping:iputils-ping arping:arping ip:iproute2 \
-         faketime:faketime openssl:openssl nginx:nginx curl:curl; do
+         faketime:faketime openssl:openssl nginx:nginx curl:curl prometheus:prometheus rsyslogd:rsyslog; do
   cmd=${p%%:*}; pkg=${p#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_pkgs+=("$pkg")
 done
@@ -15,7 +15,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}"
 fi
 # keepalived and nginx must not run as system services next to the tests.
-systemctl disable --now keepalived nginx >/dev/null 2>&1 || true
+systemctl disable --now keepalived nginx prometheus >/dev/null 2>&1 || true
 
 cargo build --workspace --bins --tests
 if command -v cargo-nextest >/dev/null 2>&1; then

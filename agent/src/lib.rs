@@ -6,6 +6,7 @@
 //! - [`vrrp`]: the pure protocol core (packet codec, state machine, timers).
 //! - [`net`]: the I/O edges (raw sockets, GARP/NA, netlink).
 //! - [`runtime`]: wiring of config, core and edges into tasks.
+//! - [`telemetry`]: OpenTelemetry metrics (Prometheus `/metrics`, OTLP) and trace export.
 
 pub mod config;
 pub mod lb;
@@ -14,6 +15,7 @@ pub mod net;
 pub mod notify;
 pub mod runtime;
 pub mod script;
+pub mod telemetry;
 pub mod track;
 pub mod units;
 pub mod vrrp;

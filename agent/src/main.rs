@@ -8,6 +8,7 @@ use clap::Parser;
 use ha_agent::link::bridge::OverrideSet;
 use ha_agent::link::{LinkOptions, TlsFiles};
 use ha_agent::runtime::engine::{LinkEnds, RunOptions};
+use ha_agent::runtime::logging::{Facility, LogFormat, LogOptions};
 use ha_agent::runtime::plan::Plan;
 
 /// A keepalived-compatible VRRP agent.
@@ -29,6 +30,15 @@ struct Args {
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Log line format on stderr or --log-file: human or json.
+    #[arg(long, default_value = "human")]
+    log_format: LogFormat,
+    /// Also log to syslog under this facility: 0-7 (local0-7, like keepalived -S), local0-local7, daemon, user.
+    #[arg(long, short = 'S')]
+    log_facility: Option<Facility>,
+    /// The syslog socket (for tests).
+    #[arg(long, hide = true, default_value = ha_agent::runtime::logging::DEFAULT_SOCKET)]
+    log_socket: PathBuf,
     /// ha-manager to stream state to (https://HOST:PORT, or http:// with --insecure).
     #[arg(long)]
     manager: Option<String>,
@@ -44,6 +54,12 @@ struct Args {
     /// This agent's private key (PEM).
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// OTLP/gRPC collector for metrics and traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,7 +86,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("{}: {} error(s)", args.config.display(), errors.len());
         }
     };
-    ha_agent::runtime::logging::init(args.log_file.as_deref())?;
+    let mut log_opts = LogOptions::new("ha-agent");
+    log_opts.format = args.log_format;
+    log_opts.file.clone_from(&args.log_file);
+    log_opts.facility = args.log_facility;
+    log_opts.socket = args.log_socket.clone();
+    // Kept alive until run returns: dropping it flushes the last lines to syslog.
+    let _log = ha_agent::runtime::logging::init(log_opts)?;
     for n in &loaded.notes {
         tracing::info!("{n}");
     }
@@ -98,23 +120,44 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    let link_stats = link_opts.as_ref().map(|o| o.stats.clone());
     rt.block_on(async move {
+        let (stats_tx, stats_rx) =
+            tokio::sync::watch::channel(std::sync::Arc::new(ha_agent::runtime::stats::Stats {
+                dump_seq: 0,
+                node: plan.node.clone(),
+                instances: Vec::new(),
+                sockets: Vec::new(),
+            }));
+        let telemetry = ha_agent::telemetry::start(
+            ha_agent::telemetry::TelemetryOptions {
+                metrics_listen: args.metrics_listen,
+                otlp_endpoint: args.otlp_endpoint.clone().filter(|e| !e.is_empty()),
+                node: plan.node.clone(),
+            },
+            stats_rx,
+            link_stats,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?;
         let link = link_opts.map(|opts| {
             let (to_link, from_engine) = tokio::sync::mpsc::unbounded_channel();
             let (to_engine, from_link) = tokio::sync::mpsc::channel(64);
             ha_agent::link::spawn(opts, from_engine, to_engine);
             LinkEnds { to_link, from_link }
         });
-        ha_agent::runtime::engine::run(RunOptions {
+        let res = ha_agent::runtime::engine::run(RunOptions {
             plan,
             state_dir: args.state_dir,
             config_path: args.config,
             node_override: args.node,
             link,
             initial,
-            stats_tx: None,
+            stats_tx: Some(stats_tx),
         })
-        .await
+        .await;
+        telemetry.shutdown().await;
+        res.map_err(anyhow::Error::from)
     })?;
     Ok(())
 }

@@ -59,14 +59,18 @@ fn master_backup_pair() {
 }
 
 #[test]
-fn track_script_and_file_notes_not_active_yet() {
+fn track_script_and_file_are_active_without_notes() {
     let out = assert_ok("track_script_file.conf");
+    assert!(!out.contains("not active yet"), "{out}");
+}
+
+#[test]
+fn virtual_servers_are_noted_not_active_yet() {
+    let out = assert_ok("lvs_nat_dr.conf");
     assert!(
-        out.contains("track_script_file.conf:7: 'vrrp_script' parsed, not active yet"),
+        out.contains("'virtual_server' parsed, not active yet"),
         "{out}"
     );
-    assert!(out.contains("track_script_file.conf:16: 'track_file' parsed, not active yet"));
-    assert!(out.contains("track_script_file.conf:29: 'track_script' parsed, not active yet"));
 }
 
 #[test]

@@ -466,6 +466,7 @@ fn overrides(generation: u64, request: &str, prio: u32, vip: &str) -> In {
             addr: vip.into(),
             add: true,
         }],
+        traceparent: String::new(),
     })
 }
 

@@ -66,6 +66,14 @@ pub struct ConnArgs {
     /// Connect and request timeout (500ms, 10s, 1m).
     #[arg(long, global = true, default_value = "15s", value_parser = parse_timeout, value_name = "DURATION")]
     pub timeout: Duration,
+    /// OTLP/gRPC collector: the command becomes one trace (W3C traceparent to the manager).
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true,
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The subcommands.
@@ -331,6 +339,7 @@ mod tests {
             tls_server_name: None,
             insecure,
             timeout: Duration::from_secs(1),
+            otlp_endpoint: None,
         }
     }
 

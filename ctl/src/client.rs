@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ha_proto::v1::control_client::ControlClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cli::Transport;
@@ -14,7 +15,7 @@ use crate::error::CtlError;
 #[derive(Debug, Clone)]
 pub struct Manager {
     /// The gRPC client.
-    pub client: ControlClient<Channel>,
+    pub client: ControlClient<InterceptedService<Channel, crate::trace::Inject>>,
     /// The manager URL.
     pub url: String,
 }
@@ -68,7 +69,7 @@ pub async fn connect(
     }
     let channel = ep.connect().await.map_err(|e| CtlError::connect(&e, url))?;
     Ok(Manager {
-        client: ControlClient::new(channel),
+        client: ControlClient::with_interceptor(channel, crate::trace::Inject),
         url: url.to_string(),
     })
 }

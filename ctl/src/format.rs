@@ -351,6 +351,39 @@ pub fn render_status(reply: &StatusReply) -> String {
         render_table(&headers, &rows)
     };
     out.push('\n');
+    let mut trk = Vec::new();
+    for n in &reply.nodes {
+        for i in &n.instances {
+            for t in &i.trackers {
+                trk.push(vec![
+                    n.name.clone(),
+                    i.name.clone(),
+                    t.kind.clone(),
+                    t.name.clone(),
+                    if t.ok { "ok" } else { "FAILED" }.to_string(),
+                    t.weight.to_string(),
+                ]);
+            }
+            if !i.last_notify.is_empty() {
+                trk.push(vec![
+                    n.name.clone(),
+                    i.name.clone(),
+                    "notify".into(),
+                    "-".into(),
+                    i.last_notify.clone(),
+                    "-".into(),
+                ]);
+            }
+        }
+    }
+    if !trk.is_empty() {
+        out.push_str("TRACKERS AND LAST NOTIFY\n");
+        out.push_str(&render_table(
+            &["NODE", "INSTANCE", "KIND", "NAME", "STATE", "WEIGHT"],
+            &trk,
+        ));
+        out.push('\n');
+    }
     if reply.alerts.is_empty() {
         out.push_str("no alerts\n");
     } else {

@@ -8,6 +8,7 @@
 //! - `timespec`: RFC 3339 and relative times, durations.
 //! - `error`: errors and exit codes (0 ok, 1 failed or refused, 2 usage, 3 unreachable).
 //! - `reqid`: random request ids.
+//! - `trace`: one OTLP trace per command; W3C traceparent on every call.
 
 mod cli;
 mod client;
@@ -16,6 +17,7 @@ mod error;
 mod format;
 mod reqid;
 mod timespec;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -34,7 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::from(error::EXIT_FAILED);
         }
     };
-    match rt.block_on(commands::run(cli)) {
+    let otlp = cli.conn.otlp_endpoint.clone();
+    let name = trace::command_name(&cli.command);
+    match rt.block_on(trace::traced(otlp.as_deref(), name, commands::run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let label = if e.exit_code() == error::EXIT_USAGE {

@@ -1,6 +1,7 @@
 //! Thin tonic adapters: authorization (peer certificate -> identity -> role table, or the
 //! insecure lab identity), request decoding and error mapping. The logic lives in `core`
-//! and `session`.
+//! and `session`. Every `Control` RPC runs under a server span that continues the
+//! caller's W3C `traceparent` (see `telemetry`); mutations are counted by result.
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use ha_proto::v1::{
     NodesRequest, SetPriorityRequest, StatusReply, StatusRequest, SwitchoverRequest,
     VipChangeRequest, WatchRequest,
 };
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::Context;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -19,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::core::{CommandError, Core};
 use crate::session;
 use crate::store::HistoryQuery;
+use crate::telemetry;
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 1000;
@@ -124,6 +128,34 @@ impl ControlApi {
     }
 }
 
+/// Ends the RPC span of `cx` with the outcome; passes the outcome through.
+fn finish<T>(cx: &Context, r: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
+    telemetry::end_rpc(cx, r.as_ref().err());
+    r
+}
+
+/// Counts a mutation by result, ends its span; passes the outcome through.
+fn finish_command(
+    cx: &Context,
+    op: &str,
+    r: Result<Response<CommandReply>, Status>,
+) -> Result<Response<CommandReply>, Status> {
+    let result = match &r {
+        Ok(rep) if rep.get_ref().replayed => "replayed",
+        Ok(rep) if rep.get_ref().ok => "ok",
+        Ok(_) => "failed",
+        Err(st) => match st.code() {
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => "denied",
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition => "refused",
+            _ => "error",
+        },
+    };
+    telemetry::record_command(op, result);
+    finish(cx, r)
+}
+
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -131,18 +163,78 @@ fn opt(s: String) -> Option<String> {
 #[tonic::async_trait]
 impl Control for ControlApi {
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        authorize(&self.core, &req, "/ha.v1.Control/Status")?;
-        Ok(Response::new(self.core.status()))
+        let cx = telemetry::rpc_context("Status", req.metadata());
+        let r = authorize(&self.core, &req, "/ha.v1.Control/Status")
+            .map(|_| Response::new(self.core.status()));
+        finish(&cx, r)
     }
 
     async fn nodes(&self, req: Request<NodesRequest>) -> Result<Response<NodesReply>, Status> {
-        authorize(&self.core, &req, "/ha.v1.Control/Nodes")?;
-        Ok(Response::new(NodesReply {
-            nodes: self.core.nodes(),
-        }))
+        let cx = telemetry::rpc_context("Nodes", req.metadata());
+        let r = authorize(&self.core, &req, "/ha.v1.Control/Nodes").map(|_| {
+            Response::new(NodesReply {
+                nodes: self.core.nodes(),
+            })
+        });
+        finish(&cx, r)
     }
 
     async fn history(
+        &self,
+        req: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryReply>, Status> {
+        let cx = telemetry::rpc_context("History", req.metadata());
+        let r = self.history_inner(req).with_context(cx.clone()).await;
+        finish(&cx, r)
+    }
+
+    type WatchStream = ReceiverStream<Result<Event, Status>>;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let cx = telemetry::rpc_context("Watch", req.metadata());
+        let r = self.watch_inner(req);
+        finish(&cx, r)
+    }
+
+    async fn set_priority(
+        &self,
+        req: Request<SetPriorityRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let cx = telemetry::rpc_context("SetPriority", req.metadata());
+        let r = self.set_priority_inner(req).with_context(cx.clone()).await;
+        finish_command(&cx, "set-priority", r)
+    }
+
+    async fn vip_change(
+        &self,
+        req: Request<VipChangeRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let cx = telemetry::rpc_context("VipChange", req.metadata());
+        let op = if req.get_ref().add {
+            "vip-add"
+        } else {
+            "vip-del"
+        };
+        let r = self.vip_change_inner(req).with_context(cx.clone()).await;
+        finish_command(&cx, op, r)
+    }
+
+    async fn switchover(
+        &self,
+        req: Request<SwitchoverRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        let cx = telemetry::rpc_context("Switchover", req.metadata());
+        let r = self.switchover_inner(req).with_context(cx.clone()).await;
+        finish_command(&cx, "switchover", r)
+    }
+}
+
+/// The handlers behind `Control`, run under their RPC span.
+impl ControlApi {
+    async fn history_inner(
         &self,
         req: Request<HistoryRequest>,
     ) -> Result<Response<HistoryReply>, Status> {
@@ -167,12 +259,10 @@ impl Control for ControlApi {
         }))
     }
 
-    type WatchStream = ReceiverStream<Result<Event, Status>>;
-
-    async fn watch(
+    fn watch_inner(
         &self,
         req: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<Event, Status>>>, Status> {
         authorize(&self.core, &req, "/ha.v1.Control/Watch")?;
         let filter = req.into_inner();
         let mut sub = self.core.subscribe();
@@ -211,7 +301,7 @@ impl Control for ControlApi {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn set_priority(
+    async fn set_priority_inner(
         &self,
         req: Request<SetPriorityRequest>,
     ) -> Result<Response<CommandReply>, Status> {
@@ -234,7 +324,7 @@ impl Control for ControlApi {
         Ok(Response::new(reply))
     }
 
-    async fn vip_change(
+    async fn vip_change_inner(
         &self,
         req: Request<VipChangeRequest>,
     ) -> Result<Response<CommandReply>, Status> {
@@ -258,7 +348,7 @@ impl Control for ControlApi {
         Ok(Response::new(reply))
     }
 
-    async fn switchover(
+    async fn switchover_inner(
         &self,
         req: Request<SwitchoverRequest>,
     ) -> Result<Response<CommandReply>, Status> {

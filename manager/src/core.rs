@@ -134,6 +134,7 @@ fn strip(set: &Overrides) -> Overrides {
         instance: String::new(),
         priorities: set.priorities.clone(),
         vips: set.vips.clone(),
+        traceparent: String::new(),
     }
 }
 
@@ -555,6 +556,7 @@ impl Core {
         let push = Overrides {
             request_id: request_id.into(),
             instance: instance.into(),
+            traceparent: crate::telemetry::current_traceparent(),
             ..strip(&stored)
         };
         let msg = ManagerMsg {

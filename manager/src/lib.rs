@@ -10,6 +10,7 @@
 //! - `api`: thin tonic adapters with per-method authorization;
 //! - `server`: TLS setup and serving on a given listener until a shutdown future;
 //! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
+//! - `telemetry`: metrics (Prometheus `/metrics`, OTLP), RPC spans, trace propagation.
 
 pub mod api;
 pub mod core;
@@ -18,6 +19,7 @@ pub mod pki;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 
 /// Wall clock now, ms since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {

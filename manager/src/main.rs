@@ -14,6 +14,7 @@ use ha_manager::pki;
 use ha_manager::server;
 use ha_manager::store::sled::SledStore;
 use ha_manager::store::Retention;
+use ha_manager::telemetry;
 use ha_proto::auth::Role;
 
 /// Fleet manager for ha-agent: agent streams, history, overrides.
@@ -68,9 +69,12 @@ struct RunArgs {
     /// Data directory (sled database).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Prometheus endpoint address (accepted; not served yet).
+    /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// OTLP/gRPC collector for metrics and traces (e.g. http://127.0.0.1:4317).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Directory with ca.pem, manager.pem and manager.key (as `pki` writes them).
     #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
     tls_dir: Option<PathBuf>,
@@ -122,9 +126,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     } else {
         bail!("TLS is required: give --tls-dir DIR or --ca/--cert/--key, or --insecure for labs");
     };
-    if let Some(m) = a.metrics_listen {
-        tracing::warn!(addr = %m, "metrics endpoint not implemented yet; ignoring --metrics-listen");
-    }
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let store = SledStore::open(&data).with_context(|| format!("opening {}", data.display()))?;
     let opts = CoreOptions {
@@ -138,6 +139,15 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         max_age_ms: a.retention_days.map(|d| i64::from(d) * 86_400_000),
         max_bytes: a.retention_max_mb.map(|m| m.saturating_mul(1 << 20)),
     };
+    let telemetry = telemetry::start(
+        core.clone(),
+        telemetry::TelemetryOptions {
+            metrics_listen: a.metrics_listen,
+            otlp_endpoint: a.otlp_endpoint.clone().filter(|e| !e.is_empty()),
+        },
+    )
+    .await
+    .context("starting telemetry")?;
     let retention = server::spawn_retention(core.clone(), policy, Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -162,6 +172,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let served = server::serve(listener, core.clone(), tls, shutdown).await;
     retention.abort();
     core.close().await;
+    telemetry.shutdown().await;
     tracing::info!("history flushed");
     served.context("serving")
 }

@@ -117,12 +117,12 @@ async fn serve(
     }
 
     // Acks in order, each after its batch is durable.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<PendingAck>(1024);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(PendingAck, std::time::Instant)>(1024);
     let out = h.tx.clone();
     let boot_id = hello.boot_id.clone();
     let acker = tokio::spawn(async move {
         let mut acked = 0u64;
-        while let Some((seq, done)) = ack_rx.recv().await {
+        while let Some(((seq, done), received)) = ack_rx.recv().await {
             let err = match done.await {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
@@ -132,6 +132,7 @@ async fn serve(
                 let _ = out.send(Err(Status::unavailable(e))).await;
                 return;
             }
+            crate::telemetry::record_ack_latency(received.elapsed());
             acked = acked.max(seq);
             let ack = ManagerMsg {
                 msg: Some(manager_msg::Msg::Ack(Ack {
@@ -194,9 +195,10 @@ async fn serve(
                 if evs.iter().any(|e| e.seq == 0) {
                     break Err(Status::invalid_argument("event seq must be at least 1"));
                 }
+                let received = std::time::Instant::now();
                 core.on_events(node, &evs);
                 let done = core.committer().submit(evs).await;
-                if ack_tx.send((max_seq, done)).await.is_err() {
+                if ack_tx.send(((max_seq, done), received)).await.is_err() {
                     break Ok(());
                 }
             }

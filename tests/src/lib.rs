@@ -10,6 +10,7 @@
 //! - [`Agent`]: an ha-agent (or keepalived) process running in a host namespace.
 //! - [`bin`]: where the workspace binaries are.
 
+pub mod conf;
 pub mod fleet;
 pub mod lan;
 pub mod measure;

@@ -8,3 +8,4 @@
 pub mod check;
 pub mod dataplane;
 pub mod genhash;
+pub mod service;

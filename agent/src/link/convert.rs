@@ -161,6 +161,7 @@ mod tests {
                 addr: "203.0.113.7/24".into(),
                 add: true,
             }],
+            traceparent: String::new(),
         };
         let s = overrides_from_proto(&o).unwrap();
         assert_eq!(s.generation, 4);

@@ -8,6 +8,7 @@
 //! - [`persist`]: `overrides.json` in the state directory ([`load_persisted`]).
 //! - [`endpoint`]: URL, TLS and HTTP/2 settings of the gRPC channel.
 //! - [`random`]: boot ids and jitter seeds.
+//! - [`stats`]: [`LinkStats`], live counters for telemetry (connected, buffered, reconnects).
 //! - [`error`]: the error type, [`LinkError`].
 
 pub mod backoff;
@@ -18,10 +19,12 @@ pub mod error;
 pub mod persist;
 pub mod random;
 pub mod ring;
+pub mod stats;
 pub mod task;
 
 pub use backoff::Backoff;
 pub use endpoint::TlsFiles;
 pub use error::LinkError;
 pub use persist::load_persisted;
+pub use stats::LinkStats;
 pub use task::{spawn, LinkOptions};

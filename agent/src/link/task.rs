@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ha_proto::v1 as pb;
@@ -35,6 +36,7 @@ use super::error::LinkError;
 use super::persist;
 use super::random;
 use super::ring::Ring;
+use super::stats::LinkStats;
 
 /// What the link needs to know; built by main from the command line and the config.
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub struct LinkOptions {
     /// Generation of the override set in force at start (that of the persisted set the
     /// engine re-applied, 0 if none).
     pub override_generation: u64,
+    /// Live counters for telemetry (connected, buffered events, reconnects).
+    pub stats: Arc<LinkStats>,
 }
 
 impl LinkOptions {
@@ -83,6 +87,7 @@ impl LinkOptions {
             ring_capacity: 10_000,
             heartbeat: Duration::from_secs(5),
             override_generation: 0,
+            stats: Arc::default(),
         }
     }
 
@@ -157,9 +162,13 @@ async fn run(
         match link.connect().await {
             Ok(channel) => {
                 let ended = link.session(channel, &mut attempt).await;
+                link.opts.stats.on_disconnected();
                 link.log.disconnected(&ended);
             }
-            Err(e) => link.log.unreachable(&e),
+            Err(e) => {
+                link.opts.stats.on_disconnected();
+                link.log.unreachable(&e);
+            }
         }
         let delay = link.opts.backoff.delay(attempt, jitter.unit());
         attempt = attempt.saturating_add(1);
@@ -177,6 +186,7 @@ impl Link {
         match msg {
             Some(ToLink::Event(e)) => {
                 self.ring.push(e);
+                self.opts.stats.set_buffered(self.ring.len() as u64);
             }
             None => self.engine_gone = true,
         }
@@ -292,6 +302,7 @@ impl Link {
         };
         let mut inbound = response.into_inner();
         *attempt = 0;
+        self.opts.stats.on_connected();
         self.log.connected();
         self.ring.rewind();
         let mut ctrl: VecDeque<pb::AgentMsg> = VecDeque::new();
@@ -358,13 +369,23 @@ impl Link {
             Some(In::Ack(a)) => {
                 if a.boot_id == self.opts.boot_id {
                     self.ring.ack(a.seq);
+                    self.opts.stats.set_buffered(self.ring.len() as u64);
                 } else {
                     debug!(boot_id = %a.boot_id, "ack for another boot id ignored");
                 }
             }
             Some(In::Ping(p)) => ctrl.push_back(heartbeat(p.ping_id, p.manager_ms)),
             Some(In::Overrides(o)) => {
-                let r = self.overrides(o).await?;
+                self.opts.stats.on_overrides();
+                // The operator's trace continues here (W3C traceparent from the manager).
+                let span =
+                    crate::telemetry::override_span(&o.traceparent, o.generation, &o.request_id);
+                let r = self.overrides(o).await;
+                match &r {
+                    Ok(r) => crate::telemetry::end_override_span(span, r.ok, &r.error),
+                    Err(e) => crate::telemetry::end_override_span(span, false, &e.to_string()),
+                }
+                let r = r?;
                 ctrl.push_back(pb::AgentMsg {
                     msg: Some(Out::OverrideResult(r)),
                 });

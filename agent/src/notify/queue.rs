@@ -163,13 +163,19 @@ impl Notifier {
 
     /// Stop taking events, let every queued one run (each bounded by its timeout), stop
     /// FIFO readers, and wait for all tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.drain().await;
+    }
+
+    /// [`Notifier::shutdown`] through a reference (for an owner that implements `Drop`);
+    /// later events are ignored.
+    pub async fn drain(&mut self) {
         let mut tasks = Vec::new();
-        for (_, w) in self.workers {
+        for (_, w) in std::mem::take(&mut self.workers) {
             drop(w.tx);
             tasks.push(w.task);
         }
-        for f in self.fifos {
+        for f in std::mem::take(&mut self.fifos) {
             drop(f.tx);
             tasks.push(f.task);
         }

@@ -1313,6 +1313,11 @@ impl Engine {
         if let Err(e) = self.nl.flush().await {
             error!(error = %e, "cannot confirm VIP removal");
         }
+        // As keepalived, notify_stop and the FIFO's STOP lines are delivered before the
+        // exit: run every queued notification (each bounded by its timeout).
+        if let Some(mut svc) = self.services.take() {
+            svc.notifier.drain().await;
+        }
         for s in &self.slots {
             if let Some(v) = s.vmac {
                 if let Err(e) = self.nl.delete_vmac(v).await {

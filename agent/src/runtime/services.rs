@@ -44,14 +44,20 @@ pub fn spawn(
 ) -> Services {
     let defaults = ScriptDefaults::from_global(&cfg.global);
     let used = |kind: &str, name: &str| {
-        cfg.vrrp_instances.iter().any(|i| {
+        let by_instance = cfg.vrrp_instances.iter().any(|i| {
             let refs = match kind {
                 "script" => &i.track_scripts,
                 "file" => &i.track_files,
                 _ => &i.track_processes,
             };
             refs.iter().any(|r| r.name == name)
-        })
+        });
+        let keyword = format!("track_{kind}");
+        by_instance
+            || cfg
+                .sync_groups
+                .iter()
+                .any(|g| crate::track::priority::group_refs(g, &keyword).any(|n| n == name))
     };
     let mut trackers = Vec::new();
     for s in cfg.vrrp_scripts.iter().filter(|s| used("script", &s.name)) {

@@ -17,7 +17,7 @@
 //! is never lowered or raised by weights (keepalived skips it), but weight-0 faults
 //! still put it in FAULT.
 
-use crate::config::model::{Config, Section, TrackRef, VrrpInstance};
+use crate::config::model::{Config, Section, SyncGroup, TrackRef, VrrpInstance};
 use crate::units::Priority;
 
 use super::{Status, TrackerKind};
@@ -213,6 +213,53 @@ pub fn instance_trackers(inst: &VrrpInstance, cfg: &Config) -> Vec<TrackerState>
                 status: Status::Unknown,
             });
         }
+    }
+    for g in cfg
+        .sync_groups
+        .iter()
+        .filter(|g| g.instances.contains(&inst.name))
+    {
+        out.extend(group_trackers(g, cfg));
+    }
+    out
+}
+
+/// Names in a sync group's `track_script { ... }`-style block (first word of each line).
+pub fn group_refs<'a>(g: &'a SyncGroup, keyword: &'a str) -> impl Iterator<Item = &'a str> {
+    g.other
+        .iter()
+        .filter(move |n| n.name == keyword)
+        .flat_map(|n| n.block.iter().flatten())
+        .map(|n| n.name.as_str())
+}
+
+/// A sync group's own trackers: keepalived applies them to every member with fault
+/// semantics (weight 0), whatever weight the object has.
+fn group_trackers(g: &SyncGroup, cfg: &Config) -> Vec<TrackerState> {
+    let mut out = Vec::new();
+    let mut add = |kind, name: &str| {
+        out.push(TrackerState {
+            kind,
+            name: name.to_string(),
+            weight: 0,
+            reverse: false,
+            status: Status::Unknown,
+        })
+    };
+    for n in group_refs(g, "track_interface") {
+        add(TrackerKind::Interface, n);
+    }
+    for n in group_refs(g, "track_script").filter(|n| cfg.vrrp_scripts.iter().any(|s| s.name == *n))
+    {
+        add(TrackerKind::Script, n);
+    }
+    for n in group_refs(g, "track_file").filter(|n| cfg.track_files.iter().any(|f| f.name == *n)) {
+        add(TrackerKind::File, n);
+    }
+    for n in
+        group_refs(g, "track_process").filter(|n| cfg.track_processes.iter().any(|p| p.name == *n))
+    {
+        add(TrackerKind::Process, n);
     }
     out
 }

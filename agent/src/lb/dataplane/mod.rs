@@ -6,6 +6,8 @@
 //! - a reconciler calls [`DataPlane::apply`] with it (idempotent; only objects the agent
 //!   owns are touched; periodic resync heals drift) and gets a status per object.
 
+pub mod ipvs;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -141,3 +143,6 @@ pub trait DataPlane {
     /// Counters, where the backend has them.
     async fn stats(&mut self) -> Result<Vec<Stats>, DataPlaneError>;
 }
+
+pub mod nft;
+pub mod reconcile;

@@ -1,0 +1,803 @@
+//! Agent telemetry: OpenTelemetry metrics read from the engine's [`Stats`] snapshots,
+//! served as Prometheus text on `--metrics-listen` (`GET /metrics`) and exported over
+//! OTLP/gRPC to `--otlp-endpoint`; spans exported over OTLP, joined to the operator's
+//! trace through the W3C `traceparent` the manager puts in pushed overrides.
+//!
+//! One metrics API (OTel) feeds both outputs: every instrument is observable and reads
+//! the latest snapshot from the engine's watch channel (published every second), so the
+//! VRRP loop never touches telemetry. Names follow Prometheus conventions with units in
+//! the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
+//! suffix; the Collector's Prometheus exporter appends it the same way).
+//!
+//! Not here: the log subscriber (runtime/logging.rs), the stats snapshot (runtime/stats.rs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Span as _, SpanKind, Status as SpanStatus, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::link::stats::LinkStats;
+use crate::runtime::stats::{InstanceStats, Stats};
+
+/// Interval of the OTLP metrics export.
+pub const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+/// Instrumentation scope of every instrument and span.
+const SCOPE: &str = "ha-agent";
+
+/// What telemetry needs from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryOptions {
+    /// `--metrics-listen`: serve Prometheus text at `http://ADDR/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--otlp-endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`): OTLP/gRPC collector URL.
+    pub otlp_endpoint: Option<String>,
+    /// Node name (resource attribute `service.instance.id`).
+    pub node: String,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The Prometheus exporter refused its setup.
+    #[error("prometheus exporter: {0}")]
+    Prometheus(String),
+    /// The OTLP exporter refused its setup (bad endpoint).
+    #[error("otlp exporter for {endpoint}: {message}")]
+    Otlp {
+        /// Endpoint given.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The metrics address could not be bound.
+    #[error("metrics listener on {addr}: {source}")]
+    Listen {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+}
+
+/// Keeps telemetry running; [`TelemetryGuard::shutdown`] flushes the OTLP exporters.
+pub struct TelemetryGuard {
+    /// Meter provider (Prometheus reader, OTLP periodic reader).
+    meters: SdkMeterProvider,
+    /// Tracer provider when OTLP is on (also installed as the global one).
+    tracer: Option<SdkTracerProvider>,
+    /// The `/metrics` server task.
+    server: Option<JoinHandle<()>>,
+    /// Where `/metrics` is served (the bound address, port 0 resolved).
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("metrics_addr", &self.metrics_addr)
+            .field("otlp_traces", &self.tracer.is_some())
+            .finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Address `/metrics` is served on, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The tracer provider when OTLP is on.
+    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
+        self.tracer.as_ref()
+    }
+
+    /// Stops the HTTP server and flushes and stops the exporters. Runs the blocking
+    /// flush on a blocking thread (the agent's runtime is single-threaded).
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+        let meters = self.meters.clone();
+        let tracer = self.tracer.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = tracer {
+                let _ = t.shutdown();
+            }
+            let _ = meters.shutdown();
+        })
+        .await;
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+/// Resource of the agent's signals: `service.name=ha-agent`, `service.instance.id=NODE`.
+fn resource(node: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(SCOPE)
+        .with_attribute(KeyValue::new("service.instance.id", node.to_string()))
+        .with_attribute(KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION").to_string(),
+        ))
+        .build()
+}
+
+/// Starts telemetry: instruments over `stats` (and `link` when the manager link runs),
+/// `/metrics` on `opts.metrics_listen`, OTLP metrics and traces to `opts.otlp_endpoint`
+/// (the tracer provider becomes the global one, with the W3C propagator). Call inside the
+/// tokio runtime.
+pub async fn start(
+    opts: TelemetryOptions,
+    stats: watch::Receiver<Arc<Stats>>,
+    link: Option<Arc<LinkStats>>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let registry = prometheus::Registry::new();
+    let prom = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .without_units()
+        .scope_info_enabled(false)
+        .build()
+        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let mut builder = SdkMeterProvider::builder()
+        .with_resource(resource(&opts.node))
+        .with_reader(prom);
+    let mut tracer = None;
+    if let Some(ep) = &opts.otlp_endpoint {
+        builder = builder.with_reader(
+            opentelemetry_sdk::metrics::PeriodicReader::builder(otlp_metrics(ep)?)
+                .with_interval(OTLP_METRICS_INTERVAL)
+                .build(),
+        );
+        let provider = otlp_tracer_provider(ep, resource(&opts.node))?;
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        tracer = Some(provider);
+    }
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let meters = builder.build();
+    register(&meters.meter(SCOPE), stats, link);
+    let (server, metrics_addr) = match opts.metrics_listen {
+        Some(addr) => {
+            let (h, a) = serve_metrics(addr, registry).await?;
+            (Some(h), Some(a))
+        }
+        None => (None, None),
+    };
+    Ok(TelemetryGuard {
+        meters,
+        tracer,
+        server,
+        metrics_addr,
+    })
+}
+
+/// OTLP/gRPC metric exporter to `endpoint`.
+fn otlp_metrics(endpoint: &str) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError::Otlp {
+            endpoint: endpoint.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// OTLP/gRPC tracer provider (batch export) to `endpoint`.
+fn otlp_tracer_provider(
+    endpoint: &str,
+    resource: Resource,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError::Otlp {
+            endpoint: endpoint.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build())
+}
+
+/// A `tracing` layer that exports `tracing` spans through the guard's tracer provider
+/// (None when OTLP is off). For the integrator's subscriber.
+pub fn tracing_layer<S>(
+    guard: &TelemetryGuard,
+) -> Option<tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = guard.tracer.as_ref()?;
+    Some(tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)))
+}
+
+/// The OTel context carried by a W3C `traceparent` value (empty context if none or bad).
+pub fn context_from_traceparent(traceparent: &str) -> Context {
+    let mut carrier = std::collections::HashMap::new();
+    if !traceparent.is_empty() {
+        carrier.insert("traceparent".to_string(), traceparent.to_string());
+    }
+    TraceContextPropagator::new().extract(&carrier)
+}
+
+/// A span for applying a pushed override set, child of `traceparent` (exported through
+/// the global tracer provider; a no-op span when OTLP is off).
+pub fn override_span(
+    traceparent: &str,
+    generation: u64,
+    request_id: &str,
+) -> opentelemetry::global::BoxedSpan {
+    let cx = context_from_traceparent(traceparent);
+    opentelemetry::global::tracer(SCOPE)
+        .span_builder("ha-agent apply-overrides")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new(
+                "ha.generation",
+                i64::try_from(generation).unwrap_or(i64::MAX),
+            ),
+            KeyValue::new("ha.request_id", request_id.to_string()),
+        ])
+        .start_with_context(&opentelemetry::global::tracer(SCOPE), &cx)
+}
+
+/// Ends an override span with the result (`error` is empty on success).
+pub fn end_override_span(mut span: opentelemetry::global::BoxedSpan, ok: bool, error: &str) {
+    span.set_attribute(KeyValue::new("ha.ok", ok));
+    if !ok {
+        span.set_status(SpanStatus::error(error.to_string()));
+    }
+    span.end();
+}
+
+/// keepalived's state order, as the `ha_vrrp_state` value: INIT 0, BACKUP 1, MASTER 2,
+/// FAULT 3 (unknown spellings read as INIT).
+pub fn state_value(state: &str) -> u64 {
+    match state {
+        "BACKUP" => 1,
+        "MASTER" => 2,
+        "FAULT" => 3,
+        _ => 0,
+    }
+}
+
+/// The states `ha_vrrp_state_info` has a series for.
+const STATES: [&str; 4] = ["INIT", "BACKUP", "MASTER", "FAULT"];
+
+/// Instance labels: instance, vrid, interface.
+fn labels(i: &InstanceStats) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("instance", i.name.clone()),
+        KeyValue::new("vrid", i64::from(i.vrid)),
+        KeyValue::new("interface", i.interface.clone()),
+    ]
+}
+
+/// Labels plus one more.
+fn with(
+    mut l: Vec<KeyValue>,
+    k: &'static str,
+    v: impl Into<opentelemetry::Value>,
+) -> Vec<KeyValue> {
+    l.push(KeyValue::new(k, v));
+    l
+}
+
+type Rx = watch::Receiver<Arc<Stats>>;
+
+/// A u64 gauge per instance.
+fn inst_gauge(
+    m: &Meter,
+    rx: &Rx,
+    name: &'static str,
+    help: &'static str,
+    f: fn(&InstanceStats) -> u64,
+) {
+    let rx = rx.clone();
+    m.u64_observable_gauge(name)
+        .with_description(help)
+        .with_callback(move |o| {
+            let s = rx.borrow().clone();
+            for i in &s.instances {
+                o.observe(f(i), &labels(i));
+            }
+        })
+        .build();
+}
+
+/// A u64 counter per instance.
+fn inst_counter(
+    m: &Meter,
+    rx: &Rx,
+    name: &'static str,
+    help: &'static str,
+    f: fn(&InstanceStats) -> u64,
+) {
+    let rx = rx.clone();
+    m.u64_observable_counter(name)
+        .with_description(help)
+        .with_callback(move |o| {
+            let s = rx.borrow().clone();
+            for i in &s.instances {
+                o.observe(f(i), &labels(i));
+            }
+        })
+        .build();
+}
+
+/// Registers every agent instrument on `m`.
+fn register(m: &Meter, rx: Rx, link: Option<Arc<LinkStats>>) {
+    inst_gauge(
+        m,
+        &rx,
+        "ha_vrrp_state",
+        "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
+        |i| state_value(&i.state),
+    );
+    inst_gauge(
+        m,
+        &rx,
+        "ha_vrrp_priority_base",
+        "Configured VRRP priority",
+        |i| u64::from(i.base_priority),
+    );
+    inst_gauge(
+        m,
+        &rx,
+        "ha_vrrp_priority_effective",
+        "VRRP priority in effect (trackers and overrides applied)",
+        |i| u64::from(i.effective_priority),
+    );
+    inst_gauge(
+        m,
+        &rx,
+        "ha_vrrp_priority_overridden",
+        "1 when a manager priority override is in force",
+        |i| u64::from(i.override_priority.is_some()),
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_adverts_sent",
+        "VRRP advertisements sent",
+        |i| i.counters.tx,
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_adverts_received",
+        "VRRP advertisements accepted",
+        |i| i.counters.rx,
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_became_master",
+        "Transitions to MASTER",
+        |i| i.counters.became_master,
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_released_master",
+        "Transitions out of MASTER (keepalived's release_master)",
+        |i| {
+            i.counters
+                .became_master
+                .saturating_sub(u64::from(i.state == "MASTER"))
+        },
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_priority_zero_sent",
+        "Priority-0 advertisements sent (master resigning)",
+        |i| i.counters.prio0_sent,
+    );
+    inst_counter(
+        m,
+        &rx,
+        "ha_vrrp_priority_zero_received",
+        "Priority-0 advertisements received",
+        |i| i.counters.prio0_received,
+    );
+    inst_counter(m, &rx, "ha_notify_runs", "Notify script runs", |i| {
+        i.notify_runs
+    });
+    inst_counter(
+        m,
+        &rx,
+        "ha_notify_failures",
+        "Notify script failures (exit status, timeout, dropped)",
+        |i| i.notify_failures,
+    );
+
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_vrrp_state_info")
+        .with_description("1 for the instance's current VRRP state, 0 for the others")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                for st in STATES {
+                    o.observe(u64::from(i.state == st), &with(labels(i), "state", st));
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.f64_observable_gauge("ha_vrrp_master_down_interval_seconds")
+        .with_description("Master_Down_Interval: 3 x advert interval + skew time")
+        .with_unit("s")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                o.observe(i.master_down_interval_us as f64 / 1e6, &labels(i));
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.u64_observable_counter("ha_vrrp_transitions")
+        .with_description("VRRP state transitions by new state and reason")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                for (key, n) in &i.transitions {
+                    let (to, reason) = key.split_once(' ').unwrap_or((key.as_str(), ""));
+                    let l = with(
+                        with(labels(i), "to", to.to_string()),
+                        "reason",
+                        reason.to_string(),
+                    );
+                    o.observe(*n, &l);
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.u64_observable_counter("ha_vrrp_drops")
+        .with_description(
+            "Received VRRP packets dropped by an instance, by reason (RFC 3768/5798 7.1)",
+        )
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                for (reason, n) in &i.counters.drops {
+                    o.observe(*n, &with(labels(i), "reason", *reason));
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.u64_observable_counter("ha_vrrp_socket_drops")
+        .with_description("VRRP packets dropped before reaching an instance (foreign VRID, undecodable), by reason")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for sk in &s.sockets {
+                for (reason, n) in &sk.drops {
+                    o.observe(
+                        *n,
+                        &[
+                            KeyValue::new("interface", sk.interface.clone()),
+                            KeyValue::new("reason", *reason),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_tracker_up")
+        .with_description("1 when the tracked object passes (script, file, interface, process)")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                for t in &i.trackers {
+                    o.observe(u64::from(t.ok), &tracker_labels(i, &t.kind, &t.name));
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.i64_observable_gauge("ha_tracker_weight")
+        .with_description("Weight of the tracked object on the instance's priority")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for i in &s.instances {
+                for t in &i.trackers {
+                    o.observe(i64::from(t.weight), &tracker_labels(i, &t.kind, &t.name));
+                }
+            }
+        })
+        .build();
+
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_agent_up")
+        .with_description("1 while the agent runs (keepalived-exporter's keepalived_up)")
+        .with_callback(move |o| {
+            let node = r.borrow().node.clone();
+            o.observe(
+                1,
+                &[
+                    KeyValue::new("node", node),
+                    KeyValue::new("version", env!("CARGO_PKG_VERSION")),
+                ],
+            );
+        })
+        .build();
+
+    let r = rx;
+    m.u64_observable_gauge("ha_agent_instances")
+        .with_description("VRRP instances configured on this agent")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            o.observe(
+                s.instances.len() as u64,
+                &[KeyValue::new("node", s.node.clone())],
+            );
+        })
+        .build();
+
+    if let Some(l) = link {
+        let s = l.clone();
+        m.u64_observable_gauge("ha_link_connected")
+            .with_description("1 while the session with ha-manager is up")
+            .with_callback(move |o| o.observe(u64::from(s.connected()), &[]))
+            .build();
+        let s = l.clone();
+        m.u64_observable_gauge("ha_link_buffered_events")
+            .with_description("Events not yet acknowledged by ha-manager")
+            .with_callback(move |o| o.observe(s.buffered_events(), &[]))
+            .build();
+        let s = l.clone();
+        m.u64_observable_counter("ha_link_reconnects")
+            .with_description("Sessions with ha-manager established after the first")
+            .with_callback(move |o| o.observe(s.reconnects(), &[]))
+            .build();
+        let s = l.clone();
+        m.u64_observable_counter("ha_link_disconnects")
+            .with_description("Sessions with ha-manager lost and connection attempts failed")
+            .with_callback(move |o| o.observe(s.disconnects(), &[]))
+            .build();
+        let s = l;
+        m.u64_observable_counter("ha_link_overrides_received")
+            .with_description("Override sets pushed by ha-manager")
+            .with_callback(move |o| o.observe(s.overrides_received(), &[]))
+            .build();
+    }
+}
+
+/// Tracker labels: instance, kind, name.
+fn tracker_labels(i: &InstanceStats, kind: &str, name: &str) -> [KeyValue; 3] {
+    [
+        KeyValue::new("instance", i.name.clone()),
+        KeyValue::new("kind", kind.to_string()),
+        KeyValue::new("name", name.to_string()),
+    ]
+}
+
+/// Prometheus text of everything in `registry`.
+pub fn encode_text(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder as _;
+    let mut out = Vec::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Serves `GET /metrics` on `addr`; returns the task and the bound address.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    registry: prometheus::Registry,
+) -> Result<(JoinHandle<()>, SocketAddr), TelemetryError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| TelemetryError::Listen { addr, source })?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let r = registry.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    encode_text(&r),
+                )
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(addr = %bound, "metrics endpoint at /metrics");
+    Ok((task, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::stats::{CounterStats, SocketStats, TrackerStats};
+    use std::collections::BTreeMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn stats(seq: u64, state: &str, rx: u64) -> Stats {
+        let mut drops = BTreeMap::new();
+        drops.insert("ttl", 3);
+        let mut transitions = BTreeMap::new();
+        transitions.insert("MASTER priority-zero-received".to_string(), 2);
+        Stats {
+            dump_seq: seq,
+            node: "lb1".into(),
+            instances: vec![InstanceStats {
+                name: "VI_1".into(),
+                vrid: 51,
+                interface: "eth0".into(),
+                state: state.into(),
+                base_priority: 100,
+                effective_priority: 90,
+                master_down_interval_us: 3_609_375,
+                counters: CounterStats {
+                    rx,
+                    tx: 7,
+                    became_master: 2,
+                    prio0_sent: 1,
+                    prio0_received: 4,
+                    drops,
+                },
+                transitions,
+                trackers: vec![TrackerStats {
+                    kind: "script".into(),
+                    name: "chk_nginx".into(),
+                    status: "down".into(),
+                    ok: false,
+                    weight: -10,
+                }],
+                notify_runs: 5,
+                notify_failures: 1,
+                override_priority: None,
+            }],
+            sockets: vec![SocketStats {
+                interface: "eth0".into(),
+                drops: [("vrid", 9u64)].into_iter().collect(),
+            }],
+        }
+    }
+
+    async fn scrape(addr: SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[tokio::test]
+    async fn metrics_follow_the_latest_stats() {
+        let (tx, rx) = watch::channel(Arc::new(stats(1, "BACKUP", 10)));
+        let link = Arc::new(LinkStats::default());
+        link.on_connected();
+        link.set_buffered(3);
+        let opts = TelemetryOptions {
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            otlp_endpoint: None,
+            node: "lb1".into(),
+        };
+        let g = start(opts, rx, Some(link)).await.unwrap();
+        let addr = g.metrics_addr().unwrap();
+        let text = scrape(addr).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let l = r#"instance="VI_1",interface="eth0",vrid="51""#;
+        for want in [
+            format!("ha_vrrp_state{{{l}}} 1"),
+            format!("ha_vrrp_priority_base{{{l}}} 100"),
+            format!("ha_vrrp_priority_effective{{{l}}} 90"),
+            format!("ha_vrrp_adverts_received_total{{{l}}} 10"),
+            format!("ha_vrrp_adverts_sent_total{{{l}}} 7"),
+            format!("ha_vrrp_became_master_total{{{l}}} 2"),
+            format!("ha_vrrp_released_master_total{{{l}}} 2"),
+            format!("ha_vrrp_priority_zero_sent_total{{{l}}} 1"),
+            format!("ha_vrrp_priority_zero_received_total{{{l}}} 4"),
+            format!("ha_vrrp_master_down_interval_seconds{{{l}}} 3.609375"),
+            format!("ha_notify_runs_total{{{l}}} 5"),
+            format!("ha_notify_failures_total{{{l}}} 1"),
+            r#"ha_vrrp_drops_total{instance="VI_1",interface="eth0",reason="ttl",vrid="51"} 3"#.into(),
+            r#"ha_vrrp_socket_drops_total{interface="eth0",reason="vrid"} 9"#.into(),
+            r#"ha_vrrp_transitions_total{instance="VI_1",interface="eth0",reason="priority-zero-received",to="MASTER",vrid="51"} 2"#.into(),
+            r#"ha_vrrp_state_info{instance="VI_1",interface="eth0",state="BACKUP",vrid="51"} 1"#.into(),
+            r#"ha_vrrp_state_info{instance="VI_1",interface="eth0",state="MASTER",vrid="51"} 0"#.into(),
+            r#"ha_tracker_up{instance="VI_1",kind="script",name="chk_nginx"} 0"#.into(),
+            r#"ha_tracker_weight{instance="VI_1",kind="script",name="chk_nginx"} -10"#.into(),
+            r#"ha_agent_instances{node="lb1"} 1"#.into(),
+            format!(r#"ha_agent_up{{node="lb1",version="{}"}} 1"#, env!("CARGO_PKG_VERSION")),
+            "ha_link_connected 1".into(),
+            "ha_link_buffered_events 3".into(),
+            "ha_link_reconnects_total 0".into(),
+        ] {
+            assert!(has(&text, &want), "missing {want:?} in\n{text}");
+        }
+
+        // A new snapshot shows on the next scrape.
+        tx.send_replace(Arc::new(stats(2, "MASTER", 12)));
+        let text = scrape(addr).await;
+        assert!(has(&text, &format!("ha_vrrp_state{{{l}}} 2")), "{text}");
+        assert!(
+            has(&text, &format!("ha_vrrp_adverts_received_total{{{l}}} 12")),
+            "{text}"
+        );
+        assert!(
+            has(&text, &format!("ha_vrrp_released_master_total{{{l}}} 1")),
+            "{text}"
+        );
+        g.shutdown().await;
+    }
+
+    #[test]
+    fn traceparent_round_trip() {
+        use opentelemetry::trace::TraceContextExt as _;
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let cx = context_from_traceparent(tp);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid());
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(!context_from_traceparent("")
+            .span()
+            .span_context()
+            .is_valid());
+        assert!(!context_from_traceparent("junk")
+            .span()
+            .span_context()
+            .is_valid());
+    }
+
+    #[test]
+    fn state_values_follow_keepalived_order() {
+        assert_eq!(
+            STATES.map(state_value),
+            [0, 1, 2, 3],
+            "INIT BACKUP MASTER FAULT"
+        );
+    }
+}
