@@ -21,7 +21,7 @@ fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(packet_decode config_parse)
+    targets=(packet_decode config_parse http_reply)
 fi
 
 seed_packet() {
@@ -69,11 +69,22 @@ vrrp_instance VI_1 {
 CONF
 }
 
+seed_http() {
+    local dir="$here/corpus/http_reply"
+    mkdir -p "$dir"
+    # First byte: the split size for the incremental decoder and the DNS id.
+    printf '\x03HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' >"$dir/seed-length"
+    printf '\x00HTTP/1.0 503 Busy\nServer: x\n\nbody until close' >"$dir/seed-close"
+    printf '\x07HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nWiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n' \
+        >"$dir/seed-chunked"
+}
+
 cd "$here"
 for t in "${targets[@]}"; do
     case "$t" in
         packet_decode) seed_packet ;;
         config_parse) seed_config ;;
+        http_reply) seed_http ;;
         *) echo "unknown target $t" >&2; exit 2 ;;
     esac
     echo "== fuzz $t for ${seconds}s"

@@ -92,7 +92,10 @@ pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ReplyError> {
         [b' ', reason @ ..] => reason,
         _ => return Err(ReplyError::BadStatusLine("status code is not 3 digits")),
     };
-    if reason.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    if reason
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
         return Err(ReplyError::BadStatusLine("control character in reason"));
     }
     Ok(StatusLine {
@@ -117,7 +120,7 @@ pub fn parse_header(line: &[u8]) -> Result<(String, String), ReplyError> {
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
         return Err(ReplyError::BadHeader("bad field name"));
     }
-    if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(ReplyError::BadHeader("control character in value"));
     }
     let value = trim(value);
