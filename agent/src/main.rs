@@ -63,6 +63,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("genhash") {
+        return genhash(&argv[2..]);
+    }
     let args = Args::parse();
     if args.check {
         return check(&args);
@@ -221,4 +225,29 @@ fn config_digest(path: &std::path::Path) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("fnv1a64:{h:016x}")
+}
+
+/// `ha-agent genhash URL` (or keepalived's `-s -p -u` flags): print the MD5 digest of the
+/// page as keepalived's genhash does, for HTTP_GET / SSL_GET `digest` lines.
+fn genhash(args: &[String]) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ha-agent genhash: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(ha_agent::lb::genhash::genhash(args)) {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ha-agent genhash: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -186,6 +186,7 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("data_use_instance", L),
         kw("umask", L),
         // LVS and checkers, for later issues.
+        kw("lvs_backend", L),
         kw("lvs_flush", L),
         kw("lvs_flush_on_stop", L),
         kw("lvs_flush_onstop", L),
