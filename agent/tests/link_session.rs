@@ -467,6 +467,7 @@ fn overrides(generation: u64, request: &str, prio: u32, vip: &str) -> In {
             add: true,
         }],
         traceparent: String::new(),
+        ..Default::default()
     })
 }
 

@@ -196,6 +196,13 @@ impl Control for Mock {
         ))
     }
 
+    async fn real_server(
+        &self,
+        _req: Request<ha_proto::v1::RealServerRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
     async fn switchover(
         &self,
         _: Request<SwitchoverRequest>,

@@ -222,6 +222,13 @@ impl Control for ControlApi {
         finish_command(&cx, op, r)
     }
 
+    async fn real_server(
+        &self,
+        _req: Request<ha_proto::v1::RealServerRequest>,
+    ) -> Result<Response<CommandReply>, Status> {
+        Err(Status::unimplemented("hactl rs: not yet"))
+    }
+
     async fn switchover(
         &self,
         req: Request<SwitchoverRequest>,

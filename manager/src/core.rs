@@ -135,6 +135,8 @@ fn strip(set: &Overrides) -> Overrides {
         priorities: set.priorities.clone(),
         vips: set.vips.clone(),
         traceparent: String::new(),
+        virtual_server: String::new(),
+        real_servers: set.real_servers.clone(),
     }
 }
 

@@ -650,6 +650,7 @@ mod tests {
                 ..Default::default()
             }],
             wall_time_ms: 0,
+            virtual_servers: Default::default(),
         }
     }
 

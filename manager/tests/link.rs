@@ -184,6 +184,7 @@ impl Agent {
             seq,
             instances: vec![st],
             wall_time_ms: 0,
+            virtual_servers: Default::default(),
         }))
         .await;
     }
@@ -432,6 +433,7 @@ async fn answer(a: &mut Agent, ok: bool) -> Overrides {
             "VI_1: priority 7 refused by test".into()
         },
         instance: Some(st),
+        virtual_server: Default::default(),
     }))
     .await;
     o
@@ -721,6 +723,7 @@ async fn switchover_split_brain_and_clock_offset() {
         ok: true,
         error: String::new(),
         instance: Some(instance("BACKUP", 100, 101)),
+        virtual_server: Default::default(),
     }))
     .await;
     lb1.events(vec![transition(
@@ -741,6 +744,7 @@ async fn switchover_split_brain_and_clock_offset() {
         ok: true,
         error: String::new(),
         instance: Some(instance("MASTER", 100, 0)),
+        virtual_server: Default::default(),
     }))
     .await;
     let reply = call.await.unwrap().unwrap().into_inner();

@@ -162,6 +162,7 @@ mod tests {
                 add: true,
             }],
             traceparent: String::new(),
+            ..Default::default()
         };
         let s = overrides_from_proto(&o).unwrap();
         assert_eq!(s.generation, 4);

@@ -255,6 +255,7 @@ impl Link {
                 seq: self.ring.last_seq(),
                 instances: views.iter().map(convert::instance_to_proto).collect(),
                 wall_time_ms: wall_ms(),
+                virtual_servers: Default::default(),
             })),
         })
     }
@@ -403,6 +404,7 @@ impl Link {
             ok: false,
             error: String::new(),
             instance: None,
+            virtual_server: Default::default(),
         };
         if o.generation <= self.generation {
             // A retry, or an older set overtaken by a newer one: already done.

@@ -192,6 +192,7 @@ async fn agent(
             seq: 0,
             instances: (0..instances).map(|k| instance_state(idx, k)).collect(),
             wall_time_ms: now_ms(),
+            virtual_servers: Vec::new(),
         })),
     })
     .await?;
