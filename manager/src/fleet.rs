@@ -126,6 +126,7 @@ impl NodeView {
             instances: self.instances.values().cloned().collect(),
             override_generation: self.override_generation,
             peer_addr: self.peer_addr.clone(),
+            virtual_servers: Vec::new(),
         }
     }
 }

@@ -176,6 +176,8 @@ async fn serve(
                 break Err(Status::failed_precondition("hello sent twice"))
             }
             Some(agent_msg::Msg::Snapshot(s)) => core.on_snapshot(node, &s),
+            // Stored by the real-server work (hactl rs); ignored until then.
+            Some(agent_msg::Msg::LbStatus(_)) => {}
             Some(agent_msg::Msg::Events(batch)) => {
                 let mut evs = batch.events;
                 if evs.is_empty() {
