@@ -2,7 +2,13 @@
 //! insecure lab identity), request decoding and error mapping. The logic lives in `core`
 //! and `session`. Every `Control` RPC runs under a server span that continues the
 //! caller's W3C `traceparent` (see `telemetry`); mutations are counted by result.
+//!
+//! Every mutation (SetPriority, VipChange, RealServer, Switchover) goes through one
+//! skeleton, [`ControlApi::command`]: span, authorization with an audited refusal, the
+//! `core` command, error mapping, count by result. A request type says what the
+//! skeleton needs through [`Mutation`].
 
+use std::future::Future;
 use std::sync::Arc;
 
 use ha_proto::auth::{allowed, identity_from_cert_der, Identity, AGENT_SESSION};
@@ -10,8 +16,8 @@ use ha_proto::v1::agent_link_server::AgentLink;
 use ha_proto::v1::control_server::Control;
 use ha_proto::v1::{
     AgentMsg, CommandReply, Event, EventKind, HistoryReply, HistoryRequest, NodesReply,
-    NodesRequest, SetPriorityRequest, StatusReply, StatusRequest, SwitchoverRequest,
-    VipChangeRequest, WatchRequest,
+    NodesRequest, RealServerRequest, SetPriorityRequest, StatusReply, StatusRequest,
+    SwitchoverRequest, VipChangeRequest, WatchRequest,
 };
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::Context;
@@ -19,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::core::{CommandError, Core};
+use crate::core::{rs_op, CommandError, Core};
 use crate::session;
 use crate::store::HistoryQuery;
 use crate::telemetry;
@@ -160,6 +166,74 @@ fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// What the mutation skeleton needs to know of a request.
+pub trait Mutation: Send + Sync + 'static {
+    /// The `Control` method ("SetPriority").
+    const METHOD: &'static str;
+    /// The operation as audited and counted ("set-priority", "vip-add", "rs-drain").
+    fn op(&self) -> &'static str;
+    /// The node and the instance (or virtual server) it is about, for the audit trail.
+    fn target(&self) -> (&str, &str);
+    /// The request id.
+    fn request_id(&self) -> &str;
+}
+
+impl Mutation for SetPriorityRequest {
+    const METHOD: &'static str = "SetPriority";
+    fn op(&self) -> &'static str {
+        "set-priority"
+    }
+    fn target(&self) -> (&str, &str) {
+        (&self.node, &self.instance)
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl Mutation for VipChangeRequest {
+    const METHOD: &'static str = "VipChange";
+    fn op(&self) -> &'static str {
+        if self.add {
+            "vip-add"
+        } else {
+            "vip-del"
+        }
+    }
+    fn target(&self) -> (&str, &str) {
+        (&self.node, &self.instance)
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl Mutation for RealServerRequest {
+    const METHOD: &'static str = "RealServer";
+    fn op(&self) -> &'static str {
+        rs_op(self.action)
+    }
+    fn target(&self) -> (&str, &str) {
+        (&self.node, &self.virtual_server)
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl Mutation for SwitchoverRequest {
+    const METHOD: &'static str = "Switchover";
+    fn op(&self) -> &'static str {
+        "switchover"
+    }
+    fn target(&self) -> (&str, &str) {
+        (&self.to_node, &self.instance)
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
 #[tonic::async_trait]
 impl Control for ControlApi {
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
@@ -203,39 +277,42 @@ impl Control for ControlApi {
         &self,
         req: Request<SetPriorityRequest>,
     ) -> Result<Response<CommandReply>, Status> {
-        let cx = telemetry::rpc_context("SetPriority", req.metadata());
-        let r = self.set_priority_inner(req).with_context(cx.clone()).await;
-        finish_command(&cx, "set-priority", r)
+        self.command(req, |core, who, r| async move {
+            core.set_priority(&who, r).await
+        })
+        .await
     }
 
     async fn vip_change(
         &self,
         req: Request<VipChangeRequest>,
     ) -> Result<Response<CommandReply>, Status> {
-        let cx = telemetry::rpc_context("VipChange", req.metadata());
-        let op = if req.get_ref().add {
-            "vip-add"
-        } else {
-            "vip-del"
-        };
-        let r = self.vip_change_inner(req).with_context(cx.clone()).await;
-        finish_command(&cx, op, r)
+        self.command(
+            req,
+            |core, who, r| async move { core.vip_change(&who, r).await },
+        )
+        .await
     }
 
     async fn real_server(
         &self,
-        _req: Request<ha_proto::v1::RealServerRequest>,
+        req: Request<RealServerRequest>,
     ) -> Result<Response<CommandReply>, Status> {
-        Err(Status::unimplemented("hactl rs: not yet"))
+        self.command(req, |core, who, r| async move {
+            core.real_server(&who, r).await
+        })
+        .await
     }
 
     async fn switchover(
         &self,
         req: Request<SwitchoverRequest>,
     ) -> Result<Response<CommandReply>, Status> {
-        let cx = telemetry::rpc_context("Switchover", req.metadata());
-        let r = self.switchover_inner(req).with_context(cx.clone()).await;
-        finish_command(&cx, "switchover", r)
+        self.command(
+            req,
+            |core, who, r| async move { core.switchover(&who, r).await },
+        )
+        .await
     }
 }
 
@@ -308,73 +385,34 @@ impl ControlApi {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn set_priority_inner(
+    /// The mutation skeleton: runs `run` (the `core` command) under the RPC span, after
+    /// authorization (a refusal is audited), and counts the outcome.
+    async fn command<R, F, Fut>(
         &self,
-        req: Request<SetPriorityRequest>,
-    ) -> Result<Response<CommandReply>, Status> {
-        let r = req.get_ref();
-        let who = self
-            .authorize_mutation(
-                &req,
-                "/ha.v1.Control/SetPriority",
-                "set-priority",
-                &r.node,
-                &r.instance,
-                &r.request_id,
-            )
-            .await?;
-        let reply = self
-            .core
-            .set_priority(&who, req.into_inner())
-            .await
-            .map_err(status_of)?;
-        Ok(Response::new(reply))
-    }
-
-    async fn vip_change_inner(
-        &self,
-        req: Request<VipChangeRequest>,
-    ) -> Result<Response<CommandReply>, Status> {
-        let r = req.get_ref();
-        let op = if r.add { "vip-add" } else { "vip-del" };
-        let who = self
-            .authorize_mutation(
-                &req,
-                "/ha.v1.Control/VipChange",
-                op,
-                &r.node,
-                &r.instance,
-                &r.request_id,
-            )
-            .await?;
-        let reply = self
-            .core
-            .vip_change(&who, req.into_inner())
-            .await
-            .map_err(status_of)?;
-        Ok(Response::new(reply))
-    }
-
-    async fn switchover_inner(
-        &self,
-        req: Request<SwitchoverRequest>,
-    ) -> Result<Response<CommandReply>, Status> {
-        let r = req.get_ref();
-        let who = self
-            .authorize_mutation(
-                &req,
-                "/ha.v1.Control/Switchover",
-                "switchover",
-                &r.to_node,
-                &r.instance,
-                &r.request_id,
-            )
-            .await?;
-        let reply = self
-            .core
-            .switchover(&who, req.into_inner())
-            .await
-            .map_err(status_of)?;
-        Ok(Response::new(reply))
+        req: Request<R>,
+        run: F,
+    ) -> Result<Response<CommandReply>, Status>
+    where
+        R: Mutation,
+        F: FnOnce(Arc<Core>, Identity, R) -> Fut + Send,
+        Fut: Future<Output = Result<CommandReply, CommandError>> + Send,
+    {
+        let cx = telemetry::rpc_context(R::METHOD, req.metadata());
+        let op = req.get_ref().op();
+        let r = async {
+            let m = req.get_ref();
+            let (node, subject) = m.target();
+            let method = format!("/ha.v1.Control/{}", R::METHOD);
+            let who = self
+                .authorize_mutation(&req, &method, op, node, subject, m.request_id())
+                .await?;
+            let reply = run(self.core.clone(), who, req.into_inner())
+                .await
+                .map_err(status_of)?;
+            Ok(Response::new(reply))
+        }
+        .with_context(cx.clone())
+        .await;
+        finish_command(&cx, op, r)
     }
 }

@@ -1,6 +1,7 @@
 //! Shared manager state and the command logic behind `Control`: the fleet view, the
 //! store and its committer, live agent sessions, the watch broadcast, and the mutations
-//! (set-priority, VIP change, switchover) with their audit and request-id replay.
+//! (set-priority, VIP change, real-server overrides, switchover) with their audit and
+//! request-id replay.
 //!
 //! Commands: a request id that already has a stored reply returns it with
 //! `replayed = true`; one still running is waited for. Validation failures are errors
@@ -12,7 +13,9 @@
 //! `OverrideResult`. An agent that rejects the set gets its previous content back as the
 //! desired set (under a newer generation). A node that is not connected keeps the stored
 //! set; the reply is `ok = false` with error "agent NODE not connected; override stored
-//! as generation N, applied when it connects".
+//! as generation N, applied when it connects". The reply carries the state of what the
+//! command is about ([`Subject`]): the instance, or the virtual server (`hactl rs`), as
+//! the agent reported it after applying (the fleet view's copy when it did not answer).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,9 +25,10 @@ use std::time::Duration;
 
 use ha_proto::auth::Identity;
 use ha_proto::v1::{
-    manager_msg, CommandReply, Event, EventKind, Heartbeat, Hello, InstanceState, ManagerMsg,
-    NodeStatus, OverrideResult, Overrides, PriorityOverride, SetPriorityRequest, Snapshot,
-    StatusReply, SwitchoverRequest, VipChangeRequest, VipOverride,
+    manager_msg, CommandReply, Event, EventKind, Heartbeat, Hello, InstanceState, LbStatus,
+    ManagerMsg, NodeStatus, OverrideResult, Overrides, PriorityOverride, RealServerOverride,
+    RealServerRequest, RsAction, SetPriorityRequest, Snapshot, StatusReply, SwitchoverRequest,
+    VipChangeRequest, VipOverride, VirtualServerState,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -155,6 +159,77 @@ pub fn parse_vip(s: &str) -> Result<String, String> {
         .filter(|p| *p <= max)
         .ok_or_else(|| format!("prefix length {p:?} out of range 0..={max}"))?;
     Ok(format!("{ip}/{plen}"))
+}
+
+/// The audited operation name of a real-server action ("rs-drain").
+pub fn rs_op(action: i32) -> &'static str {
+    match RsAction::try_from(action) {
+        Ok(RsAction::RsAdd) => "rs-add",
+        Ok(RsAction::RsDel) => "rs-del",
+        Ok(RsAction::RsWeight) => "rs-weight",
+        Ok(RsAction::RsDrain) => "rs-drain",
+        Ok(RsAction::RsReset) => "rs-reset",
+        Ok(RsAction::Unspecified) | Err(_) => "rs",
+    }
+}
+
+/// Checks a `RealServer` request and returns its override entry (address canonical,
+/// weight 0 where the action takes none; `RS_RESET` marks "drop the entry").
+pub fn real_server_override(req: &RealServerRequest) -> Result<RealServerOverride, String> {
+    let action = match RsAction::try_from(req.action) {
+        Ok(RsAction::Unspecified) => {
+            return Err("action is required: add, del, weight, drain or reset".into())
+        }
+        Ok(a) => a,
+        Err(_) => return Err(format!("unknown real-server action {}", req.action)),
+    };
+    if req.virtual_server.trim().is_empty() {
+        return Err(
+            "virtual_server is required (its name as status shows it, e.g. 192.0.2.10:80/TCP)"
+                .into(),
+        );
+    }
+    let addr: IpAddr = req.addr.parse().map_err(|_| {
+        format!(
+            "real server address {:?} is not an IPv4 or IPv6 address",
+            req.addr
+        )
+    })?;
+    if req.port > u32::from(u16::MAX) {
+        return Err(format!("port {} out of range 0..=65535", req.port));
+    }
+    let takes_weight = matches!(action, RsAction::RsAdd | RsAction::RsWeight);
+    if takes_weight && req.weight > u32::from(u16::MAX) {
+        return Err(format!("weight {} out of range 0..=65535", req.weight));
+    }
+    Ok(RealServerOverride {
+        virtual_server: req.virtual_server.clone(),
+        addr: addr.to_string(),
+        port: req.port,
+        action: action as i32,
+        weight: if takes_weight { req.weight } else { 0 },
+    })
+}
+
+/// Puts `entry` in `set`, replacing the one for the same (virtual server, addr, port);
+/// an `RS_RESET` entry only removes it. The list stays sorted.
+fn set_real_server_in(set: &mut Overrides, entry: RealServerOverride) {
+    let key = |r: &RealServerOverride| (r.virtual_server.clone(), r.addr.clone(), r.port);
+    let k = key(&entry);
+    set.real_servers.retain(|r| key(r) != k);
+    if entry.action != RsAction::RsReset as i32 {
+        set.real_servers.push(entry);
+        set.real_servers.sort_by_key(key);
+    }
+}
+
+/// What an override command is about: the state its reply carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A VRRP instance (`CommandReply.instance`).
+    Instance(&'a str),
+    /// A virtual server (`CommandReply.virtual_server`).
+    VirtualServer(&'a str),
 }
 
 impl Core {
@@ -317,6 +392,15 @@ impl Core {
         }
     }
 
+    /// The agent's load-balancer state changed (kept in memory; saved with the node state
+    /// at the next snapshot or disconnect, like instance states).
+    pub fn on_lb_status(&self, node: &str, lb: &LbStatus) {
+        self.mutate_fleet(|f| {
+            f.lb_status(node, lb, now_ms());
+            ((), Vec::new())
+        });
+    }
+
     /// Agent events arrived (before they are durable: the view follows the stream order).
     pub fn on_events(&self, node: &str, evs: &[Event]) {
         let now = now_ms();
@@ -342,6 +426,14 @@ impl Core {
         if let Some(st) = &r.instance {
             if !st.name.is_empty() {
                 self.mutate_fleet(|f| ((), f.instance_update(node, st, now_ms())));
+            }
+        }
+        if let Some(vs) = &r.virtual_server {
+            if !vs.name.is_empty() {
+                self.mutate_fleet(|f| {
+                    f.virtual_server_update(node, vs);
+                    ((), Vec::new())
+                });
             }
         }
         if !r.ok {
@@ -396,13 +488,7 @@ impl Core {
         instance: &str,
         request_id: &str,
     ) {
-        let ctx = AuditCtx {
-            who,
-            op,
-            node,
-            instance,
-            request_id,
-        };
+        let ctx = AuditCtx::new(who, op, node, instance, request_id);
         self.audit_event(&ctx, Default::default(), "denied: role not allowed")
             .await;
     }
@@ -491,28 +577,32 @@ impl Core {
     /// Checks node and instance exist; returns the instance state.
     fn lookup(&self, node: &str, instance: &str) -> Result<InstanceState, CommandError> {
         self.with_fleet(|f| {
-            let Some(n) = f.node(node) else {
-                let known = f.node_names();
-                return Err(CommandError::NotFound(format!(
-                    "unknown node {node:?}; known nodes: {}",
-                    if known.is_empty() {
-                        "(none)".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            };
+            let n = f.node(node).ok_or_else(|| unknown_node(f, node))?;
             n.instances.get(instance).cloned().ok_or_else(|| {
                 let known: Vec<&str> = n.instances.keys().map(String::as_str).collect();
                 CommandError::NotFound(format!(
                     "unknown instance {instance:?} on node {node}; instances: {}",
-                    if known.is_empty() {
-                        "(none)".into()
-                    } else {
-                        known.join(", ")
-                    }
+                    list_or_none(&known)
                 ))
             })
+        })
+    }
+
+    /// Checks the node exists and, when it reports virtual servers, that `vs` (if given)
+    /// is one of them.
+    fn lookup_virtual_server(&self, node: &str, vs: Option<&str>) -> Result<(), CommandError> {
+        self.with_fleet(|f| {
+            let n = f.node(node).ok_or_else(|| unknown_node(f, node))?;
+            let Some(vs) = vs else { return Ok(()) };
+            let known: Vec<&str> = n.virtual_servers.iter().map(|v| v.name.as_str()).collect();
+            if known.is_empty() || known.contains(&vs) {
+                Ok(())
+            } else {
+                Err(CommandError::NotFound(format!(
+                    "unknown virtual server {vs:?} on node {node}; virtual servers: {}",
+                    known.join(", ")
+                )))
+            }
         })
     }
 
@@ -523,11 +613,51 @@ impl Core {
         })
     }
 
+    /// Fills the reply's state of `subject`: the agent's report if it gave one, else the
+    /// fleet view's.
+    fn fill_subject(
+        &self,
+        reply: &mut CommandReply,
+        subject: Subject<'_>,
+        instance: Option<InstanceState>,
+        vs: Option<VirtualServerState>,
+    ) {
+        let node = reply.node.clone();
+        match subject {
+            Subject::Instance(i) => {
+                reply.instance = instance.or_else(|| self.instance_state(&node, i));
+            }
+            Subject::VirtualServer(v) => {
+                reply.virtual_server = vs
+                    .filter(|s| !s.name.is_empty())
+                    .or_else(|| self.with_fleet(|f| f.virtual_server(&node, v).cloned()));
+            }
+        }
+    }
+
+    /// Runs one override command (see the module doc): `prepare` validates the request
+    /// (its error is the command's refusal) and returns the change to the node's set.
+    async fn override_command<M: FnOnce(&mut Overrides)>(
+        &self,
+        ctx: AuditCtx<'_>,
+        subject: Subject<'_>,
+        args: serde_json::Map<String, serde_json::Value>,
+        prepare: impl FnOnce() -> Result<M, CommandError>,
+    ) -> Result<CommandReply, CommandError> {
+        let (node, request_id) = (ctx.node, ctx.request_id);
+        let body = async {
+            let mutate = prepare()?;
+            self.apply_overrides(node, subject, request_id, mutate)
+                .await
+        };
+        self.run_command(ctx, args, body).await
+    }
+
     /// Changes a node's desired overrides, pushes them and waits for the agent's answer.
     async fn apply_overrides(
         &self,
         node: &str,
-        instance: &str,
+        subject: Subject<'_>,
         request_id: &str,
         mutate: impl FnOnce(&mut Overrides),
     ) -> Result<CommandReply, CommandError> {
@@ -550,17 +680,20 @@ impl Core {
                 "agent {node} not connected; override stored as generation {}, applied when it connects",
                 stored.generation
             );
-            reply.instance = self.instance_state(node, instance);
+            self.fill_subject(&mut reply, subject, None, None);
             return Ok(reply);
         };
         let (wtx, wrx) = oneshot::channel();
         lock(&h.pending).insert(request_id.to_string(), wtx);
-        let push = Overrides {
+        let mut push = Overrides {
             request_id: request_id.into(),
-            instance: instance.into(),
             traceparent: crate::telemetry::current_traceparent(),
             ..strip(&stored)
         };
+        match subject {
+            Subject::Instance(i) => push.instance = i.into(),
+            Subject::VirtualServer(v) => push.virtual_server = v.into(),
+        }
         let msg = ManagerMsg {
             msg: Some(manager_msg::Msg::Overrides(push)),
         };
@@ -575,7 +708,7 @@ impl Core {
             Ok(Some(r)) => {
                 reply.ok = r.ok;
                 reply.error = r.error;
-                reply.instance = r.instance.or_else(|| self.instance_state(node, instance));
+                self.fill_subject(&mut reply, subject, r.instance, r.virtual_server);
                 if !reply.ok {
                     // Rejected: nothing changed on the agent; the desired set goes back to
                     // the previous content (a newer generation keeps them monotonic).
@@ -590,7 +723,7 @@ impl Core {
                     "agent {node} disconnected before answering; override stored as generation {}, applied when it reconnects",
                     stored.generation
                 );
-                reply.instance = self.instance_state(node, instance);
+                self.fill_subject(&mut reply, subject, None, None);
             }
             Err(_) => {
                 lock(&h.pending).remove(request_id);
@@ -599,7 +732,7 @@ impl Core {
                     self.opts.override_timeout.as_secs(),
                     stored.generation
                 );
-                reply.instance = self.instance_state(node, instance);
+                self.fill_subject(&mut reply, subject, None, None);
             }
         }
         Ok(reply)
@@ -613,7 +746,15 @@ impl Core {
     ) -> Result<CommandReply, CommandError> {
         let mut args = serde_json::Map::new();
         args.insert("priority".into(), req.priority.into());
-        let body = async {
+        let ctx = AuditCtx::new(
+            who,
+            "set-priority",
+            &req.node,
+            &req.instance,
+            &req.request_id,
+        );
+        let subject = Subject::Instance(&req.instance);
+        self.override_command(ctx, subject, args, || {
             if req.priority > 255 {
                 return Err(CommandError::InvalidArgument(format!(
                     "priority {} out of range 1..=255 (0 clears the override)",
@@ -622,22 +763,8 @@ impl Core {
             }
             self.lookup(&req.node, &req.instance)?;
             let (inst, p) = (req.instance.clone(), req.priority);
-            self.apply_overrides(&req.node, &req.instance, &req.request_id, move |set| {
-                set_priority_in(set, &inst, p)
-            })
-            .await
-        };
-        self.run_command(
-            AuditCtx {
-                who,
-                op: "set-priority",
-                node: &req.node,
-                instance: &req.instance,
-                request_id: &req.request_id,
-            },
-            args,
-            body,
-        )
+            Ok(move |set: &mut Overrides| set_priority_in(set, &inst, p))
+        })
         .await
     }
 
@@ -650,11 +777,14 @@ impl Core {
         let mut args = serde_json::Map::new();
         args.insert("addr".into(), req.addr.clone().into());
         args.insert("add".into(), req.add.into());
-        let body = async {
+        let op = if req.add { "vip-add" } else { "vip-del" };
+        let ctx = AuditCtx::new(who, op, &req.node, &req.instance, &req.request_id);
+        let subject = Subject::Instance(&req.instance);
+        self.override_command(ctx, subject, args, || {
             let addr = parse_vip(&req.addr).map_err(CommandError::InvalidArgument)?;
             self.lookup(&req.node, &req.instance)?;
             let (inst, add) = (req.instance.clone(), req.add);
-            self.apply_overrides(&req.node, &req.instance, &req.request_id, move |set| {
+            Ok(move |set: &mut Overrides| {
                 let same = |v: &VipOverride| v.instance == inst && v.addr == addr;
                 match set.vips.iter().position(same) {
                     // The opposite change cancels the earlier one.
@@ -669,20 +799,31 @@ impl Core {
                     }),
                 }
             })
-            .await
-        };
-        let op = if req.add { "vip-add" } else { "vip-del" };
-        self.run_command(
-            AuditCtx {
-                who,
-                op,
-                node: &req.node,
-                instance: &req.instance,
-                request_id: &req.request_id,
-            },
-            args,
-            body,
-        )
+        })
+        .await
+    }
+
+    /// `RealServer`: add, remove, reweigh, drain a real server of a virtual server on one
+    /// node, or drop that override (reset). One entry per (virtual server, addr, port).
+    pub async fn real_server(
+        &self,
+        who: &Identity,
+        req: RealServerRequest,
+    ) -> Result<CommandReply, CommandError> {
+        let mut args = serde_json::Map::new();
+        args.insert("addr".into(), req.addr.clone().into());
+        args.insert("port".into(), req.port.into());
+        args.insert("weight".into(), req.weight.into());
+        let op = rs_op(req.action);
+        let vs = req.virtual_server.as_str();
+        let ctx = AuditCtx::new(who, op, &req.node, vs, &req.request_id);
+        self.override_command(ctx, Subject::VirtualServer(vs), args, || {
+            let entry = real_server_override(&req).map_err(CommandError::InvalidArgument)?;
+            // A reset may drop the entry of a virtual server gone from the config.
+            let reset = entry.action == RsAction::RsReset as i32;
+            self.lookup_virtual_server(&req.node, (!reset).then_some(vs))?;
+            Ok(move |set: &mut Overrides| set_real_server_in(set, entry))
+        })
         .await
     }
 
@@ -739,9 +880,12 @@ impl Core {
             let mut changed = self.changed.subscribe();
             let inst = req.instance.clone();
             let raise = self
-                .apply_overrides(&node, &inst, &format!("{}/raise", req.request_id), |s| {
-                    set_priority_in(s, &req.instance, want)
-                })
+                .apply_overrides(
+                    &node,
+                    Subject::Instance(&inst),
+                    &format!("{}/raise", req.request_id),
+                    |s| set_priority_in(s, &req.instance, want),
+                )
                 .await?;
             let mut became = false;
             if raise.ok {
@@ -766,9 +910,12 @@ impl Core {
                         .is_some_and(|s| s.state == MASTER);
             }
             let restore = self
-                .apply_overrides(&node, &inst, &format!("{}/restore", req.request_id), |s| {
-                    set_priority_in(s, &req.instance, prev)
-                })
+                .apply_overrides(
+                    &node,
+                    Subject::Instance(&inst),
+                    &format!("{}/restore", req.request_id),
+                    |s| set_priority_in(s, &req.instance, prev),
+                )
                 .await?;
             let error = if !raise.ok {
                 format!("raising {node} to priority {want} failed: {}", raise.error)
@@ -794,18 +941,14 @@ impl Core {
                 ..Default::default()
             })
         };
-        self.run_command(
-            AuditCtx {
-                who,
-                op: "switchover",
-                node: &req.to_node,
-                instance: &req.instance,
-                request_id: &req.request_id,
-            },
-            args,
-            body,
-        )
-        .await
+        let ctx = AuditCtx::new(
+            who,
+            "switchover",
+            &req.to_node,
+            &req.instance,
+            &req.request_id,
+        );
+        self.run_command(ctx, args, body).await
     }
 }
 
@@ -835,6 +978,42 @@ struct AuditCtx<'a> {
     request_id: &'a str,
 }
 
+impl<'a> AuditCtx<'a> {
+    fn new(
+        who: &'a Identity,
+        op: &'a str,
+        node: &'a str,
+        instance: &'a str,
+        request_id: &'a str,
+    ) -> Self {
+        AuditCtx {
+            who,
+            op,
+            node,
+            instance,
+            request_id,
+        }
+    }
+}
+
+/// NOT_FOUND for an unknown node, listing the known ones.
+fn unknown_node(f: &Fleet, node: &str) -> CommandError {
+    let known = f.node_names();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    CommandError::NotFound(format!(
+        "unknown node {node:?}; known nodes: {}",
+        list_or_none(&known)
+    ))
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// Pipeline element of a session: the batch's highest seq and its durability answer.
 pub type PendingAck = (u64, oneshot::Receiver<Outcome>);
 
@@ -849,6 +1028,91 @@ mod tests {
         assert!(parse_vip("192.0.2.20").is_err());
         assert!(parse_vip("192.0.2.20/33").is_err());
         assert!(parse_vip("lb1/24").is_err());
+    }
+
+    fn rs_req(action: RsAction, addr: &str, port: u32, weight: u32) -> RealServerRequest {
+        RealServerRequest {
+            request_id: "r".into(),
+            node: "lb1".into(),
+            virtual_server: "192.0.2.10:80/TCP".into(),
+            addr: addr.into(),
+            port,
+            action: action as i32,
+            weight,
+        }
+    }
+
+    #[test]
+    fn real_server_requests_are_checked() {
+        let ok = real_server_override(&rs_req(RsAction::RsAdd, "2001:db8::0:21", 80, 5)).unwrap();
+        assert_eq!(ok.addr, "2001:db8::21");
+        assert_eq!(ok.weight, 5);
+        // Drain carries no weight whatever the request says.
+        let d = real_server_override(&rs_req(RsAction::RsDrain, "192.0.2.21", 0, 9)).unwrap();
+        assert_eq!((d.weight, d.port), (0, 0));
+        let bad = |r: RealServerRequest, what: &str| {
+            let e = real_server_override(&r).unwrap_err();
+            assert!(e.contains(what), "{e}");
+        };
+        bad(rs_req(RsAction::Unspecified, "192.0.2.21", 80, 1), "action");
+        let mut r = rs_req(RsAction::RsAdd, "192.0.2.21", 80, 1);
+        r.action = 99;
+        bad(r, "unknown real-server action 99");
+        bad(rs_req(RsAction::RsAdd, "lb7", 80, 1), "not an IPv4 or IPv6");
+        bad(
+            rs_req(RsAction::RsAdd, "[2001:db8::21]", 80, 1),
+            "not an IPv4",
+        );
+        bad(
+            rs_req(RsAction::RsAdd, "192.0.2.21", 65536, 1),
+            "port 65536",
+        );
+        bad(
+            rs_req(RsAction::RsWeight, "192.0.2.21", 80, 70000),
+            "weight 70000",
+        );
+        let mut r = rs_req(RsAction::RsDel, "192.0.2.21", 80, 0);
+        r.virtual_server = " ".into();
+        bad(r, "virtual_server is required");
+        assert_eq!(rs_op(RsAction::RsDrain as i32), "rs-drain");
+        assert_eq!(rs_op(42), "rs");
+    }
+
+    #[test]
+    fn one_real_server_entry_per_key() {
+        let entry = |action: RsAction, addr: &str, weight: u32| {
+            real_server_override(&rs_req(action, addr, 80, weight)).unwrap()
+        };
+        let mut s = Overrides::default();
+        set_real_server_in(&mut s, entry(RsAction::RsWeight, "192.0.2.22", 3));
+        set_real_server_in(&mut s, entry(RsAction::RsAdd, "192.0.2.21", 2));
+        set_real_server_in(&mut s, entry(RsAction::RsDrain, "192.0.2.22", 0));
+        let got: Vec<(String, i32)> = s
+            .real_servers
+            .iter()
+            .map(|r| (r.addr.clone(), r.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("192.0.2.21".into(), RsAction::RsAdd as i32),
+                ("192.0.2.22".into(), RsAction::RsDrain as i32)
+            ]
+        );
+        // Another port is another entry; reset drops only its own.
+        let mut other = entry(RsAction::RsDel, "192.0.2.21", 0);
+        other.port = 8080;
+        set_real_server_in(&mut s, other);
+        assert_eq!(s.real_servers.len(), 3);
+        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.21", 0));
+        assert_eq!(s.real_servers.len(), 2);
+        assert!(s
+            .real_servers
+            .iter()
+            .all(|r| !(r.addr == "192.0.2.21" && r.port == 80)));
+        // Reset of an absent entry changes nothing.
+        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.99", 0));
+        assert_eq!(s.real_servers.len(), 2);
     }
 
     #[test]

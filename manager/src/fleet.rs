@@ -1,5 +1,6 @@
 //! The in-memory fleet view: per node the hello, boot id, connection, last seen, latest
-//! instance states (snapshot plus applied transitions) and clock offset; and the alerts
+//! instance states (snapshot plus applied transitions), virtual servers (from the snapshot
+//! and each `LbStatus`, replaced whole) and clock offset; and the alerts
 //! the manager derives from it:
 //! - `split-brain`: two connected agents MASTER for the same VRID with overlapping VIPs
 //!   (the manager cannot see segments; same VRID plus a shared VIP stands for one);
@@ -15,7 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use ha_proto::v1::{
-    Alert, Event, EventKind, Heartbeat, Hello, InstanceState, NodeStatus, Snapshot, StatusReply,
+    Alert, Event, EventKind, Heartbeat, Hello, InstanceState, LbStatus, NodeStatus, Snapshot,
+    StatusReply, VirtualServerState,
 };
 
 /// Alert kind: two masters for one VRID with overlapping VIPs.
@@ -107,6 +109,8 @@ pub struct NodeView {
     pub override_generation: u64,
     /// Instance states by name.
     pub instances: BTreeMap<String, InstanceState>,
+    /// Virtual servers as the agent's load-balancer runtime last reported them.
+    pub virtual_servers: Vec<VirtualServerState>,
     /// Highest event seq (of this boot) applied to `instances`.
     pub applied_seq: u64,
     /// Clock offset filter.
@@ -126,7 +130,7 @@ impl NodeView {
             instances: self.instances.values().cloned().collect(),
             override_generation: self.override_generation,
             peer_addr: self.peer_addr.clone(),
-            virtual_servers: Vec::new(),
+            virtual_servers: self.virtual_servers.clone(),
         }
     }
 }
@@ -268,6 +272,7 @@ impl Fleet {
                     .into_iter()
                     .map(|i| (i.name.clone(), i))
                     .collect(),
+                virtual_servers: n.virtual_servers,
                 ..Default::default()
             };
             self.index(&view, true);
@@ -416,12 +421,42 @@ impl Fleet {
         };
         n.applied_seq = snap.seq;
         n.last_seen_ms = now_ms;
+        n.virtual_servers = snap.virtual_servers.clone();
         let instances = snap
             .instances
             .iter()
             .map(|i| (i.name.clone(), i.clone()))
             .collect();
         self.set_instances(node, instances, now_ms)
+    }
+
+    /// The load-balancer runtime's state: replaces the node's virtual servers.
+    pub fn lb_status(&mut self, node: &str, lb: &LbStatus, now_ms: i64) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.virtual_servers = lb.virtual_servers.clone();
+            n.last_seen_ms = now_ms;
+        }
+    }
+
+    /// One virtual server as an override result reported it (replaces the one of that
+    /// name, or is added).
+    pub fn virtual_server_update(&mut self, node: &str, vs: &VirtualServerState) {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        match n.virtual_servers.iter_mut().find(|v| v.name == vs.name) {
+            Some(v) => *v = vs.clone(),
+            None => n.virtual_servers.push(vs.clone()),
+        }
+    }
+
+    /// The virtual server `name` of `node`, as last reported.
+    pub fn virtual_server(&self, node: &str, name: &str) -> Option<&VirtualServerState> {
+        self.nodes
+            .get(node)?
+            .virtual_servers
+            .iter()
+            .find(|v| v.name == name)
     }
 
     /// An agent event (in seq order); events already in the snapshot are skipped.
@@ -894,6 +929,65 @@ fn apply_tracker(i: &mut InstanceState, detail: &str) {
     }
     if let Some(p) = field("effective").and_then(|p| p.parse().ok()) {
         i.effective_priority = p;
+    }
+}
+
+#[cfg(test)]
+mod virtual_server_tests {
+    use super::*;
+    use ha_proto::v1::RealServerState;
+
+    fn vs(name: &str, alive: bool) -> VirtualServerState {
+        VirtualServerState {
+            name: name.into(),
+            real_servers: vec![RealServerState {
+                addr: "192.0.2.21".into(),
+                port: 80,
+                alive,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn snapshot_and_lb_status_replace_the_list() {
+        let mut f = Fleet::new(500.0);
+        let hello = Hello {
+            node: "lb1".into(),
+            boot_id: "b".into(),
+            ..Default::default()
+        };
+        f.connect(&hello, "", 1, 0);
+        let snap = Snapshot {
+            virtual_servers: vec![vs("192.0.2.10:80/TCP", true), vs("fwmark 1", true)],
+            ..Default::default()
+        };
+        f.snapshot("lb1", &snap, 1);
+        assert_eq!(f.nodes()[0].virtual_servers.len(), 2);
+        // A whole new list, not a merge.
+        let lb = LbStatus {
+            virtual_servers: vec![vs("192.0.2.10:80/TCP", false)],
+        };
+        f.lb_status("lb1", &lb, 2);
+        let st = f.status();
+        assert_eq!(st.nodes[0].virtual_servers, lb.virtual_servers);
+        // An override result updates one by name.
+        f.virtual_server_update("lb1", &vs("192.0.2.10:80/TCP", true));
+        assert!(
+            f.virtual_server("lb1", "192.0.2.10:80/TCP")
+                .unwrap()
+                .real_servers[0]
+                .alive
+        );
+        assert_eq!(f.nodes()[0].virtual_servers.len(), 1);
+        // Saved node state brings them back after a restart.
+        let mut g = Fleet::new(500.0);
+        g.load(f.nodes());
+        assert_eq!(g.nodes()[0].virtual_servers, f.nodes()[0].virtual_servers);
+        // Unknown nodes are ignored.
+        f.lb_status("lb9", &lb, 3);
+        assert!(f.node("lb9").is_none());
     }
 }
 

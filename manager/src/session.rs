@@ -13,8 +13,9 @@
 //! then EventBatches with seq strictly increasing per boot id (>= 1; resending events
 //! after a reconnect is fine, duplicates are dropped and acked); Heartbeats answering
 //! Pings (echo `ping_id` and `ping_manager_ms`, set `wall_time_ms` to its wall clock
-//! when sending); an OverrideResult for every Overrides push (same request id, which is
-//! empty for pushes made at connect). Acks carry the highest seq made durable; they
+//! when sending); an LbStatus whenever its virtual servers change (each replaces the
+//! last; the manager keeps it for Status); an OverrideResult for every Overrides push
+//! (same request id, which is empty for pushes made at connect). Acks carry the highest seq made durable; they
 //! arrive in order. With mTLS the certificate CN must equal `hello.node`.
 
 use std::sync::Arc;
@@ -176,8 +177,7 @@ async fn serve(
                 break Err(Status::failed_precondition("hello sent twice"))
             }
             Some(agent_msg::Msg::Snapshot(s)) => core.on_snapshot(node, &s),
-            // Stored by the real-server work (hactl rs); ignored until then.
-            Some(agent_msg::Msg::LbStatus(_)) => {}
+            Some(agent_msg::Msg::LbStatus(lb)) => core.on_lb_status(node, &lb),
             Some(agent_msg::Msg::Events(batch)) => {
                 let mut evs = batch.events;
                 if evs.is_empty() {

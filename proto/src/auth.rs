@@ -134,7 +134,10 @@ pub fn allowed(method: &str, role: Role) -> bool {
     match (service, name) {
         (Some("ha.v1.AgentLink") | None, "Session") => role == Role::Agent,
         (Some("ha.v1.Control") | None, "Status" | "Nodes" | "History" | "Watch") => read,
-        (Some("ha.v1.Control") | None, "SetPriority" | "VipChange" | "Switchover") => write,
+        (
+            Some("ha.v1.Control") | None,
+            "SetPriority" | "VipChange" | "Switchover" | "RealServer",
+        ) => write,
         _ => false,
     }
 }
@@ -155,6 +158,7 @@ mod tests {
             ("/ha.v1.Control/SetPriority", &[Operator, Admin]),
             ("/ha.v1.Control/VipChange", &[Operator, Admin]),
             ("/ha.v1.Control/Switchover", &[Operator, Admin]),
+            ("/ha.v1.Control/RealServer", &[Operator, Admin]),
             ("SetPriority", &[Operator, Admin]),
             ("Session", &[Agent]),
             ("/ha.v1.Control/Shutdown", &[]),
