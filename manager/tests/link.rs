@@ -16,9 +16,11 @@ use ha_proto::auth::Role;
 use ha_proto::v1::agent_link_client::AgentLinkClient;
 use ha_proto::v1::control_client::ControlClient;
 use ha_proto::v1::{
-    agent_msg, manager_msg, AgentMsg, Event, EventBatch, EventKind, Heartbeat, Hello,
-    HistoryRequest, InstanceState, InstanceSummary, ManagerMsg, OverrideResult, Overrides,
-    SetPriorityRequest, Snapshot, StatusRequest, SwitchoverRequest, VipChangeRequest, WatchRequest,
+    agent_msg, manager_msg, AgentMsg, CheckerState, Event, EventBatch, EventKind, Heartbeat, Hello,
+    HistoryRequest, InstanceState, InstanceSummary, LbStatus, ManagerMsg, OverrideResult,
+    Overrides, RealServerOverride, RealServerRequest, RealServerState, RsAction,
+    SetPriorityRequest, Snapshot, StatusRequest, SwitchoverRequest, VipChangeRequest,
+    VirtualServerState, WatchRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -753,6 +755,366 @@ async fn switchover_split_brain_and_clock_offset() {
     m.stop().await;
 }
 
+const VS: &str = "192.0.2.10:80/TCP";
+
+fn real_server(addr: &str, weight: u32, drained: bool) -> RealServerState {
+    RealServerState {
+        addr: addr.into(),
+        port: 80,
+        alive: true,
+        weight_base: 1,
+        weight_effective: weight,
+        in_table: true,
+        drained,
+        from_override: false,
+        checkers: vec![CheckerState {
+            kind: "HTTP_GET".into(),
+            up: true,
+            detail: "200 OK".into(),
+            latency_us: 900,
+        }],
+    }
+}
+
+fn virtual_server(rs: Vec<RealServerState>) -> VirtualServerState {
+    VirtualServerState {
+        name: VS.into(),
+        backend: "nftables".into(),
+        scheduler: "rr".into(),
+        method: "NAT".into(),
+        quorum: 1,
+        live_weight: rs.iter().map(|r| u64::from(r.weight_effective)).sum(),
+        quorum_up: true,
+        real_servers: rs,
+        ..Default::default()
+    }
+}
+
+fn rs_request(
+    rid: &str,
+    node: &str,
+    action: RsAction,
+    addr: &str,
+    weight: u32,
+) -> RealServerRequest {
+    RealServerRequest {
+        request_id: rid.into(),
+        node: node.into(),
+        virtual_server: VS.into(),
+        addr: addr.into(),
+        port: 80,
+        action: action as i32,
+        weight,
+    }
+}
+
+/// Answers one real-server push like an agent: ok, with `vs` as the state after it.
+async fn answer_rs(a: &mut Agent, vs: VirtualServerState) -> Overrides {
+    let o = a.next_overrides().await;
+    a.send(agent_msg::Msg::OverrideResult(OverrideResult {
+        request_id: o.request_id.clone(),
+        generation: o.generation,
+        ok: true,
+        error: String::new(),
+        instance: None,
+        virtual_server: Some(vs),
+    }))
+    .await;
+    o
+}
+
+fn node_vs(s: &ha_proto::v1::StatusReply, node: &str) -> Vec<VirtualServerState> {
+    s.nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.virtual_servers.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn real_server_overrides_status_and_checker_history() {
+    let m = Manager::insecure().await;
+    let ch = m.channel().await;
+    let mut ctl = ControlClient::new(ch.clone());
+    let mut a = Agent::connect(ch.clone(), hello("lb1", "b", 0))
+        .await
+        .unwrap();
+    let start = virtual_server(vec![
+        real_server("192.0.2.21", 1, false),
+        real_server("192.0.2.22", 1, false),
+    ]);
+    a.send(agent_msg::Msg::Snapshot(Snapshot {
+        seq: 0,
+        instances: vec![instance("MASTER", 100, 0)],
+        wall_time_ms: 0,
+        virtual_servers: vec![start.clone()],
+    }))
+    .await;
+    until_status(&ch, |s| node_vs(s, "lb1") == vec![start.clone()]).await;
+
+    // Validation, before anything is stored or pushed.
+    let refused = |r: RealServerRequest| {
+        let mut ctl = ctl.clone();
+        async move { ctl.real_server(r).await.unwrap_err() }
+    };
+    let e = refused(rs_request("v1", "lb1", RsAction::RsDrain, "lb-web", 0)).await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("\"lb-web\""), "{}", e.message());
+    let e = refused(rs_request("v2", "lb9", RsAction::RsDrain, "192.0.2.21", 0)).await;
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("lb1"), "{}", e.message());
+    let mut r = rs_request("v3", "lb1", RsAction::RsDrain, "192.0.2.21", 0);
+    r.virtual_server = "192.0.2.10:80/tcp".into();
+    let e = refused(r).await;
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains(VS), "{}", e.message());
+    let e = refused(rs_request(
+        "v4",
+        "lb1",
+        RsAction::Unspecified,
+        "192.0.2.21",
+        0,
+    ))
+    .await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = refused(rs_request(
+        "v5",
+        "lb1",
+        RsAction::RsWeight,
+        "192.0.2.21",
+        65_536,
+    ))
+    .await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let mut r = rs_request("v6", "lb1", RsAction::RsAdd, "192.0.2.23", 1);
+    r.virtual_server.clear();
+    assert_eq!(refused(r).await.code(), Code::InvalidArgument);
+
+    // Drain: the push names the virtual server and carries the entry; the reply carries
+    // the agent's state of the virtual server.
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.real_server(rs_request("d1", "lb1", RsAction::RsDrain, "192.0.2.21", 7))
+                .await
+        }
+    });
+    let drained = virtual_server(vec![
+        real_server("192.0.2.21", 0, true),
+        real_server("192.0.2.22", 1, false),
+    ]);
+    let pushed = answer_rs(&mut a, drained.clone()).await;
+    assert_eq!(pushed.request_id, "d1");
+    assert_eq!(pushed.virtual_server, VS);
+    assert_eq!(pushed.instance, "");
+    assert_eq!(
+        pushed.real_servers,
+        vec![RealServerOverride {
+            virtual_server: VS.into(),
+            addr: "192.0.2.21".into(),
+            port: 80,
+            action: RsAction::RsDrain as i32,
+            weight: 0,
+        }]
+    );
+    let reply = call.await.unwrap().unwrap().into_inner();
+    assert!(reply.ok, "{reply:?}");
+    assert!(!reply.replayed);
+    assert_eq!(reply.node, "lb1");
+    assert_eq!(reply.generation, pushed.generation);
+    assert_eq!(reply.virtual_server.as_ref(), Some(&drained));
+    assert_eq!(reply.instance, None);
+    // The fleet view took the agent's answer.
+    until_status(&ch, |s| node_vs(s, "lb1") == vec![drained.clone()]).await;
+
+    // The same request id again: the stored answer, nothing pushed, audited once.
+    let again = ctl
+        .real_server(rs_request("d1", "lb1", RsAction::RsDrain, "192.0.2.21", 7))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.generation, reply.generation);
+    assert_eq!(again.virtual_server.as_ref(), Some(&drained));
+
+    // A weight on the other server: a second entry; the next push is the next generation
+    // (the replay made none).
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.real_server(rs_request(
+                "w1",
+                "lb1",
+                RsAction::RsWeight,
+                "2001:db8::0:22",
+                5,
+            ))
+            .await
+        }
+    });
+    let o = answer_rs(&mut a, drained.clone()).await;
+    assert_eq!(o.generation, pushed.generation + 1);
+    let entries: Vec<(String, i32, u32)> = o
+        .real_servers
+        .iter()
+        .map(|r| (r.addr.clone(), r.action, r.weight))
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            ("192.0.2.21".into(), RsAction::RsDrain as i32, 0),
+            ("2001:db8::22".into(), RsAction::RsWeight as i32, 5),
+        ]
+    );
+    assert!(call.await.unwrap().unwrap().into_inner().ok);
+
+    // Reset removes the drain entry, keeps the other.
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.real_server(rs_request("x1", "lb1", RsAction::RsReset, "192.0.2.21", 0))
+                .await
+        }
+    });
+    let o = answer_rs(&mut a, start.clone()).await;
+    assert_eq!(o.real_servers.len(), 1);
+    assert_eq!(o.real_servers[0].addr, "2001:db8::22");
+    let reset = call.await.unwrap().unwrap().into_inner();
+    assert!(reset.ok);
+    assert_eq!(reset.virtual_server.as_ref(), Some(&start));
+    assert_eq!(
+        m.core
+            .store()
+            .overrides("lb1")
+            .unwrap()
+            .unwrap()
+            .real_servers,
+        o.real_servers
+    );
+
+    // Audit: one COMMAND per run, named by action, about the virtual server.
+    let cmds = history(
+        &ch,
+        HistoryRequest {
+            kind: EventKind::Command as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let d1: Vec<&Event> = cmds
+        .iter()
+        .filter(|e| e.detail.contains("\"request_id\":\"d1\""))
+        .collect();
+    assert_eq!(d1.len(), 1, "a replay is not a second run");
+    assert_eq!(d1[0].reason, "rs-drain");
+    assert_eq!(d1[0].instance, VS);
+
+    // LbStatus replaces the list Status shows.
+    let down = VirtualServerState {
+        quorum_up: false,
+        live_weight: 0,
+        ..virtual_server(vec![])
+    };
+    let other = VirtualServerState {
+        name: "fwmark 1".into(),
+        ..virtual_server(vec![real_server("198.51.100.21", 1, false)])
+    };
+    a.send(agent_msg::Msg::LbStatus(LbStatus {
+        virtual_servers: vec![down.clone(), other.clone()],
+    }))
+    .await;
+    until_status(&ch, |s| {
+        node_vs(s, "lb1") == vec![down.clone(), other.clone()]
+    })
+    .await;
+    let nodes = ControlClient::new(ch.clone())
+        .nodes(ha_proto::v1::NodesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(nodes.nodes[0].virtual_servers.len(), 2);
+
+    // Checker, real-server and quorum events are history like any other, by kind.
+    let ev = |seq: u64, kind: EventKind, to: &str, detail: &str| Event {
+        seq,
+        wall_time_ms: 2_000 + seq as i64,
+        kind: kind as i32,
+        instance: VS.into(),
+        to_state: to.into(),
+        detail: detail.into(),
+        ..Default::default()
+    };
+    a.events(vec![
+        ev(
+            1,
+            EventKind::Checker,
+            "",
+            "192.0.2.21:80 HTTP_GET down: connection refused",
+        ),
+        ev(2, EventKind::RealServer, "DOWN", "192.0.2.21:80"),
+        ev(3, EventKind::Quorum, "DOWN", "live weight 0 < quorum 1"),
+        transition(4, "MASTER", "BACKUP", "higher priority advert"),
+    ])
+    .await;
+    assert_eq!(a.next_ack().await, 4);
+    for (kind, seq) in [
+        (EventKind::Checker, 1),
+        (EventKind::RealServer, 2),
+        (EventKind::Quorum, 3),
+    ] {
+        let evs = history(
+            &ch,
+            HistoryRequest {
+                node: "lb1".into(),
+                kind: kind as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![seq]);
+        assert_eq!(evs[0].instance, VS);
+    }
+    let checker = history(
+        &ch,
+        HistoryRequest {
+            instance: VS.into(),
+            kind: EventKind::Checker as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(checker[0].detail.contains("connection refused"));
+    // The view is untouched by events about virtual servers.
+    assert_eq!(
+        node_vs(
+            &ctl.status(StatusRequest {}).await.unwrap().into_inner(),
+            "lb1"
+        )
+        .len(),
+        2
+    );
+
+    // Saved with the node state when the agent goes: a restarted manager shows them.
+    drop(a);
+    until_status(&ch, |s| {
+        s.nodes.iter().any(|n| n.name == "lb1" && !n.connected)
+    })
+    .await;
+    let saved = m.core.store().nodes().unwrap();
+    assert_eq!(saved[0].virtual_servers, vec![down, other]);
+
+    // Offline: stored, not ok, the reply shows the last known state.
+    let off = ctl
+        .real_server(rs_request("o1", "lb1", RsAction::RsAdd, "192.0.2.23", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!off.ok);
+    assert!(off.error.contains("not connected"), "{}", off.error);
+    assert_eq!(off.virtual_server.map(|v| v.name), Some(VS.to_string()));
+    m.stop().await;
+}
+
 struct Certs {
     ca: Pem,
     manager: Pem,
@@ -833,6 +1195,25 @@ async fn mtls_roles_and_foreign_ca() {
         denied[0].detail
     );
     assert!(denied[0].detail.contains("denied"));
+    // Nor a real-server override; audited as that action on the virtual server.
+    let e = vc
+        .real_server(rs_request("x3", "lb1", RsAction::RsDrain, "192.0.2.21", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("RealServer"), "{}", e.message());
+    let denied = history(
+        &vch,
+        HistoryRequest {
+            kind: EventKind::Command as i32,
+            instance: VS.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].reason, "rs-drain");
+    assert!(denied[0].detail.contains("\"who\":\"vera\""));
     // A viewer is not an agent either.
     let e = Agent::connect(vch.clone(), hello("vera", "b", 0)).await;
     match e {
@@ -842,13 +1223,18 @@ async fn mtls_roles_and_foreign_ca() {
 
     // An operator may (the request then fails on the unknown node, past authorization).
     let och = tls_channel(m.addr, &c.ca, Some(&operator)).await.unwrap();
-    let e = ControlClient::new(och)
+    let e = ControlClient::new(och.clone())
         .set_priority(SetPriorityRequest {
             request_id: "x2".into(),
             node: "lb7".into(),
             instance: "VI_1".into(),
             priority: 150,
         })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = ControlClient::new(och)
+        .real_server(rs_request("x4", "lb7", RsAction::RsDrain, "192.0.2.21", 0))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
