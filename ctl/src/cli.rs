@@ -1,8 +1,8 @@
 //! The command line (clap 4): global connection options and the subcommands, plus the
-//! pure value parsers (priority, VIP, manager URL) whose failures are usage errors
-//! (exit 2).
+//! pure value parsers (priority, VIP, real server, weight, manager URL) whose failures
+//! are usage errors (exit 2).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use crate::timespec::parse_duration;
 /// Default manager port (plaintext labs and mTLS alike).
 pub const DEFAULT_PORT: u16 = 7400;
 
-/// hactl: drive an ha-manager fleet (status, history, priority and VIP overrides).
+/// hactl: drive an ha-manager fleet (status, history, priority, VIP and real-server
+/// overrides).
 ///
 /// Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 manager unreachable.
 #[derive(Debug, Parser)]
@@ -110,6 +111,12 @@ pub enum Command {
         #[command(subcommand)]
         op: VipOp,
     },
+    /// Real servers of a virtual server on one node: add, del, weight, drain, reset.
+    Rs {
+        /// add, del, weight, drain or reset.
+        #[command(subcommand)]
+        op: RsOp,
+    },
     /// Stored events, oldest first (all pages).
     History(HistoryArgs),
     /// Live events, one line each, until interrupted.
@@ -161,6 +168,140 @@ pub struct VipArgs {
     pub request_id: Option<String>,
 }
 
+/// `rs add|del|weight|drain|reset`: each pushed to the node as a real-server override.
+#[derive(Debug, Subcommand)]
+pub enum RsOp {
+    /// Add a real server (no checkers: always alive).
+    Add(RsAddArgs),
+    /// Remove a real server (a configured one too, until `rs reset`).
+    Del(RsArgs),
+    /// Set a real server's weight.
+    Weight(RsWeightArgs),
+    /// Weight 0, established connections kept.
+    Drain(RsArgs),
+    /// Drop this real server's override: back to the config.
+    Reset(RsArgs),
+}
+
+impl RsOp {
+    /// The common arguments, the action's name ("drain") and the weight it sends.
+    pub fn parts(&self) -> (&RsArgs, &'static str, u16) {
+        match self {
+            RsOp::Add(a) => (&a.target, "add", a.weight),
+            RsOp::Del(a) => (a, "del", 0),
+            RsOp::Weight(a) => (&a.target, "weight", a.weight),
+            RsOp::Drain(a) => (a, "drain", 0),
+            RsOp::Reset(a) => (a, "reset", 0),
+        }
+    }
+}
+
+/// Arguments every `rs` subcommand takes.
+#[derive(Debug, Args)]
+pub struct RsArgs {
+    /// Node name.
+    pub node: String,
+    /// Virtual server as status shows it: 192.0.2.10:80/TCP, "fwmark 1", "group NAME".
+    #[arg(value_parser = parse_virtual_server, value_name = "VS")]
+    pub virtual_server: String,
+    /// Real server: ADDR:PORT or [V6ADDR]:PORT (192.0.2.21:80, [2001:db8::21]:80).
+    #[arg(value_parser = parse_real_server, value_name = "RS")]
+    pub real_server: RealServerArg,
+    /// Request id to retry a command explicitly (runs once) [default: random].
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// One JSON object: the reply with the virtual server after the change.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `rs add`.
+#[derive(Debug, Args)]
+pub struct RsAddArgs {
+    /// Node, virtual server, real server.
+    #[command(flatten)]
+    pub target: RsArgs,
+    /// Weight, 0..=65535.
+    #[arg(long, default_value = "1", value_parser = parse_weight, value_name = "W")]
+    pub weight: u16,
+}
+
+/// Arguments of `rs weight`.
+#[derive(Debug, Args)]
+pub struct RsWeightArgs {
+    /// Node, virtual server, real server.
+    #[command(flatten)]
+    pub target: RsArgs,
+    /// Weight, 0..=65535 (0 stops new connections, like drain).
+    #[arg(value_parser = parse_weight, value_name = "W")]
+    pub weight: u16,
+}
+
+/// A validated real server address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealServerArg {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port (0 for fwmark services that keep the client's port).
+    pub port: u16,
+}
+
+impl std::fmt::Display for RealServerArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+/// Parse `ADDR:PORT` (IPv4) or `[V6ADDR]:PORT`.
+pub fn parse_real_server(s: &str) -> Result<RealServerArg, String> {
+    let shape = || {
+        format!("real server {s:?} must be ADDR:PORT or [V6ADDR]:PORT (192.0.2.21:80, [2001:db8::21]:80)")
+    };
+    let (addr, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (a, p) = rest.split_once("]:").ok_or_else(shape)?;
+        let a: Ipv6Addr = a
+            .parse()
+            .map_err(|_| format!("{a:?} in real server {s:?} is not an IPv6 address"))?;
+        (IpAddr::V6(a), p)
+    } else {
+        let (a, p) = s.rsplit_once(':').ok_or_else(shape)?;
+        if a.contains(':') {
+            return Err(format!(
+                "real server {s:?}: an IPv6 address needs brackets, [V6ADDR]:PORT ([2001:db8::21]:80)"
+            ));
+        }
+        let a: Ipv4Addr = a.parse().map_err(|_| {
+            format!("{a:?} in real server {s:?} is not an IPv4 address (IPv6: [V6ADDR]:PORT)")
+        })?;
+        (IpAddr::V4(a), p)
+    };
+    let port = port
+        .parse()
+        .map_err(|_| format!("port {port:?} in real server {s:?} must be 0..=65535"))?;
+    Ok(RealServerArg { addr, port })
+}
+
+/// Parse a virtual server name (anything but blank).
+pub fn parse_virtual_server(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(
+            "virtual server is empty: name it as status shows it (192.0.2.10:80/TCP, \"fwmark 1\")"
+                .into(),
+        );
+    }
+    Ok(t.to_string())
+}
+
+/// Parse a real-server weight, 0..=65535.
+pub fn parse_weight(s: &str) -> Result<u16, String> {
+    s.parse()
+        .map_err(|_| format!("weight {s:?} must be a number 0..=65535"))
+}
+
 /// Arguments of `history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -170,7 +311,7 @@ pub struct HistoryArgs {
     /// Only this instance.
     #[arg(long)]
     pub instance: Option<String>,
-    /// Only this kind (transition, command, alert-raised, gap, ...).
+    /// Only this kind (transition, command, alert-raised, checker, real-server, quorum, ...).
     #[arg(long)]
     pub kind: Option<String>,
     /// From this time: RFC 3339 or a span ago (10m, 2h).
@@ -375,6 +516,76 @@ mod tests {
         ] {
             assert!(parse_vip(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn real_servers() {
+        let v4 = parse_real_server("192.0.2.21:80").unwrap();
+        assert_eq!(v4.to_string(), "192.0.2.21:80");
+        let v6 = parse_real_server("[2001:db8::0:21]:8080").unwrap();
+        assert_eq!(v6.to_string(), "[2001:db8::21]:8080");
+        assert_eq!(parse_real_server("192.0.2.21:0").unwrap().port, 0);
+        for (bad, says) in [
+            ("192.0.2.21", "ADDR:PORT"),
+            ("2001:db8::21:80", "brackets"),
+            ("[2001:db8::21]", "ADDR:PORT"),
+            ("[192.0.2.21]:80", "not an IPv6"),
+            ("web1:80", "not an IPv4"),
+            ("192.0.2.21:65536", "0..=65535"),
+            ("192.0.2.21:http", "0..=65535"),
+            ("", "ADDR:PORT"),
+        ] {
+            let e = parse_real_server(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert_eq!(parse_weight("65535"), Ok(65535));
+        assert!(parse_weight("65536").is_err());
+        assert!(parse_weight("-1").is_err());
+        assert!(parse_virtual_server("  ").is_err());
+        assert_eq!(parse_virtual_server("fwmark 1"), Ok("fwmark 1".into()));
+    }
+
+    #[test]
+    fn rs_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "hactl",
+            "rs",
+            "add",
+            "lb1",
+            "192.0.2.10:80/TCP",
+            "[2001:db8::21]:80",
+        ])
+        .unwrap();
+        let Command::Rs { op } = cli.command else {
+            panic!("not rs")
+        };
+        let (args, action, weight) = op.parts();
+        assert_eq!((action, weight), ("add", 1));
+        assert_eq!(args.virtual_server, "192.0.2.10:80/TCP");
+        assert_eq!(args.real_server.to_string(), "[2001:db8::21]:80");
+        let cli = Cli::try_parse_from([
+            "hactl",
+            "rs",
+            "weight",
+            "lb1",
+            "fwmark 1",
+            "192.0.2.21:0",
+            "7",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Rs { op } = cli.command else {
+            panic!("not rs")
+        };
+        let (args, action, weight) = op.parts();
+        assert_eq!((action, weight, args.json), ("weight", 7, true));
+        let e =
+            Cli::try_parse_from(["hactl", "rs", "drain", "lb1", "vs", "192.0.2.21"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("ADDR:PORT"), "{e}");
+        let e = Cli::try_parse_from(["hactl", "rs", "weight", "lb1", "vs", "192.0.2.21:80"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

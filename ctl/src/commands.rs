@@ -5,11 +5,11 @@
 use std::io::Write;
 
 use ha_proto::v1::{
-    CommandReply, HistoryRequest, NodesRequest, SetPriorityRequest, StatusReply, StatusRequest,
-    SwitchoverRequest, VipChangeRequest, WatchRequest,
+    CommandReply, HistoryRequest, NodesRequest, RealServerRequest, RsAction, SetPriorityRequest,
+    StatusReply, StatusRequest, SwitchoverRequest, VipChangeRequest, WatchRequest,
 };
 
-use crate::cli::{Cli, Command, HistoryArgs, PriorityArg, VipArg, VipOp};
+use crate::cli::{Cli, Command, HistoryArgs, PriorityArg, RsOp, VipArg, VipOp};
 use crate::client::{connect, Manager};
 use crate::error::CtlError;
 use crate::format;
@@ -79,6 +79,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
             )
             .await
         }
+        Command::Rs { op } => rs(&mut m, cli.verbose, &op).await,
         Command::History(h) => {
             let req = history_filter.unwrap_or_default();
             history(&mut m, req, h.limit, h.json).await
@@ -230,6 +231,48 @@ async fn switchover(
         "{}\n",
         format::priority_result(to, instance, before.as_ref(), &reply)
     ))
+}
+
+/// `rs add|del|weight|drain|reset`: one real-server override; prints the virtual server
+/// after the change.
+async fn rs(m: &mut Manager, verbose: bool, op: &RsOp) -> Result<(), CtlError> {
+    let (args, action, weight) = op.parts();
+    let wire = match op {
+        RsOp::Add(_) => RsAction::RsAdd,
+        RsOp::Del(_) => RsAction::RsDel,
+        RsOp::Weight(_) => RsAction::RsWeight,
+        RsOp::Drain(_) => RsAction::RsDrain,
+        RsOp::Reset(_) => RsAction::RsReset,
+    };
+    let id = request_id(args.request_id.clone(), verbose);
+    let rs = args.real_server;
+    let reply = m
+        .client
+        .real_server(RealServerRequest {
+            request_id: id,
+            node: args.node.clone(),
+            virtual_server: args.virtual_server.clone(),
+            addr: rs.addr.to_string(),
+            port: u32::from(rs.port),
+            action: wire as i32,
+            weight: u32::from(weight),
+        })
+        .await
+        .map_err(|s| m.err(&s))?
+        .into_inner();
+    let what = format!("rs {action} {} {} {rs}", args.node, args.virtual_server);
+    check_reply(&reply, &what)?;
+    if args.json {
+        print_json(&format::rs_result_json(&args.node, &reply))
+    } else {
+        print(&format::rs_result(
+            &args.node,
+            &args.virtual_server,
+            action,
+            &rs.to_string(),
+            &reply,
+        ))
+    }
 }
 
 /// Build the history filter from the command line (usage errors for bad values).

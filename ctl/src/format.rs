@@ -1,11 +1,12 @@
-//! Pure rendering of manager answers: the `status` table for people, the JSON shapes of
-//! DESIGN.md ("CLI contract"), one-line events for `history` and `watch`, and the
-//! one-line results of commands. No I/O here.
+//! Pure rendering of manager answers: the `status` table for people (with a section per
+//! virtual server when nodes run any), the JSON shapes of DESIGN.md ("CLI contract"),
+//! one-line events for `history` and `watch`, and the results of commands. No I/O here.
 
 use std::fmt::Write as _;
 
 use ha_proto::v1::{
-    Alert, CommandReply, Event, EventKind, InstanceState, NodeStatus, StatusReply, TrackerState,
+    Alert, CheckerState, CommandReply, Event, EventKind, InstanceState, NodeStatus,
+    RealServerState, StatusReply, TrackerState, VirtualServerState,
 };
 use serde::Serialize;
 
@@ -41,6 +42,86 @@ pub struct NodeJson {
     pub peer_addr: String,
     /// VRRP instances.
     pub instances: Vec<InstanceJson>,
+    /// Virtual servers (empty without virtual_server blocks).
+    pub virtual_servers: Vec<VirtualServerJson>,
+}
+
+/// One virtual server as the node's load-balancer runtime reports it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct VirtualServerJson {
+    /// "192.0.2.10:80/TCP", "fwmark 1", "group NAME" (what `hactl rs` takes).
+    pub name: String,
+    /// "nftables" or "ipvs".
+    pub backend: String,
+    /// "NAT", "DR", "TUN".
+    pub method: String,
+    /// Scheduler (rr, wrr, lc, ...).
+    pub scheduler: String,
+    /// Weight needed for quorum.
+    pub quorum: u64,
+    /// Weight of the live real servers.
+    pub live_weight: u64,
+    /// Whether quorum is met.
+    pub quorum_up: bool,
+    /// Whether the sorry server is in use.
+    pub sorry_active: bool,
+    /// Not programmed (ha_suspend, VIP not held here).
+    pub suspended: bool,
+    /// Last data-plane error, null if none.
+    pub dataplane_error: Option<String>,
+    /// Real servers.
+    pub real_servers: Vec<RealServerJson>,
+}
+
+/// One real server.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RealServerJson {
+    /// Address (IPv6 without brackets).
+    pub addr: String,
+    /// Port.
+    pub port: u32,
+    /// All checkers pass.
+    pub alive: bool,
+    /// Configured (or rs add) weight.
+    pub weight_base: u32,
+    /// Weight in force after overrides.
+    pub weight_effective: u32,
+    /// In the data-plane table now.
+    pub in_table: bool,
+    /// Drained (weight 0, connections kept).
+    pub drained: bool,
+    /// Added by an override rather than the config.
+    pub from_override: bool,
+    /// Health checkers.
+    pub checkers: Vec<CheckerJson>,
+}
+
+/// One health checker of a real server.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CheckerJson {
+    /// HTTP_GET, TCP_CHECK, ...
+    pub kind: String,
+    /// Whether the last check passed.
+    pub up: bool,
+    /// What the last check said.
+    pub detail: String,
+    /// Duration of the last check, microseconds.
+    pub latency_us: u64,
+}
+
+/// `rs ... --json`: the command's answer.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RsResultJson {
+    /// Node.
+    pub node: String,
+    /// Request id.
+    pub request_id: String,
+    /// Override generation stored.
+    pub generation: u64,
+    /// The stored answer of an earlier run of the same request id.
+    pub replayed: bool,
+    /// The virtual server after the change, null if unknown.
+    pub virtual_server: Option<VirtualServerJson>,
 }
 
 /// One VRRP instance.
@@ -163,6 +244,62 @@ pub fn node_json(n: &NodeStatus) -> NodeJson {
         override_generation: n.override_generation,
         peer_addr: n.peer_addr.clone(),
         instances: n.instances.iter().map(instance_json).collect(),
+        virtual_servers: n.virtual_servers.iter().map(virtual_server_json).collect(),
+    }
+}
+
+/// Convert one virtual server.
+pub fn virtual_server_json(v: &VirtualServerState) -> VirtualServerJson {
+    VirtualServerJson {
+        name: v.name.clone(),
+        backend: v.backend.clone(),
+        method: v.method.clone(),
+        scheduler: v.scheduler.clone(),
+        quorum: v.quorum,
+        live_weight: v.live_weight,
+        quorum_up: v.quorum_up,
+        sorry_active: v.sorry_active,
+        suspended: v.suspended,
+        dataplane_error: (!v.dataplane_error.is_empty()).then(|| v.dataplane_error.clone()),
+        real_servers: v.real_servers.iter().map(real_server_json).collect(),
+    }
+}
+
+fn real_server_json(r: &RealServerState) -> RealServerJson {
+    RealServerJson {
+        addr: r.addr.clone(),
+        port: r.port,
+        alive: r.alive,
+        weight_base: r.weight_base,
+        weight_effective: r.weight_effective,
+        in_table: r.in_table,
+        drained: r.drained,
+        from_override: r.from_override,
+        checkers: r
+            .checkers
+            .iter()
+            .map(|c| CheckerJson {
+                kind: c.kind.clone(),
+                up: c.up,
+                detail: c.detail.clone(),
+                latency_us: c.latency_us,
+            })
+            .collect(),
+    }
+}
+
+/// Convert the answer of an `rs` command.
+pub fn rs_result_json(node: &str, reply: &CommandReply) -> RsResultJson {
+    RsResultJson {
+        node: if reply.node.is_empty() {
+            node.to_string()
+        } else {
+            reply.node.clone()
+        },
+        request_id: reply.request_id.clone(),
+        generation: reply.generation,
+        replayed: reply.replayed,
+        virtual_server: reply.virtual_server.as_ref().map(virtual_server_json),
     }
 }
 
@@ -351,6 +488,22 @@ pub fn render_status(reply: &StatusReply) -> String {
         render_table(&headers, &rows)
     };
     out.push('\n');
+    let vs: Vec<String> = reply
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.virtual_servers
+                .iter()
+                .map(|v| render_virtual_server(&n.name, v))
+        })
+        .collect();
+    if !vs.is_empty() {
+        out.push_str("VIRTUAL SERVERS\n");
+        for block in vs {
+            out.push_str(&block);
+            out.push('\n');
+        }
+    }
     let mut trk = Vec::new();
     for n in &reply.nodes {
         for i in &n.instances {
@@ -404,6 +557,110 @@ pub fn render_status(reply: &StatusReply) -> String {
             &["KIND", "SUBJECT", "SINCE", "MESSAGE"],
             &rows,
         ));
+    }
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A real server as people write it: 192.0.2.21:80, [2001:db8::21]:80.
+pub fn real_server_text(addr: &str, port: u32) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+fn checker_text(c: &CheckerState) -> String {
+    let verdict = if c.up { "up" } else { "DOWN" };
+    let detail = c.detail.replace('\n', " ");
+    if detail.is_empty() {
+        format!("{} {verdict}", c.kind)
+    } else {
+        format!("{} {verdict} ({detail})", c.kind)
+    }
+}
+
+/// One virtual server: a summary line, then one indented line per real server
+/// (address, alive, weight effective/base, drained, in table, checkers).
+pub fn render_virtual_server(node: &str, v: &VirtualServerState) -> String {
+    let mut out = format!(
+        "{node} {}: backend {}, method {}, scheduler {}, quorum {} (live weight {}, quorum {}), sorry server {}, suspended {}",
+        v.name,
+        dash_if_empty(v.backend.clone()),
+        dash_if_empty(v.method.clone()),
+        dash_if_empty(v.scheduler.clone()),
+        if v.quorum_up { "up" } else { "DOWN" },
+        v.live_weight,
+        v.quorum,
+        if v.sorry_active { "active" } else { "inactive" },
+        yes_no(v.suspended),
+    );
+    if !v.dataplane_error.is_empty() {
+        let _ = write!(out, ", data plane error: {}", v.dataplane_error);
+    }
+    out.push('\n');
+    if v.real_servers.is_empty() {
+        out.push_str("  (no real servers)\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = v
+        .real_servers
+        .iter()
+        .map(|r| {
+            let mut addr = real_server_text(&r.addr, r.port);
+            if r.from_override {
+                addr.push_str(" (rs add)");
+            }
+            let checkers: Vec<String> = r.checkers.iter().map(checker_text).collect();
+            vec![
+                addr,
+                if r.alive { "alive" } else { "DEAD" }.to_string(),
+                format!("{}/{}", r.weight_effective, r.weight_base),
+                yes_no(r.drained).to_string(),
+                yes_no(r.in_table).to_string(),
+                dash_if_empty(checkers.join("; ")),
+            ]
+        })
+        .collect();
+    let table = render_table(
+        &[
+            "REAL SERVER",
+            "STATE",
+            "WEIGHT",
+            "DRAINED",
+            "IN TABLE",
+            "CHECKERS",
+        ],
+        &rows,
+    );
+    for line in table.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Result of `rs ACTION`: "lb1 192.0.2.10:80/TCP: rs drain 192.0.2.21:80 done", then
+/// the virtual server after the change.
+pub fn rs_result(node: &str, vs: &str, action: &str, rs: &str, reply: &CommandReply) -> String {
+    let node = if reply.node.is_empty() {
+        node
+    } else {
+        &reply.node
+    };
+    let mut out = with_replayed(format!("{node} {vs}: rs {action} {rs} done"), reply);
+    out.push('\n');
+    if let Some(v) = &reply.virtual_server {
+        out.push_str(&render_virtual_server(node, v));
     }
     out
 }
@@ -763,9 +1020,156 @@ mod tests {
         assert_eq!(parse_kind("transition"), Ok(EventKind::Transition));
         assert_eq!(parse_kind("alert-raised"), Ok(EventKind::AlertRaised));
         assert_eq!(parse_kind("COMMAND"), Ok(EventKind::Command));
+        assert_eq!(parse_kind("checker"), Ok(EventKind::Checker));
+        assert_eq!(parse_kind("real-server"), Ok(EventKind::RealServer));
+        assert_eq!(parse_kind("quorum"), Ok(EventKind::Quorum));
         let err = parse_kind("bogus").unwrap_err();
         assert!(err.contains("transition") && err.contains("gap"), "{err}");
         assert!(parse_kind("event-kind-unspecified").is_err());
+    }
+
+    fn web_vs() -> VirtualServerState {
+        VirtualServerState {
+            name: "192.0.2.10:80/TCP".into(),
+            backend: "nftables".into(),
+            scheduler: "rr".into(),
+            method: "NAT".into(),
+            quorum: 1,
+            live_weight: 1,
+            quorum_up: true,
+            real_servers: vec![
+                RealServerState {
+                    addr: "192.0.2.21".into(),
+                    port: 80,
+                    alive: true,
+                    weight_base: 1,
+                    weight_effective: 0,
+                    in_table: true,
+                    drained: true,
+                    checkers: vec![CheckerState {
+                        kind: "HTTP_GET".into(),
+                        up: true,
+                        detail: "200 OK".into(),
+                        latency_us: 800,
+                    }],
+                    ..Default::default()
+                },
+                RealServerState {
+                    addr: "2001:db8::22".into(),
+                    port: 80,
+                    alive: false,
+                    weight_base: 3,
+                    weight_effective: 3,
+                    from_override: true,
+                    checkers: vec![
+                        CheckerState {
+                            kind: "TCP_CHECK".into(),
+                            up: false,
+                            detail: "connection refused".into(),
+                            latency_us: 0,
+                        },
+                        CheckerState {
+                            kind: "MISC_CHECK".into(),
+                            up: true,
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn virtual_server_block() {
+        let t = render_virtual_server("lb1", &web_vs());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "lb1 192.0.2.10:80/TCP: backend nftables, method NAT, scheduler rr, quorum up (live weight 1, quorum 1), sorry server inactive, suspended no"
+        );
+        assert_eq!(
+            lines[1],
+            "  REAL SERVER                 STATE  WEIGHT  DRAINED  IN TABLE  CHECKERS"
+        );
+        assert_eq!(
+            lines[2],
+            "  192.0.2.21:80               alive  0/1     yes      yes       HTTP_GET up (200 OK)"
+        );
+        assert_eq!(
+            lines[3],
+            "  [2001:db8::22]:80 (rs add)  DEAD   3/3     no       no        TCP_CHECK DOWN (connection refused); MISC_CHECK up"
+        );
+        assert_eq!(lines.len(), 4);
+        let mut down = web_vs();
+        down.quorum_up = false;
+        down.sorry_active = true;
+        down.dataplane_error = "nft: table busy".into();
+        down.real_servers.clear();
+        let t = render_virtual_server("lb1", &down);
+        assert!(
+            t.contains("quorum DOWN") && t.contains("sorry server active"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with(", data plane error: nft: table busy\n  (no real servers)\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn status_shows_virtual_servers_only_where_there_are_some() {
+        let plain = render_status(&sample());
+        assert!(!plain.contains("VIRTUAL SERVERS"), "{plain}");
+        let mut s = sample();
+        s.nodes[0].virtual_servers = vec![web_vs()];
+        let t = render_status(&s);
+        let after = t.split("VIRTUAL SERVERS\n").nth(1).unwrap();
+        let section = after.split("\n\n").next().unwrap();
+        assert!(
+            section.starts_with("lb1 192.0.2.10:80/TCP: backend nftables"),
+            "{t}"
+        );
+        assert!(!section.contains("lb2 "), "{t}");
+        // The instance table is as it was without virtual servers.
+        assert!(t.starts_with(plain.split("\n\n").next().unwrap()), "{t}");
+        let v = serde_json::to_value(status_json(&s)).unwrap();
+        let vs = &v["nodes"][0]["virtual_servers"][0];
+        assert_eq!(vs["name"], "192.0.2.10:80/TCP");
+        assert_eq!(vs["quorum_up"], true);
+        assert_eq!(vs["dataplane_error"], serde_json::Value::Null);
+        assert_eq!(vs["real_servers"][0]["drained"], true);
+        assert_eq!(vs["real_servers"][1]["checkers"][0]["kind"], "TCP_CHECK");
+        assert_eq!(v["nodes"][1]["virtual_servers"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn rs_result_lines() {
+        let reply = CommandReply {
+            request_id: "r9".into(),
+            ok: true,
+            generation: 4,
+            node: "lb1".into(),
+            virtual_server: Some(web_vs()),
+            ..Default::default()
+        };
+        let t = rs_result("lb1", "192.0.2.10:80/TCP", "drain", "192.0.2.21:80", &reply);
+        let mut lines = t.lines();
+        assert_eq!(
+            lines.next(),
+            Some("lb1 192.0.2.10:80/TCP: rs drain 192.0.2.21:80 done [generation 4]")
+        );
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("lb1 192.0.2.10:80/TCP: backend"));
+        let j = serde_json::to_value(rs_result_json("lb1", &reply)).unwrap();
+        assert_eq!(j["generation"], 4);
+        assert_eq!(
+            j["virtual_server"]["real_servers"][0]["weight_effective"],
+            0
+        );
     }
 
     #[test]

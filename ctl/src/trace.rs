@@ -16,7 +16,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::cli::{Command, VipOp};
+use crate::cli::{Command, RsOp, VipOp};
 use crate::error::CtlError;
 
 /// The subcommand's name, as the root span calls it.
@@ -27,6 +27,13 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::SetPriority { .. } => "set-priority",
         Command::Vip { op: VipOp::Add(_) } => "vip-add",
         Command::Vip { op: VipOp::Del(_) } => "vip-del",
+        Command::Rs { op } => match op {
+            RsOp::Add(_) => "rs-add",
+            RsOp::Del(_) => "rs-del",
+            RsOp::Weight(_) => "rs-weight",
+            RsOp::Drain(_) => "rs-drain",
+            RsOp::Reset(_) => "rs-reset",
+        },
         Command::History(_) => "history",
         Command::Watch { .. } => "watch",
         Command::Switchover { .. } => "switchover",

@@ -13,9 +13,10 @@ use std::sync::Mutex;
 
 use ha_proto::v1::control_server::{Control, ControlServer};
 use ha_proto::v1::{
-    Alert, CommandReply, Event, EventKind, HistoryReply, HistoryRequest, InstanceState, NodeStatus,
-    NodesReply, NodesRequest, SetPriorityRequest, StatusReply, StatusRequest, SwitchoverRequest,
-    VipChangeRequest, WatchRequest,
+    Alert, CheckerState, CommandReply, Event, EventKind, HistoryReply, HistoryRequest,
+    InstanceState, NodeStatus, NodesReply, NodesRequest, RealServerRequest, RealServerState,
+    RsAction, SetPriorityRequest, StatusReply, StatusRequest, SwitchoverRequest, VipChangeRequest,
+    VirtualServerState, WatchRequest,
 };
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
@@ -30,6 +31,28 @@ struct Mock {
     lb2_override: Mutex<u32>,
     /// Request ids already run.
     seen: Mutex<HashSet<String>>,
+    /// Real-server overrides of lb1's virtual server: (addr, port, action, weight).
+    rs: Mutex<Vec<(String, u32, i32, u32)>>,
+}
+
+const VS: &str = "192.0.2.10:80/TCP";
+
+fn configured_rs(addr: &str, up: bool) -> RealServerState {
+    RealServerState {
+        addr: addr.into(),
+        port: 80,
+        alive: up,
+        weight_base: 1,
+        weight_effective: 1,
+        in_table: up,
+        checkers: vec![CheckerState {
+            kind: "HTTP_GET".into(),
+            up,
+            detail: if up { "200 OK" } else { "connection refused" }.into(),
+            latency_us: 700,
+        }],
+        ..Default::default()
+    }
 }
 
 fn inst(state: &str, base: u32, ovr: u32) -> InstanceState {
@@ -47,6 +70,53 @@ fn inst(state: &str, base: u32, ovr: u32) -> InstanceState {
 }
 
 impl Mock {
+    /// lb1's virtual server: two configured real servers with the overrides applied.
+    fn virtual_server(&self) -> VirtualServerState {
+        let mut rs = vec![
+            configured_rs("192.0.2.21", true),
+            configured_rs("192.0.2.22", false),
+        ];
+        for (addr, port, action, weight) in self.rs.lock().unwrap().iter() {
+            let at = rs.iter().position(|r| r.addr == *addr && r.port == *port);
+            match (RsAction::try_from(*action), at) {
+                (Ok(RsAction::RsAdd), None) => rs.push(RealServerState {
+                    addr: addr.clone(),
+                    port: *port,
+                    alive: true,
+                    weight_base: *weight,
+                    weight_effective: *weight,
+                    in_table: true,
+                    from_override: true,
+                    ..Default::default()
+                }),
+                (Ok(RsAction::RsDel), Some(i)) => {
+                    rs.remove(i);
+                }
+                (Ok(RsAction::RsWeight), Some(i)) => rs[i].weight_effective = *weight,
+                (Ok(RsAction::RsDrain), Some(i)) => {
+                    rs[i].weight_effective = 0;
+                    rs[i].drained = true;
+                }
+                _ => {}
+            }
+        }
+        VirtualServerState {
+            name: VS.into(),
+            backend: "nftables".into(),
+            scheduler: "wrr".into(),
+            method: "NAT".into(),
+            quorum: 1,
+            live_weight: rs
+                .iter()
+                .filter(|r| r.alive)
+                .map(|r| u64::from(r.weight_effective))
+                .sum(),
+            quorum_up: true,
+            real_servers: rs,
+            ..Default::default()
+        }
+    }
+
     fn nodes(&self) -> Vec<NodeStatus> {
         let ovr = *self.lb2_override.lock().unwrap();
         let (s1, s2) = if ovr > 150 {
@@ -61,6 +131,7 @@ impl Mock {
                 clock_offset_ms: 0.4,
                 last_seen_ms: 1,
                 instances: vec![inst(s1, 150, 0)],
+                virtual_servers: vec![self.virtual_server()],
                 ..Default::default()
             },
             NodeStatus {
@@ -198,9 +269,43 @@ impl Control for Mock {
 
     async fn real_server(
         &self,
-        _req: Request<ha_proto::v1::RealServerRequest>,
+        req: Request<RealServerRequest>,
     ) -> Result<Response<CommandReply>, Status> {
-        Err(Status::unimplemented("not in the mock"))
+        let r = req.into_inner();
+        if r.request_id == "viewer" {
+            return Err(Status::permission_denied(
+                "vera with role viewer may not call /ha.v1.Control/RealServer",
+            ));
+        }
+        if r.node != "lb1" {
+            return Err(Status::not_found(format!(
+                "unknown node {:?}; known nodes: lb1, lb2",
+                r.node
+            )));
+        }
+        if r.virtual_server != VS {
+            return Err(Status::not_found(format!(
+                "unknown virtual server {:?} on node lb1; virtual servers: {VS}",
+                r.virtual_server
+            )));
+        }
+        let replayed = !self.seen.lock().unwrap().insert(r.request_id.clone());
+        if !replayed {
+            let mut rs = self.rs.lock().unwrap();
+            rs.retain(|(a, p, _, _)| !(*a == r.addr && *p == r.port));
+            if r.action != RsAction::RsReset as i32 {
+                rs.push((r.addr, r.port, r.action, r.weight));
+            }
+        }
+        Ok(Response::new(CommandReply {
+            request_id: r.request_id,
+            ok: true,
+            generation: 3,
+            replayed,
+            node: r.node,
+            virtual_server: Some(self.virtual_server()),
+            ..Default::default()
+        }))
     }
 
     async fn switchover(
@@ -369,6 +474,211 @@ fn refusals_and_usage_errors_exit_codes() {
 }
 
 #[test]
+fn status_shows_virtual_servers() {
+    let addr = mock();
+    let out = hactl(addr, &["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let section = t
+        .split("VIRTUAL SERVERS\n")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no virtual-server section: {t}"));
+    let lines: Vec<&str> = section.lines().collect();
+    assert_eq!(lines.len(), 4, "{section}");
+    assert!(
+        lines[0].starts_with("lb1 192.0.2.10:80/TCP: backend nftables, method NAT, scheduler wrr, quorum up (live weight 1, quorum 1)"),
+        "{section}"
+    );
+    assert!(
+        lines[1].trim_start().starts_with("REAL SERVER"),
+        "{section}"
+    );
+    let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        words(lines[2]),
+        words("192.0.2.21:80 alive 1/1 no yes HTTP_GET up (200 OK)")
+    );
+    assert_eq!(
+        words(lines[3]),
+        words("192.0.2.22:80 DEAD 1/1 no no HTTP_GET DOWN (connection refused)")
+    );
+    // lb2 runs no virtual servers: nothing for it.
+    assert!(!section.contains("lb2"), "{section}");
+
+    let out = hactl(addr, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vs = &v["nodes"][0]["virtual_servers"][0];
+    assert_eq!(vs["name"], VS);
+    assert_eq!(vs["real_servers"][1]["alive"], false);
+    assert_eq!(
+        vs["real_servers"][1]["checkers"][0]["detail"],
+        "connection refused"
+    );
+    assert_eq!(v["nodes"][1]["virtual_servers"], serde_json::json!([]));
+}
+
+#[test]
+fn rs_commands_print_the_virtual_server() {
+    let addr = mock();
+    let out = hactl(
+        addr,
+        &[
+            "rs",
+            "drain",
+            "lb1",
+            VS,
+            "192.0.2.21:80",
+            "--request-id",
+            "d-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(
+        lines[0],
+        "lb1 192.0.2.10:80/TCP: rs drain 192.0.2.21:80 done [generation 3]"
+    );
+    assert!(
+        lines[1].starts_with("lb1 192.0.2.10:80/TCP: backend nftables"),
+        "{t}"
+    );
+    assert!(
+        lines[3].split_whitespace().collect::<Vec<_>>()[..5]
+            == ["192.0.2.21:80", "alive", "0/1", "yes", "yes"],
+        "{t}"
+    );
+    // Replayed: said so, same state.
+    let out = hactl(
+        addr,
+        &[
+            "rs",
+            "drain",
+            "lb1",
+            VS,
+            "192.0.2.21:80",
+            "--request-id",
+            "d-1",
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("replayed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // IPv6 in brackets, default weight 1, JSON answer.
+    let out = hactl(
+        addr,
+        &["rs", "add", "lb1", VS, "[2001:db8::23]:8080", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node"], "lb1");
+    let added = &v["virtual_server"]["real_servers"][2];
+    assert_eq!(added["addr"], "2001:db8::23");
+    assert_eq!(added["port"], 8080);
+    assert_eq!(added["weight_base"], 1);
+    assert_eq!(added["from_override"], true);
+
+    let out = hactl(addr, &["rs", "weight", "lb1", VS, "192.0.2.22:80", "5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("5/1"), "{}", text(&out.stdout));
+    let out = hactl(addr, &["rs", "reset", "lb1", VS, "192.0.2.21:80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let line = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("192.0.2.21:80 "))
+        .unwrap();
+    assert!(line.contains("1/1"), "{t}");
+    let out = hactl(addr, &["rs", "del", "lb1", VS, "192.0.2.22:80", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["virtual_server"]["real_servers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn rs_usage_errors_and_refusals() {
+    let addr = mock();
+    for (args, says) in [
+        (vec!["rs", "drain", "lb1", VS, "192.0.2.21"], "ADDR:PORT"),
+        (
+            vec!["rs", "drain", "lb1", VS, "2001:db8::21:80"],
+            "brackets",
+        ),
+        (
+            vec!["rs", "drain", "lb1", VS, "192.0.2.21:99999"],
+            "0..=65535",
+        ),
+        (
+            vec!["rs", "weight", "lb1", VS, "192.0.2.21:80", "70000"],
+            "0..=65535",
+        ),
+        (
+            vec!["rs", "add", "lb1", VS, "192.0.2.21:80", "--weight", "x"],
+            "weight",
+        ),
+        (
+            vec!["rs", "drain", "lb1", " ", "192.0.2.21:80"],
+            "virtual server is empty",
+        ),
+        (vec!["rs", "pause", "lb1", VS, "192.0.2.21:80"], "pause"),
+    ] {
+        let out = hactl(addr, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // The manager says no: exit 1 with its reason.
+    let out = hactl(addr, &["rs", "drain", "lb9", VS, "192.0.2.21:80"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("known nodes: lb1"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = hactl(
+        addr,
+        &["rs", "drain", "lb1", "192.0.2.10:80/tcp", "192.0.2.21:80"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("virtual servers: 192.0.2.10:80/TCP"));
+    let out = hactl(
+        addr,
+        &[
+            "rs",
+            "drain",
+            "lb1",
+            VS,
+            "192.0.2.21:80",
+            "--request-id",
+            "viewer",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn history_follows_pages_and_limits() {
     let addr = mock();
     let out = hactl(addr, &["history", "--json"]);
@@ -393,6 +703,14 @@ fn history_follows_pages_and_limits() {
 
     let out = hactl(addr, &["history", "--since", "yesterday-ish"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // The load-balancer kinds are filters like any other.
+    for (kind, n) in [("checker", 13), ("real-server", 14), ("quorum", 15)] {
+        let out = hactl(addr, &["history", "--limit", "1", "--kind", kind]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let t = text(&out.stdout);
+        assert!(t.contains(&format!("(kind filter {n})")), "{kind}: {t}");
+    }
 }
 
 #[test]
