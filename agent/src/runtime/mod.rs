@@ -12,6 +12,7 @@
 //! ```
 
 pub mod engine;
+pub mod lb;
 pub mod logging;
 pub mod overrides;
 pub mod plan;
