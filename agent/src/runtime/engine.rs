@@ -1375,6 +1375,10 @@ impl Engine {
                     drops: drops(&s.drops),
                 })
                 .collect(),
+            lb: self
+                .lb
+                .as_ref()
+                .map(|lb| stats::LbStats::from_status(&lb.status().borrow())),
         }
     }
 
