@@ -10,6 +10,8 @@
 //!  rs1 192.0.2.11  ---+  both VIPs on lo, arp_ignore=1 / arp_announce=2, httpd :80
 //!  rs2 192.0.2.12  ---+  same                                    (one bridge)
 //! ```
+//! The virtual servers have `ha_suspend`: a director programs a VIP's service only while
+//! it holds the VIP (asserted from the nft table before, during and after the cut).
 //! Asserted: both VIPs serve HTTP from both real servers through their masters; lb1's
 //! link is cut: lb2 takes VI_1 and HTTP to both VIPs works again (answered by the real
 //! servers directly, not by a director); link back: lb1 takes VI_1 back and both work.
@@ -36,7 +38,7 @@ fn virtual_server(vip: &str) -> String {
         )
     };
     format!(
-        "virtual_server {vip} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n{}{}}}\n",
+        "virtual_server {vip} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    ha_suspend\n{}{}}}\n",
         rs("192.0.2.11"),
         rs("192.0.2.12")
     )
@@ -115,6 +117,19 @@ fn start_loop(client: &Netns, dir: &Path, vip: &str, stop: &Path) -> Result<(Dae
     Ok((d, out))
 }
 
+/// The VIPs whose DR service director `idx` has programmed (sorted).
+fn dr_services(c: &Classic, idx: usize) -> Vec<&'static str> {
+    let table = c
+        .lan
+        .ns(idx)
+        .sh("nft list table netdev ha_lb_dr 2>/dev/null || true")
+        .unwrap_or_default();
+    [VIP1, VIP2]
+        .into_iter()
+        .filter(|v| table.contains(&format!("ip daddr {v} tcp dport 80")))
+        .collect()
+}
+
 fn count(path: &Path) -> (usize, usize) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let ok = text.lines().filter(|l| *l == "ok").count();
@@ -145,18 +160,20 @@ fn lvs_dr_dual_master_survives_a_director_link_cut() -> Result<()> {
     c.wait_state(1, "VI_2", "MASTER", LONG)?;
     c.wait_state(0, "VI_2", "BACKUP", LONG)?;
     c.wait_state(1, "VI_1", "BACKUP", LONG)?;
-    for idx in 0..2 {
+    // ha_suspend: each director programs only the service of the VIP it holds.
+    for (idx, mine, other) in [(0, VIP1, VIP2), (1, VIP2, VIP1)] {
         wait_until(
-            &format!("lb{} programs both DR services", idx + 1),
+            &format!("lb{} programs only {mine}'s DR service", idx + 1),
             LONG,
-            || {
-                c.lan
-                    .ns(idx)
-                    .sh("nft list table netdev ha_lb_dr")
-                    .is_ok_and(|t| t.matches("fwd").count() >= 4)
-            },
+            || dr_services(&c, idx) == [mine],
         )
-        .with_context(|| c.node(idx).daemon().log_text())?;
+        .with_context(|| {
+            format!(
+                "{}\n{:?} (not {other})",
+                c.node(idx).daemon().log_text(),
+                dr_services(&c, idx)
+            )
+        })?;
     }
     for vip in [VIP1, VIP2] {
         wait_until(
@@ -182,6 +199,9 @@ fn lvs_dr_dual_master_survives_a_director_link_cut() -> Result<()> {
     wait_until("lb2 holds both VIPs", LONG, || {
         matches!(c.holder(VIP1), Ok(Some(1))) && matches!(c.holder(VIP2), Ok(Some(1)))
     })?;
+    wait_until("lb2 programs both DR services", LONG, || {
+        dr_services(&c, 1) == [VIP1, VIP2]
+    })?;
     for vip in [VIP1, VIP2] {
         wait_until(&format!("{vip} serves through lb2"), LONG, || {
             ask(c.lan.ns(CLIENT), vip, 8).is_ok_and(|a| served_by_both(&a))
@@ -201,6 +221,9 @@ fn lvs_dr_dual_master_survives_a_director_link_cut() -> Result<()> {
     c.lan.set_link(0, true)?;
     wait_until("VIPs split again", LONG, || {
         matches!(c.holder(VIP1), Ok(Some(0))) && matches!(c.holder(VIP2), Ok(Some(1)))
+    })?;
+    wait_until("lb2 suspends VIP1's service again", LONG, || {
+        dr_services(&c, 1) == [VIP2]
     })?;
     for vip in [VIP1, VIP2] {
         wait_until(
