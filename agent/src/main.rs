@@ -132,6 +132,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 node: plan.node.clone(),
                 instances: Vec::new(),
                 sockets: Vec::new(),
+                lb: None,
             }));
         let telemetry = ha_agent::telemetry::start(
             ha_agent::telemetry::TelemetryOptions {

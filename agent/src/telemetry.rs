@@ -694,6 +694,7 @@ mod tests {
                 interface: "eth0".into(),
                 drops: [("vrid", 9u64)].into_iter().collect(),
             }],
+            lb: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  client 192.0.2.2 ---+
-//!  director 192.0.2.1 -+  VIP 192.0.2.10 on eth0 (answers ARP), lb-run: netdev ingress fwd
+//!  director 192.0.2.1 -+  VIP 192.0.2.10 on eth0 (answers ARP), ha-agent: netdev ingress fwd
 //!  rs1 192.0.2.11 -----+  VIP on lo, arp_ignore=1, arp_announce=2, httpd :80
 //!  rs2 192.0.2.12 -----+  same                                   (one bridge)
 //! ```
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ha_tests::proc::wait_until;
-use ha_tests::{bin, Daemon, Lan, Netns};
+use ha_tests::{Agent, Daemon, Lan, Netns};
 
 const VIP: &str = "192.0.2.10";
 const NOTICE: Duration = Duration::from_secs(20);
@@ -106,32 +106,12 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
     let rs_macs: BTreeSet<String> = rs.iter().map(|&i| mac(lan.ns(i))).collect::<Result<_>>()?;
     let dir_mac = mac(lan.ns(director))?;
 
-    let cfg = dir.join("keepalived.conf");
-    std::fs::write(&cfg, CONF)?;
-    let status = dir.join("lb.status");
-    let lb = Daemon::start(
-        lan.ns(director),
-        &dir,
-        "lb-run",
-        &bin("lb-run")?,
-        &[
-            "--config",
-            &cfg.to_string_lossy(),
-            "--status",
-            &status.to_string_lossy(),
-        ],
-    )?;
+    let lb = Agent::start(lan.ns(director), &dir.join("director"), CONF)?;
     wait_until("the DR table is programmed", NOTICE, || {
         lan.ns(director)
             .ok("nft list table netdev ha_lb_dr | grep -q fwd")
     })
-    .with_context(|| {
-        format!(
-            "{}\n{}",
-            lb.log_text(),
-            std::fs::read_to_string(&status).unwrap_or_default()
-        )
-    })?;
+    .with_context(|| lb.daemon.log_text())?;
 
     // Capture on the client what comes back from VIP:80.
     let pcap = dir.join("client.pcap");

@@ -1,7 +1,7 @@
 //! LVS-NAT on the nftables data plane, with real HTTP servers in namespaces.
 //!
 //! ```text
-//!  client ns            director ns (lb-run)                 server LAN (bridge)
+//!  client ns            director ns (ha-agent)               server LAN (bridge)
 //!  eth0 192.0.2.2 ---- eth1 192.0.2.1, VIP 192.0.2.10  eth0 198.51.100.1 ---+--- rs1 198.51.100.11:8080 (w3)
 //!                      ip_forward=1, the real servers' gateway               +--- rs2 198.51.100.12:8080 (w1)
 //!                                                                            +--- sorry 198.51.100.99:8080
@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ha_tests::netns::ip;
 use ha_tests::proc::wait_until;
-use ha_tests::{bin, Daemon, Lan, Netns};
+use ha_tests::{Agent, Daemon, Lan, Netns};
 
 const VIP: &str = "192.0.2.10";
 /// Generous bound on a checker noticing a change (delay_loop 1 s x (retry 1 + 1), plus
@@ -132,22 +132,9 @@ virtual_server 192.0.2.10 80 {
 }
 "#;
 
-fn start_lb(t: &Topo) -> Result<Daemon> {
-    let cfg = t.dir.join("keepalived.conf");
-    std::fs::write(&cfg, CONF)?;
-    let status = t.dir.join("lb.status");
-    Daemon::start(
-        t.director(),
-        &t.dir,
-        "lb-run",
-        &bin("lb-run")?,
-        &[
-            "--config",
-            &cfg.to_string_lossy(),
-            "--status",
-            &status.to_string_lossy(),
-        ],
-    )
+/// ha-agent on the director with [`CONF`] (virtual servers only, no VRRP).
+fn start_lb(t: &Topo) -> Result<Agent> {
+    Agent::start(t.director(), &t.dir.join("director"), CONF)
 }
 
 /// Wait until `k` consecutive requests satisfy `ok`.
@@ -174,7 +161,7 @@ fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
     wait_answers(&t, "the VIP answers from both servers", |m| {
         m.contains_key("rs1") && m.contains_key("rs2")
     })
-    .with_context(|| lb.log_text())?;
+    .with_context(|| lb.daemon.log_text())?;
 
     // Weights 3:1 over 400 requests.
     let m = ask(&t.client, 400)?;
@@ -209,15 +196,29 @@ fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
     wait_answers(&t, "quorum back", |m| {
         m.contains_key("rs1") && m.contains_key("rs2") && !m.contains_key("sorry")
     })?;
-    let status = std::fs::read_to_string(t.dir.join("lb.status")).unwrap_or_default();
-    assert!(status.contains("quorum_up=true"), "{status}");
+    // The agent's stats dump shows the virtual server as the runtime sees it.
+    let stats = lb.stats()?;
+    let vs = &stats["lb"]["virtual_servers"][0];
+    assert_eq!(vs["name"], "192.0.2.10:80/TCP", "{stats}");
+    assert_eq!(vs["quorum_up"], true, "{stats}");
+    assert_eq!(stats["lb"]["backend"], "nftables", "{stats}");
+    // keepalived-style lines for every change the checkers saw.
+    let log = lb.daemon.log_text();
+    for line in [
+        "Removing service 198.51.100.12:8080 from VS 192.0.2.10:80/TCP",
+        "Adding service 198.51.100.12:8080 to VS 192.0.2.10:80/TCP",
+        "Lost quorum for VS 192.0.2.10:80/TCP",
+        "Gained quorum for VS 192.0.2.10:80/TCP",
+    ] {
+        assert!(log.contains(line), "missing '{line}' in\n{log}");
+    }
     drop((rs1, rs2));
 
     // Clean stop removes our table and nothing else.
     t.director().sh("nft add table inet keepme")?;
-    lb.signal("TERM")?;
     let mut lb = lb;
-    lb.wait_exit(Duration::from_secs(15))?;
+    lb.daemon.signal("TERM")?;
+    lb.daemon.wait_exit(Duration::from_secs(15))?;
     let nft = t.director().sh("nft list tables")?;
     assert!(!nft.contains("ha_lb"), "{nft}");
     assert!(nft.contains("keepme"), "{nft}");

@@ -105,8 +105,72 @@ pub enum ServiceInput {
         /// Port.
         port: u16,
     },
+    /// The manager's whole real-server override set: replaces the one in force (servers
+    /// it added and no longer names go, configured ones return to the config), then each
+    /// entry applies as the matching `Rs*` input.
+    SetOverrides {
+        /// Generation of the override set (shown in [`LbStatus::override_generation`]).
+        generation: u64,
+        /// At most one entry per (virtual server, address, port).
+        list: Vec<RsOverride>,
+    },
     /// Stop: run omega notifiers, remove our services from the data plane, end the task.
     Shutdown,
+    /// End the task and leave the data plane as it is (a reload's successor takes over
+    /// and reconciles from there).
+    Detach,
+}
+
+/// One real-server override, as the manager pushes it and the agent persists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RsOverride {
+    /// Virtual server name ([`vs_name`]).
+    pub vs: String,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// What to do.
+    pub action: RsAction,
+}
+
+/// What a [`RsOverride`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RsAction {
+    /// Add a server without checkers (or re-weight an existing one).
+    Add {
+        /// Weight.
+        weight: u32,
+    },
+    /// Remove (a configured one too, while the override lasts).
+    Del,
+    /// Set the weight.
+    Weight(u32),
+    /// Weight 0, connections kept.
+    Drain,
+}
+
+impl RsOverride {
+    /// The incremental input this entry applies as.
+    pub fn input(&self) -> ServiceInput {
+        let (vs, addr, port) = (self.vs.clone(), self.addr, self.port);
+        match self.action {
+            RsAction::Add { weight } => ServiceInput::RsAdd {
+                vs,
+                addr,
+                port,
+                weight,
+            },
+            RsAction::Del => ServiceInput::RsDel { vs, addr, port },
+            RsAction::Weight(w) => ServiceInput::RsWeight {
+                vs,
+                addr,
+                port,
+                weight: Some(w),
+            },
+            RsAction::Drain => ServiceInput::RsDrain { vs, addr, port },
+        }
+    }
 }
 
 /// Something worth keeping in history.
@@ -222,6 +286,8 @@ pub struct LbStatus {
     pub dataplane: ReconcileStatus,
     /// Counters read back at the last resync.
     pub stats: Vec<Stats>,
+    /// Generation of the real-server override set in force (0: none yet).
+    pub override_generation: u64,
 }
 
 /// `lvs_backend` in `global_defs`.
@@ -622,6 +688,8 @@ pub struct LbState {
     vss: Vec<VsState>,
     /// VIPs held by a MASTER instance here (ha_suspend).
     vips: BTreeSet<IpAddr>,
+    /// Generation of the override set in force.
+    override_generation: u64,
 }
 
 impl LbState {
@@ -761,6 +829,7 @@ impl LbState {
             LbState {
                 vss,
                 vips: BTreeSet::new(),
+                override_generation: 0,
             },
             errors,
         )
@@ -795,7 +864,7 @@ impl LbState {
             false
         };
         if changed {
-            tracing::info!(vs = %vs.name, up = vs.quorum_up, weight = sum, "quorum changed");
+            tracing::debug!(vs = %vs.name, up = vs.quorum_up, weight = sum, "quorum changed");
             fx.push(Effect::Event(LbEvent::Quorum {
                 vs: vs.name.clone(),
                 up: vs.quorum_up,
@@ -819,7 +888,7 @@ impl LbState {
             return;
         }
         r.alive = alive;
-        tracing::info!(vs = %name, rs = %r.addr, port = r.port, alive, "real server changed");
+        tracing::debug!(vs = %name, rs = %r.addr, port = r.port, alive, "real server changed");
         fx.push(Effect::Event(LbEvent::RealServer {
             rs: RsKey {
                 vs: name,
@@ -907,6 +976,25 @@ impl LbState {
                 }
                 return fx;
             }
+            ServiceInput::SetOverrides { generation, list } => {
+                self.override_generation = *generation;
+                for v in &mut self.vss {
+                    v.rs.retain(|r| !r.from_override);
+                    for r in &mut v.rs {
+                        r.removed = false;
+                        r.weight_override = None;
+                        r.drained = false;
+                    }
+                }
+                for o in list {
+                    fx.extend(self.on_input(&o.input()));
+                }
+                for v in &mut self.vss {
+                    Self::update_quorum(v, &mut fx);
+                }
+                return fx;
+            }
+            ServiceInput::Detach => return fx,
             ServiceInput::Shutdown => {
                 for vs in &mut self.vss {
                     if !vs.omega {
@@ -1013,6 +1101,11 @@ impl LbState {
             ServiceKey::Addr { addr, .. } => vs.ha_suspend && !self.vips.contains(addr),
             ServiceKey::Fwmark { .. } => false,
         }
+    }
+
+    /// Generation of the real-server override set in force.
+    pub fn override_generation(&self) -> u64 {
+        self.override_generation
     }
 
     /// The complete desired data-plane table.
@@ -1206,6 +1299,7 @@ pub async fn run<D: DataPlane>(
             virtual_servers: state.status(),
             dataplane: rec.status().clone(),
             stats: stats.clone(),
+            override_generation: state.override_generation(),
         };
         status.send_if_modified(|s| {
             let changed = *s != now_status;
@@ -1222,6 +1316,7 @@ pub async fn run<D: DataPlane>(
             },
             inp = inputs.recv() => match inp {
                 Some(ServiceInput::Shutdown) | None => break,
+                Some(ServiceInput::Detach) => return,
                 Some(i) => drop(execute(state.on_input(&i), &defaults, events.as_ref())),
             },
             _ = tokio::time::sleep_until(deadline) => {}
@@ -1244,6 +1339,7 @@ pub async fn run<D: DataPlane>(
         virtual_servers: state.status(),
         dataplane: rec.status().clone(),
         stats: Vec::new(),
+        override_generation: state.override_generation(),
     });
 }
 
@@ -1430,6 +1526,48 @@ virtual_server 192.0.2.10 80 {
             &fx[0],
             Effect::Event(LbEvent::Override { error: Some(_), .. })
         ));
+    }
+
+    #[test]
+    fn override_sets_replace_each_other() {
+        let (mut s, _) = LbState::from_config(&load(CONF));
+        let vs = "192.0.2.10:80/TCP".to_string();
+        let o = |last: u8, action| RsOverride {
+            vs: vs.clone(),
+            addr: format!("198.51.100.{last}").parse().unwrap(),
+            port: 8080,
+            action,
+        };
+        let before = weights(&s);
+        s.on_input(&ServiceInput::SetOverrides {
+            generation: 3,
+            list: vec![
+                o(13, RsAction::Add { weight: 5 }),
+                o(11, RsAction::Drain),
+                o(12, RsAction::Del),
+            ],
+        });
+        assert_eq!(s.override_generation(), 3);
+        let w = weights(&s);
+        assert!(w.contains(&("198.51.100.13".into(), 5)), "{w:?}");
+        assert!(w.contains(&("198.51.100.11".into(), 0)), "{w:?}");
+        assert!(!w.iter().any(|(a, _)| a == "198.51.100.12"), "{w:?}");
+        // The next set names only a weight: the added server goes, the drain and the
+        // delete end, the configured servers are back as configured.
+        s.on_input(&ServiceInput::SetOverrides {
+            generation: 4,
+            list: vec![o(12, RsAction::Weight(7))],
+        });
+        let w = weights(&s);
+        assert!(!w.iter().any(|(a, _)| a == "198.51.100.13"), "{w:?}");
+        assert!(w.contains(&("198.51.100.11".into(), 3)), "{w:?}");
+        assert!(w.contains(&("198.51.100.12".into(), 7)), "{w:?}");
+        // An empty set restores the config exactly.
+        s.on_input(&ServiceInput::SetOverrides {
+            generation: 5,
+            list: Vec::new(),
+        });
+        assert_eq!(weights(&s), before);
     }
 
     #[test]

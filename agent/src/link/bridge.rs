@@ -83,6 +83,9 @@ pub struct OverrideSet {
     pub priorities: BTreeMap<String, Priority>,
     /// VIP changes.
     pub vips: Vec<VipChange>,
+    /// Real-server overrides (`hactl rs`); absent in sets persisted by older agents.
+    #[serde(default)]
+    pub real_servers: Vec<crate::lb::service::RsOverride>,
 }
 
 /// Requests from the link to the engine.
@@ -107,6 +110,10 @@ pub enum FromLink {
 pub enum ToLink {
     /// Something happened.
     Event(LocalEvent),
+    /// The load-balancer status to report from now on (sent at start and whenever the
+    /// load-balancer runtime is restarted); the link sends it with every snapshot and
+    /// when it changes, and waits on it for the result of a real-server override.
+    Lb(tokio::sync::watch::Receiver<crate::lb::service::LbStatus>),
 }
 
 impl serde::Serialize for Priority {
@@ -145,4 +152,10 @@ pub mod kind {
     pub const NOTIFY: i32 = 10;
     /// Config loaded or reloaded (or a reload was refused).
     pub const CONFIG: i32 = 11;
+    /// A checker's verdict changed.
+    pub const CHECKER: i32 = 13;
+    /// A real server became alive or dead.
+    pub const REAL_SERVER: i32 = 14;
+    /// A virtual server gained or lost quorum.
+    pub const QUORUM: i32 = 15;
 }

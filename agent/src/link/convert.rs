@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ha_proto::v1 as pb;
 
 use super::bridge::{InstanceView, LocalEvent, OverrideSet, VipChange};
+use crate::lb::service::{LbStatus, RsAction, RsOverride, VsStatus};
 use crate::units::Priority;
 
 /// A local event as the wire carries it, numbered `(node, boot_id, seq)`.
@@ -116,11 +117,103 @@ pub fn overrides_from_proto(o: &pb::Overrides) -> Result<OverrideSet, String> {
             Err(e) => errors.push(format!("{}: vip {e}", v.instance)),
         }
     }
+    for r in &o.real_servers {
+        match rs_override_from_proto(r) {
+            Ok(x) => set.real_servers.push(x),
+            Err(e) => errors.push(e),
+        }
+    }
     if errors.is_empty() {
         Ok(set)
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// One real-server override; errors name the entry.
+fn rs_override_from_proto(r: &pb::RealServerOverride) -> Result<RsOverride, String> {
+    let what = format!(
+        "real server {} port {} in {}",
+        r.addr, r.port, r.virtual_server
+    );
+    let addr: IpAddr = r
+        .addr
+        .parse()
+        .map_err(|_| format!("{what}: '{}' is not an IP address", r.addr))?;
+    let port = u16::try_from(r.port).map_err(|_| format!("{what}: port out of range"))?;
+    let action = match pb::RsAction::try_from(r.action) {
+        Ok(pb::RsAction::RsAdd) => RsAction::Add { weight: r.weight },
+        Ok(pb::RsAction::RsDel) => RsAction::Del,
+        Ok(pb::RsAction::RsWeight) => RsAction::Weight(r.weight),
+        Ok(pb::RsAction::RsDrain) => RsAction::Drain,
+        _ => return Err(format!("{what}: action {} not applicable", r.action)),
+    };
+    Ok(RsOverride {
+        vs: r.virtual_server.clone(),
+        addr,
+        port,
+        action,
+    })
+}
+
+/// The load-balancer runtime's view of one virtual server, for the manager.
+pub fn vs_to_proto(v: &VsStatus, st: &LbStatus) -> pb::VirtualServerState {
+    let error = st
+        .dataplane
+        .objects
+        .iter()
+        .filter(|o| {
+            v.services
+                .iter()
+                .any(|s| o.object == *s || o.object.starts_with(&format!("{s} ->")))
+        })
+        .find_map(|o| o.result.as_ref().err().cloned())
+        .or_else(|| st.dataplane.last_error.clone())
+        .unwrap_or_default();
+    pb::VirtualServerState {
+        name: v.name.clone(),
+        backend: st.dataplane.backend.to_string(),
+        scheduler: v.scheduler.clone(),
+        method: v.method.clone(),
+        quorum: v.quorum,
+        live_weight: v.live_weight,
+        quorum_up: v.quorum_up,
+        sorry_active: v.sorry_active,
+        suspended: v.suspended,
+        real_servers: v
+            .real_servers
+            .iter()
+            .map(|r| pb::RealServerState {
+                addr: r.addr.to_string(),
+                port: u32::from(r.port),
+                alive: r.alive,
+                weight_base: r.weight_base,
+                weight_effective: r.weight_effective,
+                in_table: r.in_table,
+                drained: r.drained,
+                from_override: r.from_override,
+                checkers: r
+                    .checkers
+                    .iter()
+                    .map(|c| pb::CheckerState {
+                        kind: c.kind.clone(),
+                        up: c.up,
+                        detail: c.detail.clone(),
+                        latency_us: u64::try_from(c.latency.as_micros()).unwrap_or(u64::MAX),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        dataplane_error: error,
+    }
+}
+
+/// Every virtual server of a status.
+pub fn lb_to_proto(st: &LbStatus) -> Vec<pb::VirtualServerState> {
+    st.virtual_servers
+        .iter()
+        .map(|v| vs_to_proto(v, st))
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! `heartbeat` and one per Ping. Acks drop events from the ring. Overrides are converted,
 //! applied by the engine, persisted, and answered with an OverrideResult. A lost stream
 //! is retried with [`Backoff`]; connection changes are logged once, rate-limited.
+//! The load-balancer status (a watch the engine hands over) goes with every Snapshot and,
+//! when it changed, as an LbStatus message at most every [`LB_EVERY`].
 //! Nothing here can stop or slow VRRP: the engine never waits on this task.
 
 use std::collections::VecDeque;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use ha_proto::v1 as pb;
 use pb::agent_msg::Msg as Out;
 use pb::manager_msg::Msg as In;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
@@ -109,6 +111,10 @@ const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_WINDOW: Duration = Duration::from_secs(60);
 /// Changes logged per window.
 const LOG_BURST: u32 = 4;
+/// A changed load-balancer status is sent at most this often.
+const LB_EVERY: Duration = Duration::from_secs(1);
+/// How long an override result waits for the load balancer to apply the set.
+const LB_APPLY_TIMEOUT: Duration = Duration::from_secs(3);
 /// While unreachable, a reminder this often.
 const STILL_DOWN_EVERY: Duration = Duration::from_secs(300);
 
@@ -135,6 +141,10 @@ struct Link {
     engine_gone: bool,
     to_engine: mpsc::Sender<FromLink>,
     log: ConnLog,
+    /// The load-balancer status, when the agent runs virtual servers.
+    lb: Option<watch::Receiver<crate::lb::service::LbStatus>>,
+    /// A new status channel arrived: send its state.
+    lb_dirty: bool,
 }
 
 async fn run(
@@ -154,6 +164,8 @@ async fn run(
         to_engine,
         log: ConnLog::new(&opts.manager),
         opts,
+        lb: None,
+        lb_dirty: false,
     };
     info!(manager = %link.opts.manager, node = %link.opts.node, boot_id = %link.opts.boot_id,
         "manager link started");
@@ -187,6 +199,10 @@ impl Link {
             Some(ToLink::Event(e)) => {
                 self.ring.push(e);
                 self.opts.stats.set_buffered(self.ring.len() as u64);
+            }
+            Some(ToLink::Lb(rx)) => {
+                self.lb = Some(rx);
+                self.lb_dirty = true;
             }
             None => self.engine_gone = true,
         }
@@ -255,7 +271,30 @@ impl Link {
                 seq: self.ring.last_seq(),
                 instances: views.iter().map(convert::instance_to_proto).collect(),
                 wall_time_ms: wall_ms(),
-                virtual_servers: Default::default(),
+                virtual_servers: self.lb_now(),
+            })),
+        })
+    }
+
+    /// The load-balancer status now (marked seen), as the wire carries it.
+    fn lb_now(&mut self) -> Vec<pb::VirtualServerState> {
+        self.lb_dirty = false;
+        match &mut self.lb {
+            Some(rx) => convert::lb_to_proto(&rx.borrow_and_update()),
+            None => Vec::new(),
+        }
+    }
+
+    /// An LbStatus message if the status changed since it was last sent.
+    fn lb_update(&mut self) -> Option<pb::AgentMsg> {
+        let changed = self.lb_dirty
+            || self
+                .lb
+                .as_ref()
+                .is_some_and(|rx| rx.has_changed().unwrap_or(false));
+        changed.then(|| pb::AgentMsg {
+            msg: Some(Out::LbStatus(pb::LbStatus {
+                virtual_servers: self.lb_now(),
             })),
         })
     }
@@ -313,6 +352,8 @@ impl Link {
             self.opts.heartbeat.max(Duration::from_millis(10)),
         );
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut lb_tick = tokio::time::interval(LB_EVERY);
+        lb_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let want_send = !ctrl.is_empty() || self.ring.has_unsent();
             tokio::select! {
@@ -349,6 +390,11 @@ impl Link {
                             let snap = self.snapshot_msg().await?;
                             ctrl.push_front(snap);
                         }
+                    }
+                }
+                _ = lb_tick.tick() => {
+                    if let Some(m) = self.lb_update() {
+                        ctrl.push_back(m);
                     }
                 }
                 _ = beat.tick() => {
@@ -439,7 +485,33 @@ impl Link {
             .iter()
             .find(|v| v.name == o.instance)
             .map(convert::instance_to_proto);
+        if !o.virtual_server.is_empty() {
+            result.virtual_server = self.lb_applied(o.generation, &o.virtual_server).await;
+        }
         Ok(result)
+    }
+
+    /// The state of virtual server `name` once the load balancer runs override set
+    /// `generation` (or its latest state after [`LB_APPLY_TIMEOUT`]).
+    async fn lb_applied(&mut self, generation: u64, name: &str) -> Option<pb::VirtualServerState> {
+        let mut rx = self.lb.clone()?;
+        let waited = tokio::time::timeout(
+            LB_APPLY_TIMEOUT,
+            rx.wait_for(|s| s.override_generation >= generation),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !waited {
+            warn!(
+                generation,
+                "load balancer has not applied the override set yet"
+            );
+        }
+        let st = rx.borrow();
+        st.virtual_servers
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| convert::vs_to_proto(v, &st))
     }
 
     /// Hand a parsed set to the engine; its verdict, or why there is none.

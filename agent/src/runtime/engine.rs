@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::lb::service::LbEvent;
 use crate::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet, ToLink};
 use crate::net::garp::Announcer;
 use crate::net::netlink::{self, Family, LinkEvent, NetlinkHandle, VipEntry};
 use crate::net::socket::{Mode, VrrpSocket, RECV_BUF_LEN, VRRP_GROUP_V4, VRRP_GROUP_V6};
 use crate::notify::{NotifyEvent, NotifyReport, NotifyState};
+use crate::runtime::lb::Lb;
 use crate::runtime::overrides;
 use crate::runtime::plan::{InstancePlan, Plan};
 use crate::runtime::ratelimit::{RateLimit, Verdict};
@@ -163,6 +165,10 @@ struct Engine {
     reports_tx: mpsc::UnboundedSender<NotifyReport>,
     /// Latest stats for the metrics exporter.
     stats_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<stats::Stats>>>,
+    /// The load-balancer thread, when the config has virtual servers.
+    lb: Option<Lb>,
+    /// Its history events come back here (kept for restarts on reload).
+    lb_events_tx: mpsc::UnboundedSender<LbEvent>,
 }
 
 /// Everything `run` needs.
@@ -214,6 +220,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     let (rx_tx, mut rx) = mpsc::channel::<RxMsg>(1024);
     let (trackers_tx, mut trackers_rx) = mpsc::unbounded_channel::<TrackerEvent>();
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<NotifyReport>();
+    let (lb_events_tx, mut lb_events_rx) = mpsc::unbounded_channel::<LbEvent>();
     let mut engine = Engine {
         node: plan.node.clone(),
         state_dir,
@@ -236,6 +243,8 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         trackers_tx,
         reports_tx,
         stats_tx,
+        lb: None,
+        lb_events_tx,
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -251,6 +260,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         &engine.trackers_tx,
         engine.reports_tx.clone(),
     ));
+    engine.start_lb(&plan.config);
     drop(rx_tx);
     engine.set_interface_sysctls();
 
@@ -292,6 +302,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
             Some(ev) = trackers_rx.recv() => engine.tracker(ev).await,
             Some(r) = reports_rx.recv() => engine.notify_report(r),
+            Some(ev) = lb_events_rx.recv() => engine.lb_event(&ev),
             _ = usr2.recv() => engine.dump_stats(),
             _ = hup.recv() => engine.reload().await,
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
@@ -810,6 +821,8 @@ impl Engine {
         match action {
             Action::SendAdvert(adv) => self.send_advert(i, &adv),
             Action::AddVips => {
+                self.lb_vips(i, true);
+                let slot = &self.slots[i];
                 if let Err(e) = self.nl.set_vips(name.clone(), slot.vips.clone()).await {
                     error!(instance = %name, error = %e, "cannot add VIPs");
                 } else {
@@ -817,6 +830,7 @@ impl Engine {
                 }
             }
             Action::RemoveVips => {
+                self.lb_vips(i, false);
                 if let Err(e) = self.nl.clear_vips(name.clone()).await {
                     error!(instance = %name, error = %e, "cannot remove VIPs");
                 } else {
@@ -953,6 +967,25 @@ impl Engine {
                 }
             }
         }
+        // The load balancer restarts only if its part of the config changed; the new one
+        // takes the data plane over as it is and reconciles.
+        let lb_same = match &self.lb {
+            Some(lb) => lb.runs(&plan.config),
+            None => plan.config.virtual_servers.is_empty(),
+        };
+        if !lb_same {
+            let removed = plan.config.virtual_servers.is_empty();
+            if let Some(old) = self.lb.take() {
+                old.stop(removed).await;
+            }
+            self.start_lb(&plan.config);
+            for i in 0..self.slots.len() {
+                if self.slots[i].inst.state() == State::Master {
+                    self.lb_vips(i, true);
+                }
+            }
+            summary.push("virtual servers restarted".to_string());
+        }
         // Overrides stay in force where they still apply.
         let set = self.overrides.clone();
         match self.apply_overrides(set) {
@@ -1044,6 +1077,37 @@ impl Engine {
             self.run_actions(i, vec![Action::AddVips]).await;
         }
         Ok(())
+    }
+
+    /// Start the load-balancer thread for `cfg` (nothing without virtual servers) and
+    /// hand its status to the link.
+    fn start_lb(&mut self, cfg: &crate::config::model::Config) {
+        self.lb = Lb::start(cfg, self.lb_events_tx.clone());
+        if let (Some(lb), Some(tx)) = (&self.lb, &self.to_link) {
+            let _ = tx.send(ToLink::Lb(lb.status()));
+        }
+    }
+
+    /// Tell the load balancer that instance `i`'s VIPs are held here or not (ha_suspend).
+    fn lb_vips(&self, i: usize, master: bool) {
+        if let Some(lb) = &self.lb {
+            for v in &self.slots[i].vips {
+                lb.vip_state(v.addr, master);
+            }
+        }
+    }
+
+    /// A load-balancer event: a log line and a history event.
+    fn lb_event(&self, ev: &LbEvent) {
+        let told = crate::runtime::lb::tell(ev);
+        if told.warn {
+            warn!("{}", told.line);
+        } else {
+            info!("{}", told.line);
+        }
+        if let Some((k, vs, to, reason, detail)) = told.event {
+            self.event(k, &vs, "", &to, &reason, &detail);
+        }
     }
 
     /// Queue an event for the manager (no-op without a link).
@@ -1149,7 +1213,24 @@ impl Engine {
                 base_vips: s.base_vips.iter().map(|v| (v.addr, v.prefix_len)).collect(),
             })
             .collect();
-        let effects = overrides::validate(&set, &targets).map_err(|e| e.join("; "))?;
+        let lb_check = match (&self.lb, set.real_servers.is_empty()) {
+            (_, true) => Ok(()),
+            (None, false) => Err(vec![
+                "real-server overrides: this agent runs no virtual_server".to_string(),
+            ]),
+            (Some(lb), false) => lb.validate(&set.real_servers),
+        };
+        let effects = match (overrides::validate(&set, &targets), lb_check) {
+            (Ok(e), Ok(())) => e,
+            (Err(mut a), Err(b)) => {
+                a.extend(b);
+                return Err(a.join("; "));
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.join("; ")),
+        };
+        if let Some(lb) = &self.lb {
+            lb.set_overrides(set.generation, set.real_servers.clone());
+        }
         let now = self.now();
         let mut pending = Vec::new();
         for i in 0..self.slots.len() {
@@ -1294,6 +1375,10 @@ impl Engine {
                     drops: drops(&s.drops),
                 })
                 .collect(),
+            lb: self
+                .lb
+                .as_ref()
+                .map(|lb| stats::LbStats::from_status(&lb.status().borrow())),
         }
     }
 
@@ -1312,6 +1397,10 @@ impl Engine {
         }
         if let Err(e) = self.nl.flush().await {
             error!(error = %e, "cannot confirm VIP removal");
+        }
+        // Then the virtual servers leave the data plane (omega notifiers run).
+        if let Some(lb) = self.lb.take() {
+            lb.stop(true).await;
         }
         // As keepalived, notify_stop and the FIFO's STOP lines are delivered before the
         // exit: run every queued notification (each bounded by its timeout).

@@ -9,9 +9,14 @@
 //!  deadline sleep (next_deadline) --------> +------------------+ --send_to--> VRRP sockets
 //!                                                  |  --announce--> GARP / NA sockets
 //!                                                  +--> logs, <state-dir>/stats.json
+//!                                                  |
+//!   VipState / SetOverrides / Shutdown ------------+--> load-balancer thread (runtime/lb.rs):
+//!   LbEvent (history, log lines) <------------------    checkers, lb::service, nft / IPVS
+//!   LbStatus (watch) --> manager link, metrics
 //! ```
 
 pub mod engine;
+pub mod lb;
 pub mod logging;
 pub mod overrides;
 pub mod plan;

@@ -94,6 +94,161 @@ pub struct Stats {
     pub instances: Vec<InstanceStats>,
     /// Per-socket drops.
     pub sockets: Vec<SocketStats>,
+    /// The load balancer (absent without virtual servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb: Option<LbStats>,
+}
+
+/// The load balancer in the dump (and the `ha_lb_*` metrics).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LbStats {
+    /// "nftables" or "ipvs".
+    pub backend: String,
+    /// Data-plane applies done.
+    pub applies: u64,
+    /// Consecutive failed applies.
+    pub failures: u32,
+    /// Last whole-backend error.
+    pub last_error: Option<String>,
+    /// Objects whose last apply failed: (object, error).
+    pub object_errors: Vec<(String, String)>,
+    /// Virtual servers.
+    pub virtual_servers: Vec<VsStats>,
+    /// Counters per data-plane object (service or destination).
+    pub counters: Vec<ObjectCounters>,
+}
+
+/// One virtual server.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsStats {
+    /// Name ("192.0.2.10:80/TCP").
+    pub name: String,
+    /// Quorum held.
+    pub quorum_up: bool,
+    /// Sorry server serving.
+    pub sorry_active: bool,
+    /// Not programmed (ha_suspend).
+    pub suspended: bool,
+    /// Sum of live weights.
+    pub live_weight: u64,
+    /// Real servers.
+    pub real_servers: Vec<RsStats>,
+}
+
+/// One real server.
+#[derive(Debug, Clone, Serialize)]
+pub struct RsStats {
+    /// Address.
+    pub addr: String,
+    /// Port.
+    pub port: u16,
+    /// All checkers pass.
+    pub alive: bool,
+    /// Configured weight.
+    pub weight_base: u32,
+    /// Weight in force.
+    pub weight_effective: u32,
+    /// Drained by an override.
+    pub drained: bool,
+    /// In the data-plane table.
+    pub in_table: bool,
+    /// Checkers.
+    pub checkers: Vec<CheckerStats>,
+}
+
+/// One checker.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckerStats {
+    /// Kind ("TCP_CHECK").
+    pub kind: String,
+    /// Passing.
+    pub up: bool,
+    /// Last verdict.
+    pub detail: String,
+    /// Duration of the last check, microseconds.
+    pub latency_us: u64,
+}
+
+/// Counters of one data-plane object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectCounters {
+    /// Object ("192.0.2.10:80/TCP" or "... -> 198.51.100.11:8080").
+    pub object: String,
+    /// Connections.
+    pub connections: u64,
+    /// Packets in.
+    pub packets_in: u64,
+    /// Packets out.
+    pub packets_out: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+}
+
+impl LbStats {
+    /// The dump's view of the load-balancer status.
+    pub fn from_status(st: &crate::lb::service::LbStatus) -> LbStats {
+        LbStats {
+            backend: st.dataplane.backend.to_string(),
+            applies: st.dataplane.applies,
+            failures: st.dataplane.failures,
+            last_error: st.dataplane.last_error.clone(),
+            object_errors: st
+                .dataplane
+                .objects
+                .iter()
+                .filter_map(|o| Some((o.object.clone(), o.result.clone().err()?)))
+                .collect(),
+            virtual_servers: st
+                .virtual_servers
+                .iter()
+                .map(|v| VsStats {
+                    name: v.name.clone(),
+                    quorum_up: v.quorum_up,
+                    sorry_active: v.sorry_active,
+                    suspended: v.suspended,
+                    live_weight: v.live_weight,
+                    real_servers: v
+                        .real_servers
+                        .iter()
+                        .map(|r| RsStats {
+                            addr: r.addr.to_string(),
+                            port: r.port,
+                            alive: r.alive,
+                            weight_base: r.weight_base,
+                            weight_effective: r.weight_effective,
+                            drained: r.drained,
+                            in_table: r.in_table,
+                            checkers: r
+                                .checkers
+                                .iter()
+                                .map(|c| CheckerStats {
+                                    kind: c.kind.clone(),
+                                    up: c.up,
+                                    detail: c.detail.clone(),
+                                    latency_us: u64::try_from(c.latency.as_micros())
+                                        .unwrap_or(u64::MAX),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            counters: st
+                .stats
+                .iter()
+                .map(|c| ObjectCounters {
+                    object: c.object.clone(),
+                    connections: c.connections,
+                    packets_in: c.packets_in,
+                    packets_out: c.packets_out,
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Write `stats` to `dir/stats.json` atomically.

@@ -144,7 +144,7 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
                     Some(w) => format!("{}; dynamic_weight={w}", o.detail),
                     None => o.detail,
                 };
-                tracing::info!(
+                tracing::debug!(
                     vs = %spec.rs.vs, rs = %spec.rs.addr, port = spec.rs.port,
                     checker = %kind, up = o.up, %detail, "checker verdict"
                 );

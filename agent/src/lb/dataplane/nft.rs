@@ -22,7 +22,10 @@
 //!   the VIP, picks a destination with `jhash` of the flow (client address and port, or
 //!   the client address when persistent: netdev has no conntrack, so the choice must be
 //!   a pure function of the packet), rewrites `ether saddr`/`ether daddr` and `fwd`s the
-//!   frame out of the interface facing the real server. MACs come from the neighbour
+//!   frame out of the interface facing the real server. Only frames addressed to this
+//!   host's MAC are considered (`meta pkttype host`): ingress sees frames a switch
+//!   floods too, which IPVS never would, and a backup director must not forward the
+//!   master's traffic. MACs come from the neighbour
 //!   table (one ping when missing); an unresolved one is a per-destination error.
 //! - **TUN** and DR fwmark services are not possible here: per-object errors.
 //!
@@ -521,7 +524,7 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
         }
         let _ = writeln!(
             s,
-            "  chain ingress {{\n    type filter hook ingress devices = {{ {} }} priority -500; policy accept;\n{dr_rules}  }}",
+            "  chain ingress {{\n    type filter hook ingress devices = {{ {} }} priority -500; policy accept;\n    meta pkttype != host accept\n{dr_rules}  }}",
             devices.join(", ")
         );
         let _ = writeln!(s, "{dr_chains}}}");
