@@ -545,40 +545,29 @@ mod tests {
         assert_eq!(parse_virtual_server("fwmark 1"), Ok("fwmark 1".into()));
     }
 
+    /// `hactl rs ARGS...` parsed: (virtual server, real server, action, weight, json).
+    fn rs_parsed(args: &[&str]) -> (String, String, &'static str, u16, bool) {
+        let argv = ["hactl", "rs"].iter().chain(args);
+        let Command::Rs { op } = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not rs")
+        };
+        let (a, action, weight) = op.parts();
+        let rs = a.real_server.to_string();
+        (a.virtual_server.clone(), rs, action, weight, a.json)
+    }
+
     #[test]
     fn rs_subcommands_parse() {
-        let cli = Cli::try_parse_from([
-            "hactl",
-            "rs",
-            "add",
-            "lb1",
-            "192.0.2.10:80/TCP",
-            "[2001:db8::21]:80",
-        ])
-        .unwrap();
-        let Command::Rs { op } = cli.command else {
-            panic!("not rs")
-        };
-        let (args, action, weight) = op.parts();
-        assert_eq!((action, weight), ("add", 1));
-        assert_eq!(args.virtual_server, "192.0.2.10:80/TCP");
-        assert_eq!(args.real_server.to_string(), "[2001:db8::21]:80");
-        let cli = Cli::try_parse_from([
-            "hactl",
-            "rs",
-            "weight",
-            "lb1",
-            "fwmark 1",
-            "192.0.2.21:0",
-            "7",
-            "--json",
-        ])
-        .unwrap();
-        let Command::Rs { op } = cli.command else {
-            panic!("not rs")
-        };
-        let (args, action, weight) = op.parts();
-        assert_eq!((action, weight, args.json), ("weight", 7, true));
+        let vs = "192.0.2.10:80/TCP";
+        assert_eq!(
+            rs_parsed(&["add", "lb1", vs, "[2001:db8::21]:80"]),
+            (vs.into(), "[2001:db8::21]:80".into(), "add", 1, false)
+        );
+        assert_eq!(
+            rs_parsed(&["weight", "lb1", "fwmark 1", "192.0.2.21:0", "7", "--json"]),
+            ("fwmark 1".into(), "192.0.2.21:0".into(), "weight", 7, true)
+        );
+        assert_eq!(rs_parsed(&["drain", "lb1", vs, "192.0.2.21:80"]).2, "drain");
         let e =
             Cli::try_parse_from(["hactl", "rs", "drain", "lb1", "vs", "192.0.2.21"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);

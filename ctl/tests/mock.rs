@@ -521,18 +521,16 @@ fn status_shows_virtual_servers() {
 #[test]
 fn rs_commands_print_the_virtual_server() {
     let addr = mock();
-    let out = hactl(
-        addr,
-        &[
-            "rs",
-            "drain",
-            "lb1",
-            VS,
-            "192.0.2.21:80",
-            "--request-id",
-            "d-1",
-        ],
-    );
+    let drain = [
+        "rs",
+        "drain",
+        "lb1",
+        VS,
+        "192.0.2.21:80",
+        "--request-id",
+        "d-1",
+    ];
+    let out = hactl(addr, &drain);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let t = text(&out.stdout);
     let lines: Vec<&str> = t.lines().collect();
@@ -550,18 +548,7 @@ fn rs_commands_print_the_virtual_server() {
         "{t}"
     );
     // Replayed: said so, same state.
-    let out = hactl(
-        addr,
-        &[
-            "rs",
-            "drain",
-            "lb1",
-            VS,
-            "192.0.2.21:80",
-            "--request-id",
-            "d-1",
-        ],
-    );
+    let out = hactl(addr, &drain);
     assert!(
         text(&out.stdout).contains("replayed"),
         "{}",
@@ -607,75 +594,48 @@ fn rs_commands_print_the_virtual_server() {
 #[test]
 fn rs_usage_errors_and_refusals() {
     let addr = mock();
-    for (args, says) in [
-        (vec!["rs", "drain", "lb1", VS, "192.0.2.21"], "ADDR:PORT"),
+    let drain =
+        |node: &'static str, vs: &'static str| vec!["rs", "drain", node, vs, "192.0.2.21:80"];
+    let mut viewer = drain("lb1", VS);
+    viewer.extend(["--request-id", "viewer"]);
+    for (args, exit, says) in [
+        (vec!["rs", "drain", "lb1", VS, "192.0.2.21"], 2, "ADDR:PORT"),
         (
             vec!["rs", "drain", "lb1", VS, "2001:db8::21:80"],
+            2,
             "brackets",
         ),
         (
             vec!["rs", "drain", "lb1", VS, "192.0.2.21:99999"],
+            2,
             "0..=65535",
         ),
         (
             vec!["rs", "weight", "lb1", VS, "192.0.2.21:80", "70000"],
+            2,
             "0..=65535",
         ),
         (
             vec!["rs", "add", "lb1", VS, "192.0.2.21:80", "--weight", "x"],
+            2,
             "weight",
         ),
+        (drain("lb1", " "), 2, "virtual server is empty"),
+        (vec!["rs", "pause", "lb1", VS, "192.0.2.21:80"], 2, "pause"),
+        // The manager says no: exit 1 with its reason.
+        (drain("lb9", VS), 1, "known nodes: lb1"),
         (
-            vec!["rs", "drain", "lb1", " ", "192.0.2.21:80"],
-            "virtual server is empty",
+            drain("lb1", "192.0.2.10:80/tcp"),
+            1,
+            "virtual servers: 192.0.2.10:80/TCP",
         ),
-        (vec!["rs", "pause", "lb1", VS, "192.0.2.21:80"], "pause"),
+        (viewer, 1, "permission denied"),
     ] {
         let out = hactl(addr, &args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
     }
-    // The manager says no: exit 1 with its reason.
-    let out = hactl(addr, &["rs", "drain", "lb9", VS, "192.0.2.21:80"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("known nodes: lb1"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = hactl(
-        addr,
-        &["rs", "drain", "lb1", "192.0.2.10:80/tcp", "192.0.2.21:80"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("virtual servers: 192.0.2.10:80/TCP"));
-    let out = hactl(
-        addr,
-        &[
-            "rs",
-            "drain",
-            "lb1",
-            VS,
-            "192.0.2.21:80",
-            "--request-id",
-            "viewer",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("permission denied"),
-        "{}",
-        text(&out.stderr)
-    );
 }
 
 #[test]

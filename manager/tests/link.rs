@@ -230,6 +230,22 @@ async fn history(ch: &Channel, req: HistoryRequest) -> Vec<Event> {
         .events
 }
 
+/// The audited COMMAND events of one request id.
+async fn commands_of(ch: &Channel, request_id: &str) -> Vec<Event> {
+    let tag = format!("\"request_id\":\"{request_id}\"");
+    history(
+        ch,
+        HistoryRequest {
+            kind: EventKind::Command as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .filter(|e| e.detail.contains(&tag))
+    .collect()
+}
+
 /// Waits until `f(status)` holds (polling; a safety-net timeout only).
 async fn until_status(ch: &Channel, f: impl Fn(&ha_proto::v1::StatusReply) -> bool) {
     let mut c = ControlClient::new(ch.clone());
@@ -536,18 +552,7 @@ async fn set_priority_round_trip_replay_and_offline_agent() {
     .await;
     assert_eq!(tr.len(), 1);
     assert_eq!(tr[0].reason, "priority override");
-    let cmds = history(
-        &ch,
-        HistoryRequest {
-            kind: EventKind::Command as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    let r1: Vec<&Event> = cmds
-        .iter()
-        .filter(|e| e.detail.contains("\"request_id\":\"r1\""))
-        .collect();
+    let r1 = commands_of(&ch, "r1").await;
     assert_eq!(r1.len(), 1, "a replay is not a second run");
     assert!(r1[0].detail.contains("\"who\":\"insecure\""));
     assert_eq!(r1[0].reason, "set-priority");
@@ -993,18 +998,7 @@ async fn real_server_overrides_status_and_checker_history() {
     );
 
     // Audit: one COMMAND per run, named by action, about the virtual server.
-    let cmds = history(
-        &ch,
-        HistoryRequest {
-            kind: EventKind::Command as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    let d1: Vec<&Event> = cmds
-        .iter()
-        .filter(|e| e.detail.contains("\"request_id\":\"d1\""))
-        .collect();
+    let d1 = commands_of(&ch, "d1").await;
     assert_eq!(d1.len(), 1, "a replay is not a second run");
     assert_eq!(d1[0].reason, "rs-drain");
     assert_eq!(d1[0].instance, VS);
