@@ -213,9 +213,30 @@ pub fn real_server_override(req: &RealServerRequest) -> Result<RealServerOverrid
 
 /// Puts `entry` in `set`, replacing the one for the same (virtual server, addr, port);
 /// an `RS_RESET` entry only removes it. The list stays sorted.
-fn set_real_server_in(set: &mut Overrides, entry: RealServerOverride) {
+///
+/// A server that exists only through an `RS_ADD` entry (`configured` false) keeps that
+/// entry, since the agent takes del, weight and drain only for configured servers: del
+/// drops the entry (the server goes), weight becomes the add's weight, drain an add with
+/// weight 0.
+fn set_real_server_in(set: &mut Overrides, mut entry: RealServerOverride, configured: bool) {
     let key = |r: &RealServerOverride| (r.virtual_server.clone(), r.addr.clone(), r.port);
     let k = key(&entry);
+    let add = RsAction::RsAdd as i32;
+    let added = set
+        .real_servers
+        .iter()
+        .any(|r| key(r) == k && r.action == add);
+    if added && !configured {
+        match RsAction::try_from(entry.action) {
+            Ok(RsAction::RsDel) => entry.action = RsAction::RsReset as i32,
+            Ok(RsAction::RsWeight) => entry.action = add,
+            Ok(RsAction::RsDrain) => {
+                entry.action = add;
+                entry.weight = 0;
+            }
+            _ => {}
+        }
+    }
     set.real_servers.retain(|r| key(r) != k);
     if entry.action != RsAction::RsReset as i32 {
         set.real_servers.push(entry);
@@ -804,7 +825,8 @@ impl Core {
     }
 
     /// `RealServer`: add, remove, reweigh, drain a real server of a virtual server on one
-    /// node, or drop that override (reset). One entry per (virtual server, addr, port).
+    /// node, or drop that override (reset). One entry per (virtual server, addr, port);
+    /// a server that only an `RS_ADD` made keeps its add entry (see `set_real_server_in`).
     pub async fn real_server(
         &self,
         who: &Identity,
@@ -822,7 +844,14 @@ impl Core {
             // A reset may drop the entry of a virtual server gone from the config.
             let reset = entry.action == RsAction::RsReset as i32;
             self.lookup_virtual_server(&req.node, (!reset).then_some(vs))?;
-            Ok(move |set: &mut Overrides| set_real_server_in(set, entry))
+            let configured = self.with_fleet(|f| {
+                f.virtual_server(&req.node, vs).is_some_and(|v| {
+                    v.real_servers
+                        .iter()
+                        .any(|r| r.addr == entry.addr && r.port == entry.port && !r.from_override)
+                })
+            });
+            Ok(move |set: &mut Overrides| set_real_server_in(set, entry, configured))
         })
         .await
     }
@@ -1084,9 +1113,9 @@ mod tests {
             real_server_override(&rs_req(action, addr, 80, weight)).unwrap()
         };
         let mut s = Overrides::default();
-        set_real_server_in(&mut s, entry(RsAction::RsWeight, "192.0.2.22", 3));
-        set_real_server_in(&mut s, entry(RsAction::RsAdd, "192.0.2.21", 2));
-        set_real_server_in(&mut s, entry(RsAction::RsDrain, "192.0.2.22", 0));
+        set_real_server_in(&mut s, entry(RsAction::RsWeight, "192.0.2.22", 3), true);
+        set_real_server_in(&mut s, entry(RsAction::RsAdd, "192.0.2.21", 2), false);
+        set_real_server_in(&mut s, entry(RsAction::RsDrain, "192.0.2.22", 0), true);
         let got: Vec<(String, i32)> = s
             .real_servers
             .iter()
@@ -1102,17 +1131,44 @@ mod tests {
         // Another port is another entry; reset drops only its own.
         let mut other = entry(RsAction::RsDel, "192.0.2.21", 0);
         other.port = 8080;
-        set_real_server_in(&mut s, other);
+        set_real_server_in(&mut s, other, true);
         assert_eq!(s.real_servers.len(), 3);
-        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.21", 0));
+        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.21", 0), false);
         assert_eq!(s.real_servers.len(), 2);
         assert!(s
             .real_servers
             .iter()
             .all(|r| !(r.addr == "192.0.2.21" && r.port == 80)));
         // Reset of an absent entry changes nothing.
-        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.99", 0));
+        set_real_server_in(&mut s, entry(RsAction::RsReset, "192.0.2.99", 0), false);
         assert_eq!(s.real_servers.len(), 2);
+    }
+
+    #[test]
+    fn a_server_added_by_override_keeps_its_add_entry() {
+        let entry = |action: RsAction, weight: u32| {
+            real_server_override(&rs_req(action, "192.0.2.23", 80, weight)).unwrap()
+        };
+        let only = |s: &Overrides| {
+            s.real_servers
+                .iter()
+                .map(|r| (r.action, r.weight))
+                .collect::<Vec<_>>()
+        };
+        let add = RsAction::RsAdd as i32;
+        let mut s = Overrides::default();
+        set_real_server_in(&mut s, entry(RsAction::RsAdd, 4), false);
+        set_real_server_in(&mut s, entry(RsAction::RsWeight, 9), false);
+        assert_eq!(only(&s), vec![(add, 9)]);
+        set_real_server_in(&mut s, entry(RsAction::RsDrain, 0), false);
+        assert_eq!(only(&s), vec![(add, 0)]);
+        // Removing a server that only the override made: the entry goes.
+        set_real_server_in(&mut s, entry(RsAction::RsDel, 0), false);
+        assert!(s.real_servers.is_empty());
+        // A configured server re-weighted by an add: del is a del.
+        set_real_server_in(&mut s, entry(RsAction::RsAdd, 4), true);
+        set_real_server_in(&mut s, entry(RsAction::RsDel, 0), true);
+        assert_eq!(only(&s), vec![(RsAction::RsDel as i32, 0)]);
     }
 
     #[test]

@@ -997,6 +997,38 @@ async fn real_server_overrides_status_and_checker_history() {
         o.real_servers
     );
 
+    // A server added by override: del takes the add back (the agent only deletes
+    // configured servers).
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.real_server(rs_request("a1", "lb1", RsAction::RsAdd, "192.0.2.23", 2))
+                .await
+        }
+    });
+    let added = virtual_server(vec![
+        real_server("192.0.2.21", 1, false),
+        real_server("192.0.2.22", 1, false),
+        RealServerState {
+            from_override: true,
+            ..real_server("192.0.2.23", 2, false)
+        },
+    ]);
+    let o = answer_rs(&mut a, added).await;
+    assert_eq!(o.real_servers.len(), 2);
+    assert!(call.await.unwrap().unwrap().into_inner().ok);
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.real_server(rs_request("a2", "lb1", RsAction::RsDel, "192.0.2.23", 0))
+                .await
+        }
+    });
+    let o = answer_rs(&mut a, start.clone()).await;
+    assert_eq!(o.real_servers.len(), 1);
+    assert_eq!(o.real_servers[0].addr, "2001:db8::22");
+    assert!(call.await.unwrap().unwrap().into_inner().ok);
+
     // Audit: one COMMAND per run, named by action, about the virtual server.
     let d1 = commands_of(&ch, "d1").await;
     assert_eq!(d1.len(), 1, "a replay is not a second run");
