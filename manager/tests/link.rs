@@ -828,6 +828,22 @@ async fn answer_rs(a: &mut Agent, vs: VirtualServerState) -> Overrides {
     o
 }
 
+/// Runs one RealServer command while the agent answers its push with `vs`; returns the
+/// push and the reply.
+async fn rs_round_trip(
+    ctl: &ControlClient<Channel>,
+    a: &mut Agent,
+    req: RealServerRequest,
+    vs: VirtualServerState,
+) -> (Overrides, ha_proto::v1::CommandReply) {
+    let call = tokio::spawn({
+        let mut ctl = ctl.clone();
+        async move { ctl.real_server(req).await }
+    });
+    let pushed = answer_rs(a, vs).await;
+    (pushed, call.await.unwrap().unwrap().into_inner())
+}
+
 fn node_vs(s: &ha_proto::v1::StatusReply, node: &str) -> Vec<VirtualServerState> {
     s.nodes
         .iter()
@@ -897,18 +913,12 @@ async fn real_server_overrides_status_and_checker_history() {
 
     // Drain: the push names the virtual server and carries the entry; the reply carries
     // the agent's state of the virtual server.
-    let call = tokio::spawn({
-        let mut ctl = ctl.clone();
-        async move {
-            ctl.real_server(rs_request("d1", "lb1", RsAction::RsDrain, "192.0.2.21", 7))
-                .await
-        }
-    });
     let drained = virtual_server(vec![
         real_server("192.0.2.21", 0, true),
         real_server("192.0.2.22", 1, false),
     ]);
-    let pushed = answer_rs(&mut a, drained.clone()).await;
+    let drain = rs_request("d1", "lb1", RsAction::RsDrain, "192.0.2.21", 7);
+    let (pushed, reply) = rs_round_trip(&ctl, &mut a, drain.clone(), drained.clone()).await;
     assert_eq!(pushed.request_id, "d1");
     assert_eq!(pushed.virtual_server, VS);
     assert_eq!(pushed.instance, "");
@@ -922,7 +932,6 @@ async fn real_server_overrides_status_and_checker_history() {
             weight: 0,
         }]
     );
-    let reply = call.await.unwrap().unwrap().into_inner();
     assert!(reply.ok, "{reply:?}");
     assert!(!reply.replayed);
     assert_eq!(reply.node, "lb1");
@@ -933,31 +942,16 @@ async fn real_server_overrides_status_and_checker_history() {
     until_status(&ch, |s| node_vs(s, "lb1") == vec![drained.clone()]).await;
 
     // The same request id again: the stored answer, nothing pushed, audited once.
-    let again = ctl
-        .real_server(rs_request("d1", "lb1", RsAction::RsDrain, "192.0.2.21", 7))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = ctl.real_server(drain).await.unwrap().into_inner();
     assert!(again.replayed);
     assert_eq!(again.generation, reply.generation);
     assert_eq!(again.virtual_server.as_ref(), Some(&drained));
 
     // A weight on the other server: a second entry; the next push is the next generation
     // (the replay made none).
-    let call = tokio::spawn({
-        let mut ctl = ctl.clone();
-        async move {
-            ctl.real_server(rs_request(
-                "w1",
-                "lb1",
-                RsAction::RsWeight,
-                "2001:db8::0:22",
-                5,
-            ))
-            .await
-        }
-    });
-    let o = answer_rs(&mut a, drained.clone()).await;
+    let weight = rs_request("w1", "lb1", RsAction::RsWeight, "2001:db8::0:22", 5);
+    let (o, r) = rs_round_trip(&ctl, &mut a, weight, drained.clone()).await;
+    assert!(r.ok);
     assert_eq!(o.generation, pushed.generation + 1);
     let entries: Vec<(String, i32, u32)> = o
         .real_servers
@@ -971,20 +965,12 @@ async fn real_server_overrides_status_and_checker_history() {
             ("2001:db8::22".into(), RsAction::RsWeight as i32, 5),
         ]
     );
-    assert!(call.await.unwrap().unwrap().into_inner().ok);
 
     // Reset removes the drain entry, keeps the other.
-    let call = tokio::spawn({
-        let mut ctl = ctl.clone();
-        async move {
-            ctl.real_server(rs_request("x1", "lb1", RsAction::RsReset, "192.0.2.21", 0))
-                .await
-        }
-    });
-    let o = answer_rs(&mut a, start.clone()).await;
+    let reset = rs_request("x1", "lb1", RsAction::RsReset, "192.0.2.21", 0);
+    let (o, reset) = rs_round_trip(&ctl, &mut a, reset, start.clone()).await;
     assert_eq!(o.real_servers.len(), 1);
     assert_eq!(o.real_servers[0].addr, "2001:db8::22");
-    let reset = call.await.unwrap().unwrap().into_inner();
     assert!(reset.ok);
     assert_eq!(reset.virtual_server.as_ref(), Some(&start));
     assert_eq!(
@@ -999,13 +985,6 @@ async fn real_server_overrides_status_and_checker_history() {
 
     // A server added by override: del takes the add back (the agent only deletes
     // configured servers).
-    let call = tokio::spawn({
-        let mut ctl = ctl.clone();
-        async move {
-            ctl.real_server(rs_request("a1", "lb1", RsAction::RsAdd, "192.0.2.23", 2))
-                .await
-        }
-    });
     let added = virtual_server(vec![
         real_server("192.0.2.21", 1, false),
         real_server("192.0.2.22", 1, false),
@@ -1014,20 +993,15 @@ async fn real_server_overrides_status_and_checker_history() {
             ..real_server("192.0.2.23", 2, false)
         },
     ]);
-    let o = answer_rs(&mut a, added).await;
+    let add = rs_request("a1", "lb1", RsAction::RsAdd, "192.0.2.23", 2);
+    let (o, r) = rs_round_trip(&ctl, &mut a, add, added).await;
     assert_eq!(o.real_servers.len(), 2);
-    assert!(call.await.unwrap().unwrap().into_inner().ok);
-    let call = tokio::spawn({
-        let mut ctl = ctl.clone();
-        async move {
-            ctl.real_server(rs_request("a2", "lb1", RsAction::RsDel, "192.0.2.23", 0))
-                .await
-        }
-    });
-    let o = answer_rs(&mut a, start.clone()).await;
+    assert!(r.ok);
+    let del = rs_request("a2", "lb1", RsAction::RsDel, "192.0.2.23", 0);
+    let (o, r) = rs_round_trip(&ctl, &mut a, del, start.clone()).await;
     assert_eq!(o.real_servers.len(), 1);
     assert_eq!(o.real_servers[0].addr, "2001:db8::22");
-    assert!(call.await.unwrap().unwrap().into_inner().ok);
+    assert!(r.ok);
 
     // Audit: one COMMAND per run, named by action, about the virtual server.
     let d1 = commands_of(&ch, "d1").await;
