@@ -748,4 +748,91 @@ mod tests {
             "INIT BACKUP MASTER FAULT"
         );
     }
+
+    /// Collects exported spans.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Collect {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn attr(s: &opentelemetry_sdk::trace::SpanData, key: &str) -> String {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Both span kinds reach the global tracer provider with their attributes (one test:
+    /// the provider is process-wide).
+    #[test]
+    fn transitions_and_reconciler_runs_are_spans() {
+        use crate::units::{Centiseconds, Priority, Version, Vrid};
+        use crate::vrrp::instance::{GarpConfig, InstanceConfig};
+        let got = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(got.clone())
+            .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let cfg = InstanceConfig {
+            name: "VI_7".into(),
+            vrid: Vrid::new(57).unwrap(),
+            version: Version::V3,
+            priority: Priority(120),
+            interval: Centiseconds(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            start: crate::vrrp::instance::StartState::Backup,
+            vips: vec!["192.0.2.57".parse().unwrap()],
+            auth: None,
+            unicast_peers: Vec::new(),
+            garp: GarpConfig::default(),
+        };
+        let inst = Instance::new(cfg, "192.0.2.1".parse().unwrap());
+        transition_span("VI_7", &inst, State::Backup, State::Master, "master down");
+        let t0 = SystemTime::now();
+        reconcile_span("ipvs", t0, &TickOutcome::Idle, 3);
+        reconcile_span(
+            "ipvs",
+            t0,
+            &TickOutcome::Applied {
+                reason: "drift",
+                failed: 1,
+            },
+            3,
+        );
+        provider.force_flush().unwrap();
+        let spans = got.0.lock().unwrap().clone();
+        let t = spans
+            .iter()
+            .find(|s| s.name == "vrrp transition")
+            .expect("transition span");
+        assert_eq!(attr(t, "ha.instance"), "VI_7");
+        assert_eq!(attr(t, "ha.vrid"), "57");
+        assert_eq!(attr(t, "ha.vrrp_version"), "3");
+        assert_eq!(attr(t, "ha.from"), "BACKUP");
+        assert_eq!(attr(t, "ha.to"), "MASTER");
+        assert_eq!(attr(t, "ha.reason"), "master down");
+        assert_eq!(attr(t, "ha.priority"), "120");
+        let ev: Vec<&str> = t.events.iter().map(|e| e.name.as_ref()).collect();
+        assert_eq!(ev, ["state change"]);
+        let r: Vec<_> = spans.iter().filter(|s| s.name == "lb reconcile").collect();
+        assert_eq!(r.len(), 1, "an idle tick makes no span");
+        assert_eq!(attr(r[0], "ha.lb.backend"), "ipvs");
+        assert_eq!(attr(r[0], "ha.lb.outcome"), "applied");
+        assert_eq!(attr(r[0], "ha.lb.reason"), "drift");
+        assert_eq!(attr(r[0], "ha.lb.objects"), "3");
+        assert_eq!(attr(r[0], "ha.lb.errors"), "1");
+        assert_eq!(r[0].start_time, t0);
+        assert!(matches!(r[0].status, SpanStatus::Error { .. }));
+        let _ = provider.shutdown();
+    }
 }

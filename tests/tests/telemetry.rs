@@ -15,8 +15,10 @@
 //! least one series (expressions over metrics nobody exports yet are listed as pending:
 //! the load balancer's `ha_lb_*`, and the agent's while its binary lacks
 //! `--metrics-listen`); a failover caused by `hactl set-priority` shows in the transitions
-//! metric; the receiver gets OTLP metrics; and one trace id covers the spans of hactl, the
-//! manager and (once wired) the agent, each the child of the previous one.
+//! metric; the receiver gets OTLP metrics; one trace id covers the spans of hactl, the
+//! manager and (once wired) the agent, each the child of the previous one; and the
+//! failover itself arrives as lb2's `vrrp transition` span (BACKUP to MASTER, with its
+//! `state change` event).
 
 use std::collections::HashMap;
 use std::fs;
@@ -58,7 +60,13 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 #[derive(Debug, Clone)]
 struct GotSpan {
     service: String,
+    /// The resource's `service.instance.id` (the agent's node name).
+    node: String,
     name: String,
+    /// String forms of the span's attributes.
+    attrs: HashMap<String, String>,
+    /// Names of the span's events.
+    events: Vec<String>,
     trace_id: Vec<u8>,
     span_id: Vec<u8>,
     parent: Vec<u8>,
@@ -82,18 +90,27 @@ impl Receiver {
 }
 
 fn service_of(r: Option<&Resource>) -> String {
+    resource_attr(r, "service.name")
+}
+
+fn resource_attr(r: Option<&Resource>, key: &str) -> String {
     r.and_then(|r| {
         r.attributes
             .iter()
-            .find(|kv| kv.key == "service.name")
-            .and_then(
-                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                },
-            )
+            .find(|kv| kv.key == key)
+            .and_then(|kv| text(kv.value.as_ref()))
     })
     .unwrap_or_default()
+}
+
+/// A string, integer or boolean attribute value as text.
+fn text(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Option<String> {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => Some(s.clone()),
+        Some(AnyValue::IntValue(i)) => Some(i.to_string()),
+        Some(AnyValue::BoolValue(b)) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 #[tonic::async_trait]
@@ -105,10 +122,18 @@ impl TraceService for Receiver {
         let mut got = self.got();
         for rs in req.into_inner().resource_spans {
             let service = service_of(rs.resource.as_ref());
+            let node = resource_attr(rs.resource.as_ref(), "service.instance.id");
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     got.spans.push(GotSpan {
                         service: service.clone(),
+                        node: node.clone(),
+                        attrs: s
+                            .attributes
+                            .iter()
+                            .filter_map(|kv| Some((kv.key.clone(), text(kv.value.as_ref())?)))
+                            .collect(),
+                        events: s.events.iter().map(|e| e.name.clone()).collect(),
                         name: s.name,
                         trace_id: s.trace_id,
                         span_id: s.span_id,
@@ -564,6 +589,37 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The failover as a span of lb2's agent: BACKUP to MASTER, with its event.
+    if agent_otlp {
+        let start = Instant::now();
+        loop {
+            let spans = received.got().spans.clone();
+            let takeover = spans.iter().find(|s| {
+                s.service == "ha-agent"
+                    && s.node == "lb2"
+                    && s.name == "vrrp transition"
+                    && s.attrs.get("ha.to").map(String::as_str) == Some("MASTER")
+            });
+            if let Some(t) = takeover {
+                assert_eq!(t.attrs.get("ha.instance").map(String::as_str), Some("VI_1"));
+                assert_eq!(t.attrs.get("ha.vrid").map(String::as_str), Some("51"));
+                assert_eq!(t.attrs.get("ha.from").map(String::as_str), Some("BACKUP"));
+                assert_eq!(t.attrs.get("ha.priority").map(String::as_str), Some("200"));
+                assert_eq!(t.events, ["state change"]);
+                eprintln!("transition span of lb2: {:?}", t.attrs);
+                break;
+            }
+            if start.elapsed() > LONG {
+                let names: Vec<_> = spans
+                    .iter()
+                    .map(|s| (&s.service, &s.node, &s.name))
+                    .collect();
+                bail!("no vrrp transition span of lb2 to MASTER in {names:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
     Ok(())
 }
