@@ -148,12 +148,18 @@ pub async fn serve_metrics(
         axum::routing::get(move || {
             let r = registry.clone();
             async move {
+                // Collecting runs every instrument's callback and encoding a page of
+                // thousands of series takes milliseconds: off the runtime's threads, so
+                // that the agent's single-threaded VRRP loop never waits on a scrape.
+                let text = tokio::task::spawn_blocking(move || encode_text(&r))
+                    .await
+                    .unwrap_or_default();
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    encode_text(&r),
+                    text,
                 )
             }
         }),
