@@ -67,6 +67,37 @@ pub fn state_changes(n: &Node) -> usize {
         .count()
 }
 
+/// Wait (30 s at most) until lb1 is MASTER and lb2 BACKUP of every instance; the error
+/// carries the tail of both logs.
+pub fn wait_settled(nodes: &[Option<Node>; 2]) -> Result<()> {
+    crate::bench::wait_for(
+        "all 50 instances MASTER on lb1 and BACKUP on lb2",
+        Duration::from_secs(30),
+        || {
+            nodes[0].as_ref().is_some_and(|n| all_in(n, "MASTER"))
+                && nodes[1].as_ref().is_some_and(|n| all_in(n, "BACKUP"))
+        },
+    )
+    .with_context(|| log_tails(nodes, 15))
+}
+
+/// The last `lines` lines of each running node's log, under a header per node.
+pub fn log_tails(nodes: &[Option<Node>; 2], lines: usize) -> String {
+    let mut s = String::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(n) = n {
+            let log = n.daemon().log_text();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            s += &format!("--- lb{} log tail ---\n", i + 1);
+            for l in tail.iter().rev() {
+                s += l;
+                s += "\n";
+            }
+        }
+    }
+    s
+}
+
 /// CPU and memory of one node's process tree over a window.
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {

@@ -310,19 +310,7 @@ fn node(t: &Classic, idx: usize) -> Result<&Node> {
 }
 
 fn logs(t: &Classic) -> String {
-    let mut s = String::new();
-    for (i, n) in t.nodes.iter().enumerate() {
-        if let Some(n) = n {
-            let log = n.daemon().log_text();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            s += &format!("--- lb{} log tail ---\n", i + 1);
-            for l in tail.iter().rev() {
-                s += l;
-                s += "\n";
-            }
-        }
-    }
-    s
+    idle::log_tails(&t.nodes, 15)
 }
 
 /// The figures of one (scenario, implementation) cell.
@@ -408,19 +396,7 @@ fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
 fn idle_on(t: &mut Classic, which: Impl, tck: u64) -> Result<Idle> {
     t.start(0, which, &idle::conf("MASTER", 150))?;
     t.start(1, which, &idle::conf("BACKUP", 100))?;
-    wait_for(
-        "all 50 instances MASTER on lb1 and BACKUP on lb2",
-        Duration::from_secs(30),
-        || {
-            t.nodes[0]
-                .as_ref()
-                .is_some_and(|n| idle::all_in(n, "MASTER"))
-                && t.nodes[1]
-                    .as_ref()
-                    .is_some_and(|n| idle::all_in(n, "BACKUP"))
-        },
-    )
-    .with_context(|| logs(t))?;
+    idle::wait_settled(&t.nodes)?;
     pause(WARMUP)?;
     let (m, b) = (node(t, 0)?, node(t, 1)?);
     let (mc0, bc0) = (idle::state_changes(m), idle::state_changes(b));

@@ -122,19 +122,7 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
         t.nodes[idx] = Some(Node::Agent(a));
     }
     let node = |i: usize| t.nodes[i].as_ref().context("node not started");
-    wait_for(
-        "all 50 instances MASTER on lb1 and BACKUP on lb2",
-        Duration::from_secs(30),
-        || {
-            t.nodes[0]
-                .as_ref()
-                .is_some_and(|n| idle::all_in(n, "MASTER"))
-                && t.nodes[1]
-                    .as_ref()
-                    .is_some_and(|n| idle::all_in(n, "BACKUP"))
-        },
-    )
-    .with_context(|| log_tails(t))?;
+    idle::wait_settled(&t.nodes)?;
     if mode == Mode::On {
         wait_for(
             "first scrape of both agents",
@@ -169,22 +157,6 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
         exports,
         changes,
     })
-}
-
-fn log_tails(t: &Classic) -> String {
-    let mut s = String::new();
-    for (i, n) in t.nodes.iter().enumerate() {
-        if let Some(n) = n {
-            let log = n.daemon().log_text();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            s += &format!("--- lb{} log tail ---\n", i + 1);
-            for l in tail.iter().rev() {
-                s += l;
-                s += "\n";
-            }
-        }
-    }
-    s
 }
 
 /// One measurement on fresh namespaces; the scratch directory is kept after a failure.
