@@ -252,9 +252,6 @@ fn main() -> Result<()> {
     }
 
     let med = |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-    let rss = |v: &[Sample], f: fn(&Sample) -> u64| {
-        median(&v.iter().map(|s| f(s) as f64 / 1024.0).collect::<Vec<_>>())
-    };
     println!();
     println!(
         "Telemetry cost: pair of {} v3 instances at advert_int 0.01 (lb1 MASTER, lb2 BACKUP)",
@@ -276,9 +273,11 @@ fn main() -> Result<()> {
     );
     println!("{:-<16}-+-{:->10}-+-{:->10}-+-{:->10}", "", "", "", "");
     type Pick = fn(&Sample) -> f64;
-    let rows: [(&str, Pick); 2] = [
+    let rows: [(&str, Pick); 4] = [
         ("master CPU %", |s| s.master.cpu_pct),
         ("backup CPU %", |s| s.backup.cpu_pct),
+        ("master RSS MiB", |s| s.master.rss_kib as f64 / 1024.0),
+        ("backup RSS MiB", |s| s.backup.rss_kib as f64 / 1024.0),
     ];
     for (label, pick) in rows {
         let (a, b) = (
@@ -287,20 +286,6 @@ fn main() -> Result<()> {
         );
         println!(
             "{label:<16} | {a:>10.2} | {b:>10.2} | {:>10}",
-            pct_over(b, a)
-        );
-    }
-    let rows: [(&str, fn(&Sample) -> u64); 2] = [
-        ("master RSS MiB", |s| s.master.rss_kib),
-        ("backup RSS MiB", |s| s.backup.rss_kib),
-    ];
-    for (label, pick) in rows {
-        let (a, b) = (
-            rss(&off, pick).unwrap_or(0.0),
-            rss(&on, pick).unwrap_or(0.0),
-        );
-        println!(
-            "{label:<16} | {a:>10.1} | {b:>10.1} | {:>10}",
             pct_over(b, a)
         );
     }
