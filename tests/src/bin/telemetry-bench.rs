@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p ha-agent --bin ha-agent     # else the debug build is used
-//! cargo run -p ha-tests --bin telemetry-bench -- [--runs N] [--keep]
+//! cargo run -p ha-tests --bin telemetry-bench -- [--runs N] [--detail] [--keep]
 //! ```
 //!
 //! The idle pair of `ha_tests::idle` (lb1 MASTER, lb2 BACKUP of 50 v3 instances at
@@ -15,9 +15,12 @@
 //!   and the client scraping both agents' `/metrics` with curl every second, as
 //!   Prometheus would.
 //!
+//! - `--detail` adds "scrape only" (no OTLP) and "otlp only" (no `/metrics`), to tell
+//!   the two costs apart.
+//!
 //! After a 3 s warm-up, CPU (utime+stime of the agent's process tree) over a 10 s window.
-//! The order alternates run by run (off/on, on/off, ...) so drift of the machine's load
-//! does not favour one mode; the figures are medians over the runs.
+//! Each run starts with the next mode (off/on, on/off, ...) so drift of the machine's
+//! load does not favour one mode; the figures are medians over the runs.
 //!
 //! The binary is `$HA_BIN_DIR/ha-agent` if set, else `target/release/ha-agent` when
 //! present, else the debug build next to this program.
@@ -45,8 +48,14 @@ static KEEP: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// No telemetry flags.
     Off,
+    /// Everything: `/metrics` scraped every second and OTLP export.
     On,
+    /// `--detail`: `/metrics` scraped every second, no OTLP.
+    Scrape,
+    /// `--detail`: OTLP export only (no `--metrics-listen`).
+    Otlp,
 }
 
 impl Mode {
@@ -54,7 +63,17 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::On => "on",
+            Mode::Scrape => "scrape only",
+            Mode::Otlp => "otlp only",
         }
+    }
+
+    fn metrics(self) -> bool {
+        matches!(self, Mode::On | Mode::Scrape)
+    }
+
+    fn otlp(self) -> bool {
+        matches!(self, Mode::On | Mode::Otlp)
     }
 }
 
@@ -73,15 +92,16 @@ struct Sample {
 }
 
 fn agent_args(idx: usize, mode: Mode) -> Vec<String> {
-    match mode {
-        Mode::Off => Vec::new(),
-        Mode::On => vec![
-            "--metrics-listen".into(),
-            format!("192.0.2.{}:{METRICS_PORT}", idx + 1),
-            "--otlp-endpoint".into(),
-            format!("http://{CLIENT_ADDR}:{OTLP_PORT}"),
-        ],
+    let mut a = Vec::new();
+    if mode.metrics() {
+        a.push("--metrics-listen".into());
+        a.push(format!("192.0.2.{}:{METRICS_PORT}", idx + 1));
     }
+    if mode.otlp() {
+        a.push("--otlp-endpoint".into());
+        a.push(format!("http://{CLIENT_ADDR}:{OTLP_PORT}"));
+    }
+    a
 }
 
 /// Scrape `/metrics` of both agents from the client; returns pages fetched and the last
@@ -110,7 +130,7 @@ fn scrape(t: &Classic) -> (usize, usize) {
 fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
     let rt = tokio::runtime::Runtime::new()?;
     let received = Receiver::default();
-    if mode == Mode::On {
+    if mode.otlp() {
         received.serve_in(&rt, t.lan.ns(CLIENT), &format!("{CLIENT_ADDR}:{OTLP_PORT}"))?;
     }
     for (idx, state, prio) in [(0, "MASTER", 150), (1, "BACKUP", 100)] {
@@ -123,7 +143,7 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
     }
     let node = |i: usize| t.nodes[i].as_ref().context("node not started");
     idle::wait_settled(&t.nodes)?;
-    if mode == Mode::On {
+    if mode.metrics() {
         wait_for(
             "first scrape of both agents",
             Duration::from_secs(10),
@@ -138,7 +158,7 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
         let end = Instant::now() + WINDOW;
         while Instant::now() < end {
             let next = Instant::now() + SCRAPE_EVERY;
-            if mode == Mode::On {
+            if mode.metrics() {
                 let (n, size) = scrape(t);
                 scrapes += n;
                 page_bytes = page_bytes.max(size);
@@ -193,7 +213,7 @@ fn choose_bin_dir() -> Result<PathBuf> {
 
 fn pct_over(on: f64, off: f64) -> String {
     if off > 0.0 {
-        format!("{:+.1} %", (on / off - 1.0) * 100.0)
+        format!("{:+.0} %", (on / off - 1.0) * 100.0)
     } else {
         "-".into()
     }
@@ -202,13 +222,15 @@ fn pct_over(on: f64, off: f64) -> String {
 fn main() -> Result<()> {
     install_signal_flag();
     let mut runs = 3usize;
+    let mut modes = vec![Mode::Off, Mode::On];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs needs N")?.parse()?,
+            "--detail" => modes.extend([Mode::Scrape, Mode::Otlp]),
             "--keep" => KEEP.store(true, Ordering::SeqCst),
             "-h" | "--help" => {
-                println!("telemetry-bench [--runs N] [--keep]");
+                println!("telemetry-bench [--runs N] [--detail] [--keep]");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
@@ -220,19 +242,16 @@ fn main() -> Result<()> {
     let bin = ha_tests::bin("ha-agent")?;
     let tck = clock_ticks_per_sec()?;
     let started = Instant::now();
-    let mut off: Vec<Sample> = Vec::new();
-    let mut on: Vec<Sample> = Vec::new();
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); modes.len()];
     for rep in 0..runs {
-        let order = if rep % 2 == 0 {
-            [Mode::Off, Mode::On]
-        } else {
-            [Mode::On, Mode::Off]
-        };
-        for mode in order {
+        // Each run starts with the next mode, so none always runs first or last.
+        for k in 0..modes.len() {
+            let m = (k + rep) % modes.len();
+            let mode = modes[m];
             check_interrupted()?;
             let s = run(mode, rep, tck)?;
             eprintln!(
-                "[{:>5.1}s] run {}/{runs} telemetry {:<3}: master {:.2} % backup {:.2} % \
+                "[{:>5.1}s] run {}/{runs} telemetry {:<11}: master {:.2} % backup {:.2} % \
                  (scrapes {}, page {} B, OTLP exports {}, state changes {})",
                 started.elapsed().as_secs_f64(),
                 rep + 1,
@@ -244,14 +263,10 @@ fn main() -> Result<()> {
                 s.exports,
                 s.changes
             );
-            match mode {
-                Mode::Off => off.push(s),
-                Mode::On => on.push(s),
-            }
+            samples[m].push(s);
         }
     }
 
-    let med = |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
     println!();
     println!(
         "Telemetry cost: pair of {} v3 instances at advert_int 0.01 (lb1 MASTER, lb2 BACKUP)",
@@ -262,16 +277,17 @@ fn main() -> Result<()> {
         SCRAPE_EVERY.as_secs()
     );
     println!(
-        "CPU over {} s after {} s warm-up, % of one core (utime+stime of the process tree); median of {runs} alternating run(s)",
+        "CPU over {} s after {} s warm-up, % of one core (utime+stime of the process tree); medians of {runs} run(s), modes in rotating order; (+x %) is against off",
         WINDOW.as_secs(),
         WARMUP.as_secs()
     );
     println!();
-    println!(
-        "{:<16} | {:>10} | {:>10} | {:>10}",
-        "measure", "off", "on", "on vs off"
-    );
-    println!("{:-<16}-+-{:->10}-+-{:->10}-+-{:->10}", "", "", "", "");
+    let mut head = format!("{:<16}", "measure");
+    for m in &modes {
+        head += &format!(" | {:>20}", m.name());
+    }
+    println!("{head}");
+    println!("{}", "-".repeat(head.len()));
     type Pick = fn(&Sample) -> f64;
     let rows: [(&str, Pick); 4] = [
         ("master CPU %", |s| s.master.cpu_pct),
@@ -279,33 +295,36 @@ fn main() -> Result<()> {
         ("master RSS MiB", |s| s.master.rss_kib as f64 / 1024.0),
         ("backup RSS MiB", |s| s.backup.rss_kib as f64 / 1024.0),
     ];
+    let med = |v: &[Sample], f: Pick| median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
     for (label, pick) in rows {
-        let (a, b) = (
-            med(&off, pick).unwrap_or(0.0),
-            med(&on, pick).unwrap_or(0.0),
-        );
+        let base = med(&samples[0], pick);
+        let mut line = format!("{label:<16}");
+        for (i, v) in samples.iter().enumerate() {
+            let x = med(v, pick);
+            let cell = if i == 0 {
+                format!("{x:.2}")
+            } else {
+                format!("{x:.2} ({})", pct_over(x, base))
+            };
+            line += &format!(" | {cell:>20}");
+        }
+        println!("{line}");
+    }
+    println!();
+    for (m, v) in modes.iter().zip(&samples) {
+        let each = |f: Pick| {
+            v.iter()
+                .map(|s| format!("{:.2}", f(s)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         println!(
-            "{label:<16} | {a:>10.2} | {b:>10.2} | {:>10}",
-            pct_over(b, a)
+            "{:<11} CPU % per run: master [{}], backup [{}]",
+            m.name(),
+            each(|s| s.master.cpu_pct),
+            each(|s| s.backup.cpu_pct)
         );
     }
-    let each = |v: &[Sample], f: Pick| {
-        v.iter()
-            .map(|s| format!("{:.2}", f(s)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!();
-    println!(
-        "master CPU % per run: off [{}], on [{}]",
-        each(&off, |s| s.master.cpu_pct),
-        each(&on, |s| s.master.cpu_pct)
-    );
-    println!(
-        "backup CPU % per run: off [{}], on [{}]",
-        each(&off, |s| s.backup.cpu_pct),
-        each(&on, |s| s.backup.cpu_pct)
-    );
     let profile = if bin.to_string_lossy().contains("/release/") {
         "release build"
     } else {
