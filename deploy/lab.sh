@@ -7,18 +7,27 @@
 #   ha-lb2    192.0.2.2   ---+
 #   VIP 192.0.2.10 (VRRP VI_1, VRID 51): lb1 master (priority 150), lb2 backup (100)
 #
-# Usage: deploy/lab.sh up | status | failover | restore | hactl ARGS... | down   (as root)
+# The agents and the manager serve Prometheus text on :9464 (--metrics-listen). When the
+# `prometheus` binary is installed (Debian package prometheus), `up` also starts it in
+# ha-client (192.0.2.100:9090), scraping them with deploy/prometheus/prometheus.yml, its
+# data in /tmp/ha-lab/prometheus, and shows it on this host at 127.0.0.1:9090 (or the
+# next free port up to 9099) through deploy/netns-forward.py.
+#
+# Usage: deploy/lab.sh up [--no-prometheus] | status | failover | restore | hactl ARGS... | down
+#        (as root)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 run=/tmp/ha-lab
 VIP=192.0.2.10
 bindir="${CARGO_TARGET_DIR:-$top/target}/debug"
+METRICS_PORT=9464
+PROM_ADDR=192.0.2.100
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
 down() {
-  for n in lb1 lb2 mgr; do
+  for n in lb1 lb2 mgr prometheus forward; do
     if [ -f "$run/$n.pid" ]; then kill "$(cat "$run/$n.pid")" 2>/dev/null || true; fi
   done
   sleep 0.5
@@ -74,6 +83,44 @@ wait_connected() {
   echo "warning: agents not connected to the manager (see $run/*.log)" >&2
 }
 
+port_free() { # port
+  ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# Prometheus inside the lab (the client namespace reaches every --metrics-listen), shown
+# on this host's 127.0.0.1 by deploy/netns-forward.py: the lab's 192.0.2.0/24 is never
+# routed on this host, whose own network may use that range.
+start_prometheus() {
+  mkdir -p "$run/prometheus"
+  # The fleet's jobs of the shipped config (the OTel Collector job needs a collector).
+  sed '/OpenTelemetry Collector over OTLP/,$d' "$here/prometheus/prometheus.yml" \
+    >"$run/prometheus/prometheus.yml"
+  ip netns exec ha-client setsid prometheus --config.file="$run/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$run/prometheus/data" --web.listen-address="$PROM_ADDR:9090" \
+    >"$run/prometheus.log" 2>&1 < /dev/null &
+  echo $! > "$run/prometheus.pid"
+  local ready=0
+  for _ in $(seq 1 100); do
+    if ip netns exec ha-client curl -sf "http://$PROM_ADDR:9090/-/ready" >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    sleep 0.1
+  done
+  [ "$ready" = 1 ] || echo "warning: Prometheus not ready yet (see $run/prometheus.log)" >&2
+  command -v python3 >/dev/null || return 0
+  for p in $(seq 9090 9099); do
+    if port_free "$p"; then
+      setsid python3 "$here/netns-forward.py" "$p" ha-client "$PROM_ADDR" 9090 \
+        >"$run/forward.log" 2>&1 < /dev/null &
+      echo $! > "$run/forward.pid"
+      echo "$p" > "$run/prometheus.port"
+      return 0
+    fi
+  done
+  echo "warning: no free port in 9090-9099 on 127.0.0.1 for Prometheus" >&2
+}
+
 wait_master() { # node
   for _ in $(seq 1 100); do
     [ "$(state_of "$1")" = MASTER ] && return 0
@@ -83,6 +130,14 @@ wait_master() { # node
 }
 
 up() {
+  local prom=1
+  for a in "$@"; do
+    case "$a" in
+      --no-prometheus) prom=0 ;;
+      *) echo "usage: $0 up [--no-prometheus]" >&2; exit 2 ;;
+    esac
+  done
+  command -v prometheus >/dev/null || prom=0
   down >/dev/null
   command -v cargo >/dev/null || { echo "cargo is needed to build ha-agent" >&2; exit 1; }
   (cd "$top" && cargo build -q -p ha-agent -p ha-manager -p hactl --bins)
@@ -102,16 +157,18 @@ up() {
     "$bindir/ha-manager" pki issue --dir "$run/pki" --name "${c%%:*}" --role "${c#*:}" >/dev/null
   done
   ip netns exec ha-mgr setsid "$bindir/ha-manager" --listen 192.0.2.50:7400 --data "$run/mgr-data" \
-    --tls-dir "$run/pki" >"$run/mgr.log" 2>&1 < /dev/null &
+    --tls-dir "$run/pki" --metrics-listen "192.0.2.50:$METRICS_PORT" >"$run/mgr.log" 2>&1 < /dev/null &
   echo $! > "$run/mgr.pid"
   for n in lb1 lb2; do
     "$bin" --check --config "$here/lab/$n.conf" >/dev/null
     ip netns exec "ha-$n" env RUST_LOG=${RUST_LOG:-info} setsid "$bin" --config "$here/lab/$n.conf" \
       --state-dir "$run/$n" --node "$n" --manager https://192.0.2.50:7400 \
       --tls-ca "$run/pki/ca.pem" --tls-cert "$run/pki/$n.pem" --tls-key "$run/pki/$n.key" \
+      --metrics-listen "192.0.2.${n#lb}:$METRICS_PORT" \
       >"$run/$n.log" 2>&1 < /dev/null &
     echo $! > "$run/$n.pid"
   done
+  if [ "$prom" = 1 ]; then start_prometheus; fi
   wait_master lb1
   wait_connected
   cat <<EOT
@@ -120,7 +177,17 @@ lab is up:
   ha-lb2    192.0.2.2    ha-agent, $here/lab/lb2.conf   log $run/lb2.log
   ha-mgr    192.0.2.50   ha-manager (mTLS, certificates in $run/pki)   log $run/mgr.log
   ha-client 192.0.2.100  ping the VIP: ip netns exec ha-client ping $VIP
+  metrics   http://192.0.2.{1,2,50}:$METRICS_PORT/metrics (e.g. ip netns exec ha-client curl -s http://192.0.2.1:$METRICS_PORT/metrics)
 EOT
+  if [ -f "$run/prometheus.port" ]; then
+    echo "  prometheus http://127.0.0.1:$(cat "$run/prometheus.port")/  (runs in ha-client at $PROM_ADDR:9090, scrapes lb1, lb2, mgr every 5 s; log $run/prometheus.log)"
+  elif [ -f "$run/prometheus.pid" ]; then
+    echo "  prometheus http://$PROM_ADDR:9090/ inside ha-client (ip netns exec ha-client curl ...); log $run/prometheus.log"
+  elif command -v prometheus >/dev/null; then
+    echo "  prometheus not started (--no-prometheus)"
+  else
+    echo "  prometheus not installed (apt-get install prometheus), not started"
+  fi
   status
   cat <<EOT
 fail the master over:   $0 failover   (cuts lb1's link at the switch)
@@ -135,11 +202,11 @@ EOT
 }
 
 case "${1:-up}" in
-  up) up ;;
+  up) shift || true; up "$@" ;;
   down) down ;;
   status) status ;;
   failover) ip -n ha-sw link set p1 down; wait_master lb2; status ;;
   restore) ip -n ha-sw link set p1 up; sleep 0.2; wait_master lb1; status ;;
   hactl) shift; hactl "$@" ;;
-  *) echo "usage: $0 up|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--no-prometheus]|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;
 esac

@@ -9,17 +9,26 @@
 //! the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
 //! suffix; the Collector's Prometheus exporter appends it the same way).
 //!
-//! Not here: the log subscriber (runtime/logging.rs), the stats snapshot (runtime/stats.rs).
+//! VRRP state transitions ([`transition_span`]) and load-balancer reconciler runs
+//! ([`reconcile_span`]) are short spans of their own, exported over OTLP when it is on
+//! (no-op spans otherwise).
+//!
+//! The exporters, `/metrics` server and setup errors live in `telemetry/export.rs`, which
+//! the manager compiles too. Not here: the log subscriber (runtime/logging.rs), the stats
+//! snapshot (runtime/stats.rs).
+
+mod export;
+
+pub use export::{encode_text, serve_metrics, state_value, TelemetryError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, SpanKind, Status as SpanStatus, Tracer as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -27,8 +36,11 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::lb::dataplane::reconcile::TickOutcome;
 use crate::link::stats::LinkStats;
 use crate::runtime::stats::{InstanceStats, Stats};
+use crate::vrrp::fsm::State;
+use crate::vrrp::instance::Instance;
 
 /// Interval of the OTLP metrics export.
 pub const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
@@ -44,30 +56,6 @@ pub struct TelemetryOptions {
     pub otlp_endpoint: Option<String>,
     /// Node name (resource attribute `service.instance.id`).
     pub node: String,
-}
-
-/// Why telemetry could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    /// The Prometheus exporter refused its setup.
-    #[error("prometheus exporter: {0}")]
-    Prometheus(String),
-    /// The OTLP exporter refused its setup (bad endpoint).
-    #[error("otlp exporter for {endpoint}: {message}")]
-    Otlp {
-        /// Endpoint given.
-        endpoint: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The metrics address could not be bound.
-    #[error("metrics listener on {addr}: {source}")]
-    Listen {
-        /// Address asked for.
-        addr: SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
-    },
 }
 
 /// Keeps telemetry running; [`TelemetryGuard::shutdown`] flushes the OTLP exporters.
@@ -108,15 +96,7 @@ impl TelemetryGuard {
         if let Some(s) = self.server.take() {
             s.abort();
         }
-        let meters = self.meters.clone();
-        let tracer = self.tracer.take();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(t) = tracer {
-                let _ = t.shutdown();
-            }
-            let _ = meters.shutdown();
-        })
-        .await;
+        export::shutdown_providers(self.meters.clone(), self.tracer.take()).await;
     }
 }
 
@@ -149,24 +129,14 @@ pub async fn start(
     stats: watch::Receiver<Arc<Stats>>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let registry = prometheus::Registry::new();
-    let prom = opentelemetry_prometheus::exporter()
-        .with_registry(registry.clone())
-        .without_units()
-        .scope_info_enabled(false)
-        .build()
-        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let (registry, prom) = export::prometheus_reader()?;
     let mut builder = SdkMeterProvider::builder()
         .with_resource(resource(&opts.node))
         .with_reader(prom);
     let mut tracer = None;
     if let Some(ep) = &opts.otlp_endpoint {
-        builder = builder.with_reader(
-            opentelemetry_sdk::metrics::PeriodicReader::builder(otlp_metrics(ep)?)
-                .with_interval(OTLP_METRICS_INTERVAL)
-                .build(),
-        );
-        let provider = otlp_tracer_provider(ep, resource(&opts.node))?;
+        builder = builder.with_reader(export::otlp_metrics_reader(ep, OTLP_METRICS_INTERVAL)?);
+        let provider = export::otlp_tracer_provider(ep, resource(&opts.node))?;
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracer = Some(provider);
     }
@@ -186,37 +156,6 @@ pub async fn start(
         server,
         metrics_addr,
     })
-}
-
-/// OTLP/gRPC metric exporter to `endpoint`.
-fn otlp_metrics(endpoint: &str) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
-    opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .map_err(|e| TelemetryError::Otlp {
-            endpoint: endpoint.to_string(),
-            message: e.to_string(),
-        })
-}
-
-/// OTLP/gRPC tracer provider (batch export) to `endpoint`.
-fn otlp_tracer_provider(
-    endpoint: &str,
-    resource: Resource,
-) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .map_err(|e| TelemetryError::Otlp {
-            endpoint: endpoint.to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_batch_exporter(exporter)
-        .build())
 }
 
 /// A `tracing` layer that exports `tracing` spans through the guard's tracer provider
@@ -271,15 +210,69 @@ pub fn end_override_span(mut span: opentelemetry::global::BoxedSpan, ok: bool, e
     span.end();
 }
 
-/// keepalived's state order, as the `ha_vrrp_state` value: INIT 0, BACKUP 1, MASTER 2,
-/// FAULT 3 (unknown spellings read as INIT).
-pub fn state_value(state: &str) -> u64 {
-    match state {
-        "BACKUP" => 1,
-        "MASTER" => 2,
-        "FAULT" => 3,
-        _ => 0,
+/// Records one VRRP state change of `inst` as a short span `vrrp transition` with a
+/// `state change` event: attributes instance, VRID, version, from, to, reason and the
+/// effective priority (the node is the resource's `service.instance.id`). A no-op span
+/// when OTLP is off.
+pub fn transition_span(name: &str, inst: &Instance, from: State, to: State, reason: &str) {
+    let tracer = opentelemetry::global::tracer(SCOPE);
+    let cfg = inst.config();
+    let attrs = vec![
+        KeyValue::new("ha.instance", name.to_string()),
+        KeyValue::new("ha.vrid", i64::from(cfg.vrid.get())),
+        KeyValue::new("ha.vrrp_version", i64::from(cfg.version.wire())),
+        KeyValue::new("ha.from", from.as_str()),
+        KeyValue::new("ha.to", to.as_str()),
+        KeyValue::new("ha.reason", reason.to_string()),
+        KeyValue::new("ha.priority", i64::from(inst.effective_priority().get())),
+    ];
+    let mut span = tracer
+        .span_builder("vrrp transition")
+        .with_kind(SpanKind::Internal)
+        .with_attributes(attrs)
+        .start(&tracer);
+    span.add_event(
+        "state change",
+        vec![
+            KeyValue::new("ha.from", from.as_str()),
+            KeyValue::new("ha.to", to.as_str()),
+        ],
+    );
+    span.end();
+}
+
+/// Records one run of the load-balancer reconciler that did something (not
+/// [`TickOutcome::Idle`]) as a span `lb reconcile` from `started` to now: attributes
+/// backend, outcome (`in-sync`, `applied`, `failed`), reason of an apply (`change`,
+/// `drift`, `retry`), objects applied and errors; status error when the backend failed
+/// or an object did. A no-op span when OTLP is off.
+pub fn reconcile_span(backend: &str, started: SystemTime, outcome: &TickOutcome, objects: usize) {
+    let (what, reason, errors, failure) = match outcome {
+        TickOutcome::Idle => return,
+        TickOutcome::InSync => ("in-sync", "resync", 0, None),
+        TickOutcome::Applied { reason, failed } => ("applied", *reason, *failed, None),
+        TickOutcome::Failed(e) => ("failed", "", 1, Some(e.as_str())),
+    };
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let tracer = opentelemetry::global::tracer(SCOPE);
+    let mut span = tracer
+        .span_builder("lb reconcile")
+        .with_kind(SpanKind::Internal)
+        .with_start_time(started)
+        .with_attributes([
+            KeyValue::new("ha.lb.backend", backend.to_string()),
+            KeyValue::new("ha.lb.outcome", what),
+            KeyValue::new("ha.lb.reason", reason),
+            KeyValue::new("ha.lb.objects", count(objects)),
+            KeyValue::new("ha.lb.errors", count(errors)),
+        ])
+        .start(&tracer);
+    if let Some(e) = failure {
+        span.set_status(SpanStatus::error(e.to_string()));
+    } else if errors > 0 {
+        span.set_status(SpanStatus::error(format!("{errors} object(s) failed")));
     }
+    span.end();
 }
 
 /// The states `ha_vrrp_state_info` has a series for.
@@ -602,51 +595,6 @@ fn tracker_labels(i: &InstanceStats, kind: &str, name: &str) -> [KeyValue; 3] {
     ]
 }
 
-/// Prometheus text of everything in `registry`.
-pub fn encode_text(registry: &prometheus::Registry) -> String {
-    use prometheus::Encoder as _;
-    let mut out = Vec::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(error = %e, "encoding metrics failed");
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Serves `GET /metrics` on `addr`; returns the task and the bound address.
-pub async fn serve_metrics(
-    addr: SocketAddr,
-    registry: prometheus::Registry,
-) -> Result<(JoinHandle<()>, SocketAddr), TelemetryError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| TelemetryError::Listen { addr, source })?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let r = registry.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    encode_text(&r),
-                )
-            }
-        }),
-    );
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "metrics endpoint stopped");
-        }
-    });
-    tracing::info!(addr = %bound, "metrics endpoint at /metrics");
-    Ok((task, bound))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,5 +748,92 @@ mod tests {
             [0, 1, 2, 3],
             "INIT BACKUP MASTER FAULT"
         );
+    }
+
+    /// Collects exported spans.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Collect {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn attr(s: &opentelemetry_sdk::trace::SpanData, key: &str) -> String {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Both span kinds reach the global tracer provider with their attributes (one test:
+    /// the provider is process-wide).
+    #[test]
+    fn transitions_and_reconciler_runs_are_spans() {
+        use crate::units::{Centiseconds, Priority, Version, Vrid};
+        use crate::vrrp::instance::{GarpConfig, InstanceConfig};
+        let got = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(got.clone())
+            .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let cfg = InstanceConfig {
+            name: "VI_7".into(),
+            vrid: Vrid::new(57).unwrap(),
+            version: Version::V3,
+            priority: Priority(120),
+            interval: Centiseconds(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            start: crate::vrrp::instance::StartState::Backup,
+            vips: vec!["192.0.2.57".parse().unwrap()],
+            auth: None,
+            unicast_peers: Vec::new(),
+            garp: GarpConfig::default(),
+        };
+        let inst = Instance::new(cfg, "192.0.2.1".parse().unwrap());
+        transition_span("VI_7", &inst, State::Backup, State::Master, "master down");
+        let t0 = SystemTime::now();
+        reconcile_span("ipvs", t0, &TickOutcome::Idle, 3);
+        reconcile_span(
+            "ipvs",
+            t0,
+            &TickOutcome::Applied {
+                reason: "drift",
+                failed: 1,
+            },
+            3,
+        );
+        provider.force_flush().unwrap();
+        let spans = got.0.lock().unwrap().clone();
+        let t = spans
+            .iter()
+            .find(|s| s.name == "vrrp transition")
+            .expect("transition span");
+        assert_eq!(attr(t, "ha.instance"), "VI_7");
+        assert_eq!(attr(t, "ha.vrid"), "57");
+        assert_eq!(attr(t, "ha.vrrp_version"), "3");
+        assert_eq!(attr(t, "ha.from"), "BACKUP");
+        assert_eq!(attr(t, "ha.to"), "MASTER");
+        assert_eq!(attr(t, "ha.reason"), "master down");
+        assert_eq!(attr(t, "ha.priority"), "120");
+        let ev: Vec<&str> = t.events.iter().map(|e| e.name.as_ref()).collect();
+        assert_eq!(ev, ["state change"]);
+        let r: Vec<_> = spans.iter().filter(|s| s.name == "lb reconcile").collect();
+        assert_eq!(r.len(), 1, "an idle tick makes no span");
+        assert_eq!(attr(r[0], "ha.lb.backend"), "ipvs");
+        assert_eq!(attr(r[0], "ha.lb.outcome"), "applied");
+        assert_eq!(attr(r[0], "ha.lb.reason"), "drift");
+        assert_eq!(attr(r[0], "ha.lb.objects"), "3");
+        assert_eq!(attr(r[0], "ha.lb.errors"), "1");
+        assert_eq!(r[0].start_time, t0);
+        assert!(matches!(r[0].status, SpanStatus::Error { .. }));
+        let _ = provider.shutdown();
     }
 }

@@ -10,11 +10,13 @@
 //! - `api`: thin tonic adapters with per-method authorization;
 //! - `server`: TLS setup and serving on a given listener until a shutdown future;
 //! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
+//! - `logging`: console, `--log-file` and syslog output (the agent's logging source).
 //! - `telemetry`: metrics (Prometheus `/metrics`, OTLP), RPC spans, trace propagation.
 
 pub mod api;
 pub mod core;
 pub mod fleet;
+pub mod logging;
 pub mod pki;
 pub mod server;
 pub mod session;

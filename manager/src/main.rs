@@ -1,5 +1,8 @@
-//! `ha-manager`: the fleet manager binary (CLI, TLS files, signals). anyhow lives only
-//! here; everything else is in the library.
+//! `ha-manager`: the fleet manager binary (CLI, logging, TLS files, signals). anyhow
+//! lives only here; everything else is in the library.
+//!
+//! Signals: SIGTERM and SIGINT stop the manager after flushing history; SIGHUP reopens
+//! `--log-file` (logrotate's `postrotate`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ha_manager::core::{Core, CoreOptions};
+use ha_manager::logging::{self, Facility, LogFormat, LogOptions};
 use ha_manager::pki;
 use ha_manager::server;
 use ha_manager::store::sled::SledStore;
@@ -25,6 +29,8 @@ struct Cli {
     cmd: Option<Cmd>,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +110,46 @@ struct RunArgs {
     ping_interval_s: u64,
 }
 
+/// Logging flags, the same as ha-agent's.
+#[derive(Debug, Args)]
+struct LogArgs {
+    /// Append logs to this file instead of stderr (reopened on SIGHUP, for logrotate).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Log line format on stderr or --log-file: human or json.
+    #[arg(long, default_value = "human")]
+    log_format: LogFormat,
+    /// Also log to syslog under this facility: 0-7 (local0-7, like keepalived -S), local0-local7, daemon, user.
+    #[arg(long, short = 'S')]
+    log_facility: Option<Facility>,
+    /// The syslog socket (for tests).
+    #[arg(long, hide = true, default_value = logging::DEFAULT_SOCKET)]
+    log_socket: PathBuf,
+}
+
+impl LogArgs {
+    fn options(&self) -> LogOptions {
+        let mut o = LogOptions::new("ha-manager");
+        o.format = self.log_format;
+        o.file.clone_from(&self.log_file);
+        o.facility = self.log_facility;
+        o.socket.clone_from(&self.log_socket);
+        o
+    }
+}
+
+/// Reopens `--log-file` on every SIGHUP until the task is aborted.
+fn spawn_hangup_reopen() -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            logging::reopen_on_hangup();
+            tracing::info!("SIGHUP: log file reopened");
+        }
+    }))
+}
+
 fn read(p: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
 }
@@ -112,6 +158,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let (Some(listen), Some(data)) = (a.listen, a.data.clone()) else {
         bail!("--listen ADDR and --data DIR are required");
     };
+    let hangup = spawn_hangup_reopen()?;
     let tls = if let Some(dir) = &a.tls_dir {
         Some(server::tls_config(
             &read(&dir.join("ca.pem"))?,
@@ -171,6 +218,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     };
     let served = server::serve(listener, core.clone(), tls, shutdown).await;
     retention.abort();
+    hangup.abort();
     core.close().await;
     telemetry.shutdown().await;
     tracing::info!("history flushed");
@@ -201,13 +249,14 @@ fn main() -> ExitCode {
     if cli.cmd.is_none() {
         check_usage(&cli.run);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Kept alive until main returns: dropping it flushes the last lines to syslog.
+    let _log = match logging::init(cli.log.options()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ha-manager: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let res = match cli.cmd {
         Some(Cmd::Pki {
             cmd: PkiCmd::Init { dir },

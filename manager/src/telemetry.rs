@@ -8,6 +8,15 @@
 //! histogram are recorded where things happen ([`record_command`],
 //! [`record_ack_latency`]); events ingested are counted from the durable-event broadcast.
 //! The Prometheus exporter appends `_total` to counters; units are in the names.
+//!
+//! The exporters, the `/metrics` server and the setup errors are the agent's
+//! `agent/src/telemetry/export.rs`, compiled into this crate as well (like logging.rs).
+
+#[path = "../../agent/src/telemetry/export.rs"]
+mod export;
+
+use export::state_value;
+pub use export::{encode_text, serve_metrics, TelemetryError};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,7 +28,6 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status as SpanStatus, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -52,30 +60,6 @@ pub struct TelemetryOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// `--otlp-endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`): OTLP/gRPC collector URL.
     pub otlp_endpoint: Option<String>,
-}
-
-/// Why telemetry could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    /// The Prometheus exporter refused its setup.
-    #[error("prometheus exporter: {0}")]
-    Prometheus(String),
-    /// The OTLP exporter refused its setup (bad endpoint).
-    #[error("otlp exporter for {endpoint}: {message}")]
-    Otlp {
-        /// Endpoint given.
-        endpoint: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The metrics address could not be bound.
-    #[error("metrics listener on {addr}: {source}")]
-    Listen {
-        /// Address asked for.
-        addr: SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
-    },
 }
 
 /// Instruments recorded outside collection.
@@ -121,15 +105,7 @@ impl TelemetryGuard {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        let meters = self.meters.clone();
-        let tracer = self.tracer.take();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(t) = tracer {
-                let _ = t.shutdown();
-            }
-            let _ = meters.shutdown();
-        })
-        .await;
+        export::shutdown_providers(self.meters.clone(), self.tracer.take()).await;
     }
 }
 
@@ -138,13 +114,6 @@ impl Drop for TelemetryGuard {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-    }
-}
-
-fn otlp_error(endpoint: &str, e: impl std::fmt::Display) -> TelemetryError {
-    TelemetryError::Otlp {
-        endpoint: endpoint.to_string(),
-        message: e.to_string(),
     }
 }
 
@@ -161,37 +130,14 @@ pub async fn start(
             env!("CARGO_PKG_VERSION").to_string(),
         ))
         .build();
-    let registry = prometheus::Registry::new();
-    let prom = opentelemetry_prometheus::exporter()
-        .with_registry(registry.clone())
-        .without_units()
-        .scope_info_enabled(false)
-        .build()
-        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let (registry, prom) = export::prometheus_reader()?;
     let mut builder = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_reader(prom);
     let mut tracer = None;
     if let Some(ep) = &opts.otlp_endpoint {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(ep)
-            .build()
-            .map_err(|e| otlp_error(ep, e))?;
-        builder = builder.with_reader(
-            opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-                .with_interval(OTLP_METRICS_INTERVAL)
-                .build(),
-        );
-        let spans = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(ep)
-            .build()
-            .map_err(|e| otlp_error(ep, e))?;
-        let provider = SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_batch_exporter(spans)
-            .build();
+        builder = builder.with_reader(export::otlp_metrics_reader(ep, OTLP_METRICS_INTERVAL)?);
+        let provider = export::otlp_tracer_provider(ep, resource)?;
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracer = Some(provider);
     }
@@ -251,16 +197,6 @@ fn count_events(meter: &Meter, mut rx: broadcast::Receiver<ha_proto::v1::Event>)
             }
         }
     })
-}
-
-/// `INIT` 0, `BACKUP` 1, `MASTER` 2, `FAULT` 3 (keepalived's order).
-fn state_value(state: &str) -> u64 {
-    match state {
-        "BACKUP" => 1,
-        "MASTER" => 2,
-        "FAULT" => 3,
-        _ => 0,
-    }
 }
 
 /// Registers the gauges that read the fleet view and the store.
@@ -432,51 +368,6 @@ pub fn current_traceparent() -> String {
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove("traceparent").unwrap_or_default()
-}
-
-/// Prometheus text of everything in `registry`.
-pub fn encode_text(registry: &prometheus::Registry) -> String {
-    use prometheus::Encoder as _;
-    let mut out = Vec::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(error = %e, "encoding metrics failed");
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Serves `GET /metrics` on `addr`; returns the task and the bound address.
-pub async fn serve_metrics(
-    addr: SocketAddr,
-    registry: prometheus::Registry,
-) -> Result<(JoinHandle<()>, SocketAddr), TelemetryError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| TelemetryError::Listen { addr, source })?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let r = registry.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    encode_text(&r),
-                )
-            }
-        }),
-    );
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "metrics endpoint stopped");
-        }
-    });
-    tracing::info!(addr = %bound, "metrics endpoint at /metrics");
-    Ok((task, bound))
 }
 
 #[cfg(test)]

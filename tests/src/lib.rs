@@ -9,12 +9,17 @@
 //! - [`Lan`]: a switch namespace with a bridge, and hosts plugged into it by veth pairs.
 //! - [`Agent`]: an ha-agent (or keepalived) process running in a host namespace.
 //! - [`bin`]: where the workspace binaries are.
+//! - [`otlp`]: an OTLP/gRPC receiver; [`idle`]: the idle pair of the CPU benchmarks;
+//!   [`bench`]: interruption-aware waits of the benchmark programs.
 
+pub mod bench;
 pub mod conf;
 pub mod fleet;
+pub mod idle;
 pub mod lan;
 pub mod measure;
 pub mod netns;
+pub mod otlp;
 pub mod proc;
 pub mod scenario;
 

@@ -136,23 +136,20 @@ pub struct Agent {
 impl Agent {
     /// Write `conf` to `<dir>/keepalived.conf` and start ha-agent on it.
     pub fn start(ns: &Netns, dir: &Path, conf: &str) -> Result<Agent> {
+        Agent::start_with(ns, dir, conf, &[])
+    }
+
+    /// [`Agent::start`] with more command-line arguments (`--metrics-listen ADDR`...).
+    pub fn start_with(ns: &Netns, dir: &Path, conf: &str, extra: &[&str]) -> Result<Agent> {
         fs::create_dir_all(dir)?;
         let cfg = dir.join("keepalived.conf");
         fs::write(&cfg, conf)?;
         let state_dir = dir.join("state");
         let bin = bin("ha-agent")?;
-        let daemon = Daemon::start(
-            ns,
-            dir,
-            "ha-agent",
-            &bin,
-            &[
-                "--config",
-                &cfg.to_string_lossy(),
-                "--state-dir",
-                &state_dir.to_string_lossy(),
-            ],
-        )?;
+        let (c, s) = (cfg.to_string_lossy(), state_dir.to_string_lossy());
+        let mut args = vec!["--config", &c, "--state-dir", &s];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::start(ns, dir, "ha-agent", &bin, &args)?;
         Ok(Agent { daemon, state_dir })
     }
 

@@ -15,36 +15,21 @@
 //! least one series (expressions over metrics nobody exports yet are listed as pending:
 //! the load balancer's `ha_lb_*`, and the agent's while its binary lacks
 //! `--metrics-listen`); a failover caused by `hactl set-priority` shows in the transitions
-//! metric; the receiver gets OTLP metrics; and one trace id covers the spans of hactl, the
-//! manager and (once wired) the agent, each the child of the previous one.
+//! metric; the receiver gets OTLP metrics; one trace id covers the spans of hactl, the
+//! manager and (once wired) the agent, each the child of the previous one; and the
+//! failover itself arrives as lb2's `vrrp transition` span (BACKUP to MASTER, with its
+//! `state change` event).
 
-use std::collections::HashMap;
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ha_tests::fleet::{connected, state_of, Fleet, MGR, MGR_ADDR, MGR_PORT};
+use ha_tests::otlp::{GotSpan, Receiver};
 use ha_tests::proc::{bin, Agent, Daemon};
 use ha_tests::scenario::{render, Inst, Node, CLIENT};
-use ha_tests::Netns;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::Value;
 
 const CLIENT_ADDR: &str = "192.0.2.100";
@@ -53,124 +38,6 @@ const PROM_PORT: u16 = 9090;
 const OTLP_PORT: u16 = 4317;
 const LONG: Duration = Duration::from_secs(30);
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// One span as the receiver got it.
-#[derive(Debug, Clone)]
-struct GotSpan {
-    service: String,
-    name: String,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent: Vec<u8>,
-}
-
-/// What the OTLP receiver collected.
-#[derive(Debug, Default)]
-struct Received {
-    spans: Vec<GotSpan>,
-    /// Metric names by service.
-    metrics: HashMap<String, Vec<String>>,
-}
-
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Received>>);
-
-impl Receiver {
-    fn got(&self) -> std::sync::MutexGuard<'_, Received> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn service_of(r: Option<&Resource>) -> String {
-    r.and_then(|r| {
-        r.attributes
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .and_then(
-                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                },
-            )
-    })
-    .unwrap_or_default()
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut got = self.got();
-        for rs in req.into_inner().resource_spans {
-            let service = service_of(rs.resource.as_ref());
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    got.spans.push(GotSpan {
-                        service: service.clone(),
-                        name: s.name,
-                        trace_id: s.trace_id,
-                        span_id: s.span_id,
-                        parent: s.parent_span_id,
-                    });
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut got = self.got();
-        for rm in req.into_inner().resource_metrics {
-            let service = service_of(rm.resource.as_ref());
-            let names = got.metrics.entry(service).or_default();
-            for sm in rm.scope_metrics {
-                for m in sm.metrics {
-                    if !names.contains(&m.name) {
-                        names.push(m.name);
-                    }
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-/// A TCP listener bound inside `ns` (a socket keeps the namespace it was made in).
-fn listen_in(ns: &Netns, addr: &str) -> Result<std::net::TcpListener> {
-    let path = format!("/run/netns/{}", ns.name);
-    let addr = addr.to_string();
-    std::thread::spawn(move || -> Result<std::net::TcpListener> {
-        let f = fs::File::open(&path).with_context(|| format!("open {path}"))?;
-        enter_netns(&f)?;
-        let l = std::net::TcpListener::bind(&addr).with_context(|| format!("bind {addr}"))?;
-        l.set_nonblocking(true)?;
-        Ok(l)
-        // The thread ends here; only it ever was in the namespace.
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
-}
-
-/// Moves the calling thread into the network namespace of `f`.
-#[allow(unsafe_code)]
-fn enter_netns(f: &fs::File) -> Result<()> {
-    // SAFETY: setns(2) takes a file descriptor and a namespace type and touches no memory
-    // of ours; `f` stays open for the whole call, and the change applies to the calling
-    // thread only (a thread spawned for this and ended right after).
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!("setns: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// Whether `program --help` mentions `flag`.
 fn has_flag(program: &Path, flag: &str) -> bool {
@@ -387,20 +254,11 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
     // The OTLP receiver, listening in the client namespace.
     let rt = tokio::runtime::Runtime::new()?;
     let received = Receiver::default();
-    let listener = listen_in(
+    let _server = received.serve_in(
+        &rt,
         f.classic.lan.ns(CLIENT),
         &format!("{CLIENT_ADDR}:{OTLP_PORT}"),
     )?;
-    let svc = received.clone();
-    let _server = rt.spawn(async move {
-        let l = tokio::net::TcpListener::from_std(listener)?;
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(svc.clone()))
-            .add_service(MetricsServiceServer::new(svc))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
-            .await?;
-        anyhow::Ok(())
-    });
 
     start_manager(&mut f, &otlp)?;
     for idx in 0..2 {
@@ -564,6 +422,37 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The failover as a span of lb2's agent: BACKUP to MASTER, with its event.
+    if agent_otlp {
+        let start = Instant::now();
+        loop {
+            let spans = received.got().spans.clone();
+            let takeover = spans.iter().find(|s| {
+                s.service == "ha-agent"
+                    && s.node == "lb2"
+                    && s.name == "vrrp transition"
+                    && s.attrs.get("ha.to").map(String::as_str) == Some("MASTER")
+            });
+            if let Some(t) = takeover {
+                assert_eq!(t.attrs.get("ha.instance").map(String::as_str), Some("VI_1"));
+                assert_eq!(t.attrs.get("ha.vrid").map(String::as_str), Some("51"));
+                assert_eq!(t.attrs.get("ha.from").map(String::as_str), Some("BACKUP"));
+                assert_eq!(t.attrs.get("ha.priority").map(String::as_str), Some("200"));
+                assert_eq!(t.events, ["state change"]);
+                eprintln!("transition span of lb2: {:?}", t.attrs);
+                break;
+            }
+            if start.elapsed() > LONG {
+                let names: Vec<_> = spans
+                    .iter()
+                    .map(|s| (&s.service, &s.node, &s.name))
+                    .collect();
+                bail!("no vrrp transition span of lb2 to MASTER in {names:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
     Ok(())
 }

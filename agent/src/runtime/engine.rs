@@ -304,7 +304,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
             Some(r) = reports_rx.recv() => engine.notify_report(r),
             Some(ev) = lb_events_rx.recv() => engine.lb_event(&ev),
             _ = usr2.recv() => engine.dump_stats(),
-            _ = hup.recv() => engine.reload().await,
+            _ = hup.recv() => { crate::runtime::logging::reopen_on_hangup(); engine.reload().await }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
@@ -858,6 +858,7 @@ impl Engine {
                 };
                 info!(instance = %name, from = %from, to = %to, reason = %reason,
                       "({name}) Entering {to} STATE");
+                crate::telemetry::transition_span(&name, &self.slots[i].inst, from, to, &reason);
                 *self.slots[i]
                     .transitions
                     .entry(format!("{to} {fsm_reason}"))

@@ -3,7 +3,8 @@
 //! - Console (stderr) by default, human lines as before ("(VI_1) Entering MASTER STATE"
 //!   followed by `key=value` fields), or one JSON object per line with `--log-format json`.
 //! - `--log-file FILE` replaces stderr; the file is opened for append and can be reopened
-//!   (logrotate) through [`LogHandle::reopen`] / [`Reopener`].
+//!   (logrotate) through [`reopen`] (the process-wide logger [`init`] installed, called on
+//!   SIGHUP by the agent's engine and the manager), [`LogHandle::reopen`] or [`Reopener`].
 //! - `--log-facility F` (keepalived's `-S 0-7` means local0-7) adds syslog: RFC 3164 lines
 //!   sent to the local syslog socket (`/dev/log`, or `--log-socket`), so keepalived's
 //!   "rsyslog routes local3 to its own file" setup keeps working.
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -850,11 +851,31 @@ where
     }
 }
 
+/// The reopener of the logger [`init`] installed (set once, with the global subscriber).
+static GLOBAL_REOPENER: OnceLock<Reopener> = OnceLock::new();
+
 /// Install the global subscriber `opts` describe; keep the handle until exit.
 pub fn init(opts: impl Into<LogOptions>) -> Result<LogHandle, LogError> {
     let (subscriber, handle) = build(&opts.into())?;
     subscriber.try_init().map_err(LogError::Global)?;
+    let _ = GLOBAL_REOPENER.set(handle.reopener());
     Ok(handle)
+}
+
+/// Reopen the `--log-file` of the logger [`init`] installed (logrotate moved it away):
+/// later lines go to a new file at the original path. Does nothing when logging to stderr
+/// or before [`init`].
+pub fn reopen() -> Result<(), LogError> {
+    GLOBAL_REOPENER.get().map_or(Ok(()), Reopener::reopen)
+}
+
+/// [`reopen`] for a SIGHUP handler: a failure is logged (to the old file, still open) and
+/// written to stderr, never fatal.
+pub fn reopen_on_hangup() {
+    if let Err(e) = reopen() {
+        eprintln!("cannot reopen the log file: {e}");
+        tracing::error!(error = %e, "cannot reopen the log file; logging goes on to the old one");
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! 2. Idle cost: a pair (lb1 MASTER of all, lb2 BACKUP of all) with 50 v3 instances at
 //!    advert_int 0.01 (VRIDs 1..50, VIPs 203.0.113.1..50/24); after a 3 s warm-up, CPU
 //!    (utime+stime over the whole process tree) over 10 s and VmRSS summed over the tree,
-//!    for the master and the backup separately.
+//!    for the master and the backup separately (the pair of `ha_tests::idle`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use ha_tests::measure::{clock_ticks_per_sec, largest_gap, median, Pinger, TreeSample};
+use ha_tests::bench::{check_interrupted, install_signal_flag, interrupted, pause, wait_for};
+use ha_tests::idle::{self, Usage, WARMUP, WINDOW};
+use ha_tests::measure::{clock_ticks_per_sec, largest_gap, median, Pinger};
 use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
 use serde_json::{json, Value};
 
@@ -35,58 +37,8 @@ const RESUMED_FOR: f64 = 1.0;
 /// A silence this long between replies counts as an outage (8 missed pings).
 const OUTAGE: f64 = 0.040;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// `--keep`: keep every scratch directory (configs, logs), not only those of failed runs.
 static KEEP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Turn SIGINT/SIGTERM into a flag checked between steps, so that an interrupted run
-/// still unwinds and the harness removes its namespaces and processes.
-#[allow(unsafe_code)]
-fn install_signal_flag() {
-    let handler = on_signal as extern "C" fn(libc::c_int);
-    // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and
-    // it is a plain `extern "C" fn` that lives for the whole program.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-    }
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-/// Sleep `d` in short slices, bailing out early on interruption.
-fn pause(d: Duration) -> Result<()> {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        check_interrupted()?;
-        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
-    }
-    Ok(())
-}
-
-/// Poll `cond` every 10 ms for up to `limit`; Err names `what`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        check_interrupted()?;
-        if cond() {
-            return Ok(());
-        }
-        if start.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn now_secs() -> f64 {
     SystemTime::now()
@@ -249,7 +201,7 @@ fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Re
             }
             Ok(v)
         }
-        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => {
+        Err(e) if interrupted() => {
             let _ = std::fs::remove_dir_all(&dir);
             Err(e)
         }
@@ -358,19 +310,7 @@ fn node(t: &Classic, idx: usize) -> Result<&Node> {
 }
 
 fn logs(t: &Classic) -> String {
-    let mut s = String::new();
-    for (i, n) in t.nodes.iter().enumerate() {
-        if let Some(n) = n {
-            let log = n.daemon().log_text();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            s += &format!("--- lb{} log tail ---\n", i + 1);
-            for l in tail.iter().rev() {
-                s += l;
-                s += "\n";
-            }
-        }
-    }
-    s
+    idle::log_tails(&t.nodes, 15)
 }
 
 /// The figures of one (scenario, implementation) cell.
@@ -434,17 +374,6 @@ fn show_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}"))
 }
 
-/// CPU and memory of one node's process tree.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    /// CPU time over the window as a percentage of one core.
-    cpu_pct: f64,
-    /// VmRSS summed over the tree at the end of the window, KiB.
-    rss_kib: u64,
-    /// Processes in the tree.
-    procs: usize,
-}
-
 /// Idle figures of one implementation: master and backup of 50 instances.
 #[derive(Debug, Clone, Copy)]
 struct Idle {
@@ -457,39 +386,7 @@ struct Idle {
     backup_changes: usize,
 }
 
-const IDLE_INSTANCES: u8 = 50;
-const WARMUP: Duration = Duration::from_secs(3);
-const WINDOW: Duration = Duration::from_secs(10);
-
-/// Last state of every instance in a log (one pass over the text).
-fn states(log: &str) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    for l in log.lines() {
-        let Some(open) = l.find('(') else { continue };
-        let Some(close) = l[open..].find(") Entering ") else {
-            continue;
-        };
-        let name = &l[open + 1..open + close];
-        let rest = &l[open + close + ") Entering ".len()..];
-        if let Some(st) = rest.split_whitespace().next() {
-            m.insert(name.to_string(), st.to_string());
-        }
-    }
-    m
-}
-
-fn all_in(n: &Node, state: &str) -> bool {
-    let s = states(&n.daemon().log_text());
-    (1..=IDLE_INSTANCES).all(|v| s.get(&format!("VI_{v}")).map(String::as_str) == Some(state))
-}
-
-fn transitions(n: &Node) -> usize {
-    n.daemon()
-        .log_text()
-        .lines()
-        .filter(|l| l.contains(") Entering "))
-        .count()
-}
+const IDLE_INSTANCES: u8 = idle::INSTANCES;
 
 fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
     let name = format!("bench-{}-idle", impl_name(which));
@@ -497,47 +394,18 @@ fn idle_run(which: Impl, tck: u64) -> Result<Idle> {
 }
 
 fn idle_on(t: &mut Classic, which: Impl, tck: u64) -> Result<Idle> {
-    let conf = |state, prio| {
-        let insts: Vec<Inst> = (1..=IDLE_INSTANCES)
-            .map(|v| {
-                let mut i = inst(&format!("VI_{v}"), v, state, prio, 3, "0.01");
-                i.vips = vec![format!("203.0.113.{v}/24")];
-                i
-            })
-            .collect();
-        render("lb", &insts)
-    };
-    t.start(0, which, &conf("MASTER", 150))?;
-    t.start(1, which, &conf("BACKUP", 100))?;
-    wait_for(
-        "all 50 instances MASTER on lb1 and BACKUP on lb2",
-        Duration::from_secs(30),
-        || {
-            t.nodes[0].as_ref().is_some_and(|n| all_in(n, "MASTER"))
-                && t.nodes[1].as_ref().is_some_and(|n| all_in(n, "BACKUP"))
-        },
-    )
-    .with_context(|| logs(t))?;
+    t.start(0, which, &idle::conf("MASTER", 150))?;
+    t.start(1, which, &idle::conf("BACKUP", 100))?;
+    idle::wait_settled(&t.nodes)?;
     pause(WARMUP)?;
     let (m, b) = (node(t, 0)?, node(t, 1)?);
-    let pid = |n: &Node| n.daemon().pid().context("daemon exited");
-    let (mpid, bpid) = (pid(m)?, pid(b)?);
-    let (mc0, bc0) = (transitions(m), transitions(b));
-    let (m0, b0) = (TreeSample::take(mpid), TreeSample::take(bpid));
-    let start = Instant::now();
-    pause(WINDOW)?;
-    let (m1, b1) = (TreeSample::take(mpid), TreeSample::take(bpid));
-    let secs = start.elapsed().as_secs_f64();
-    let usage = |a: &TreeSample, z: &TreeSample| Usage {
-        cpu_pct: z.ticks_since(a) as f64 / tck as f64 / secs * 100.0,
-        rss_kib: z.rss_kib,
-        procs: z.ticks.len(),
-    };
+    let (mc0, bc0) = (idle::state_changes(m), idle::state_changes(b));
+    let [master, backup] = idle::measure(idle::pids(&t.nodes)?, tck, || pause(WINDOW))?;
     Ok(Idle {
-        master: usage(&m0, &m1),
-        backup: usage(&b0, &b1),
-        master_changes: transitions(m).saturating_sub(mc0),
-        backup_changes: transitions(b).saturating_sub(bc0),
+        master,
+        backup,
+        master_changes: idle::state_changes(m).saturating_sub(mc0),
+        backup_changes: idle::state_changes(b).saturating_sub(bc0),
     })
 }
 

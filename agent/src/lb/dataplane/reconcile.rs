@@ -288,8 +288,17 @@ impl<D: DataPlane> Reconciler<D> {
     }
 
     /// Do what is due at `now`: apply a changed table, retry after a failure, or resync
-    /// (read back, apply on drift).
+    /// (read back, apply on drift). A run that did something is recorded as a span
+    /// (`lb reconcile`: backend, outcome, objects, errors).
     pub async fn tick(&mut self, now: Instant) -> TickOutcome {
+        let started = std::time::SystemTime::now();
+        let out = self.run_due(now).await;
+        let objects = self.status.objects.len();
+        crate::telemetry::reconcile_span(self.status.backend, started, &out, objects);
+        out
+    }
+
+    async fn run_due(&mut self, now: Instant) -> TickOutcome {
         if self.dirty {
             return self.apply(now, "change").await;
         }
