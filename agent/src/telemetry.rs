@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::lb::dataplane::reconcile::TickOutcome;
 use crate::link::stats::LinkStats;
-use crate::runtime::stats::{InstanceStats, Stats};
+use crate::runtime::stats::{InstanceStats, ObjectCounters, RsStats, Stats, VsStats};
 use crate::vrrp::fsm::State;
 use crate::vrrp::instance::Instance;
 
@@ -142,7 +142,10 @@ pub async fn start(
     }
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let meters = builder.build();
-    register(&meters.meter(SCOPE), stats, link);
+    // Instruments recorded where things happen (checker rounds) use the global provider.
+    opentelemetry::global::set_meter_provider(meters.clone());
+    register(&meters.meter(SCOPE), stats.clone(), link);
+    register_lb(&meters.meter(SCOPE), stats);
     let (server, metrics_addr) = match opts.metrics_listen {
         Some(addr) => {
             let (h, a) = serve_metrics(addr, registry).await?;
@@ -584,6 +587,216 @@ fn register(m: &Meter, rx: Rx, link: Option<Arc<LinkStats>>) {
             .with_callback(move |o| o.observe(s.overrides_received(), &[]))
             .build();
     }
+}
+
+/// Real-server labels: vs, rs ("addr:port").
+fn rs_labels(vs: &VsStats, r: &RsStats) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("vs", vs.name.clone()),
+        KeyValue::new("rs", format!("{}:{}", r.addr, r.port)),
+    ]
+}
+
+/// A gauge per real server.
+fn rs_gauge(m: &Meter, rx: &Rx, name: &'static str, help: &'static str, f: fn(&RsStats) -> f64) {
+    let rx = rx.clone();
+    m.f64_observable_gauge(name)
+        .with_description(help)
+        .with_callback(move |o| {
+            let s = rx.borrow().clone();
+            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
+                for r in &vs.real_servers {
+                    o.observe(f(r), &rs_labels(vs, r));
+                }
+            }
+        })
+        .build();
+}
+
+/// A gauge per virtual server.
+fn vs_gauge(m: &Meter, rx: &Rx, name: &'static str, help: &'static str, f: fn(&VsStats) -> u64) {
+    let rx = rx.clone();
+    m.u64_observable_gauge(name)
+        .with_description(help)
+        .with_callback(move |o| {
+            let s = rx.borrow().clone();
+            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
+                o.observe(f(vs), &[KeyValue::new("vs", vs.name.clone())]);
+            }
+        })
+        .build();
+}
+
+/// A counter per data-plane object.
+fn object_counter(
+    m: &Meter,
+    rx: &Rx,
+    name: &'static str,
+    help: &'static str,
+    f: fn(&ObjectCounters) -> u64,
+) {
+    let rx = rx.clone();
+    m.u64_observable_counter(name)
+        .with_description(help)
+        .with_callback(move |o| {
+            let s = rx.borrow().clone();
+            for c in s.lb.iter().flat_map(|l| &l.counters) {
+                o.observe(f(c), &[KeyValue::new("object", c.object.clone())]);
+            }
+        })
+        .build();
+}
+
+/// The load balancer's instruments (`ha_lb_*`; no series without virtual servers).
+fn register_lb(m: &Meter, rx: Rx) {
+    rs_gauge(
+        m,
+        &rx,
+        "ha_lb_rs_alive",
+        "1 when every checker of the real server passes",
+        |r| f64::from(u8::from(r.alive)),
+    );
+    rs_gauge(
+        m,
+        &rx,
+        "ha_lb_rs_weight",
+        "Weight of the real server in force (0 when drained or inhibited)",
+        |r| f64::from(r.weight_effective),
+    );
+    rs_gauge(
+        m,
+        &rx,
+        "ha_lb_rs_weight_base",
+        "Configured (or rs add) weight of the real server",
+        |r| f64::from(r.weight_base),
+    );
+    rs_gauge(
+        m,
+        &rx,
+        "ha_lb_rs_drained",
+        "1 when the real server is drained by an override",
+        |r| f64::from(u8::from(r.drained)),
+    );
+    rs_gauge(
+        m,
+        &rx,
+        "ha_lb_rs_in_table",
+        "1 when the real server is in the data-plane table",
+        |r| f64::from(u8::from(r.in_table)),
+    );
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_lb_checker_up")
+        .with_description("1 when the checker's last verdict passed")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
+                for rs in &vs.real_servers {
+                    for (i, c) in rs.checkers.iter().enumerate() {
+                        let mut l = rs_labels(vs, rs);
+                        l.push(KeyValue::new("checker", c.kind.clone()));
+                        l.push(KeyValue::new("index", i as i64));
+                        o.observe(u64::from(c.up), &l);
+                    }
+                }
+            }
+        })
+        .build();
+    let r = rx.clone();
+    m.f64_observable_gauge("ha_lb_check_latency_seconds")
+        .with_description("Duration of the check that gave the checker's last verdict")
+        .with_unit("s")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
+                for rs in &vs.real_servers {
+                    for (i, c) in rs.checkers.iter().enumerate() {
+                        let mut l = rs_labels(vs, rs);
+                        l.push(KeyValue::new("checker", c.kind.clone()));
+                        l.push(KeyValue::new("index", i as i64));
+                        o.observe(c.latency_us as f64 / 1e6, &l);
+                    }
+                }
+            }
+        })
+        .build();
+    vs_gauge(
+        m,
+        &rx,
+        "ha_lb_vs_quorum_up",
+        "1 while the virtual server holds quorum",
+        |v| u64::from(v.quorum_up),
+    );
+    vs_gauge(
+        m,
+        &rx,
+        "ha_lb_vs_sorry_active",
+        "1 while the sorry server serves",
+        |v| u64::from(v.sorry_active),
+    );
+    vs_gauge(
+        m,
+        &rx,
+        "ha_lb_vs_suspended",
+        "1 while not programmed (ha_suspend, VIP not held)",
+        |v| u64::from(v.suspended),
+    );
+    vs_gauge(
+        m,
+        &rx,
+        "ha_lb_vs_live_weight",
+        "Sum of the weights of live real servers",
+        |v| v.live_weight,
+    );
+    let r = rx.clone();
+    m.u64_observable_gauge("ha_lb_dataplane_errors")
+        .with_description(
+            "Data-plane objects whose last apply failed, plus 1 for a whole-backend error",
+        )
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            if let Some(l) = &s.lb {
+                let n = l.object_errors.len() + usize::from(l.last_error.is_some());
+                o.observe(n as u64, &[KeyValue::new("backend", l.backend.clone())]);
+            }
+        })
+        .build();
+    let r = rx.clone();
+    m.u64_observable_counter("ha_lb_dataplane_applies")
+        .with_description("Changes applied to the data plane")
+        .with_callback(move |o| {
+            let s = r.borrow().clone();
+            if let Some(l) = &s.lb {
+                o.observe(l.applies, &[KeyValue::new("backend", l.backend.clone())]);
+            }
+        })
+        .build();
+    object_counter(
+        m,
+        &rx,
+        "ha_lb_connections",
+        "Connections scheduled (IPVS; nftables counts none)",
+        |c| c.connections,
+    );
+    object_counter(
+        m,
+        &rx,
+        "ha_lb_packets_in",
+        "Packets in, per service or destination",
+        |c| c.packets_in,
+    );
+    object_counter(
+        m,
+        &rx,
+        "ha_lb_bytes_in",
+        "Bytes in, per service or destination",
+        |c| c.bytes_in,
+    );
+    object_counter(m, &rx, "ha_lb_packets_out", "Packets out (IPVS NAT)", |c| {
+        c.packets_out
+    });
+    object_counter(m, &rx, "ha_lb_bytes_out", "Bytes out (IPVS NAT)", |c| {
+        c.bytes_out
+    });
 }
 
 /// Tracker labels: instance, kind, name.
