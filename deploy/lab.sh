@@ -5,7 +5,11 @@
 #   ha-mgr    192.0.2.50  ---+        (ha-manager :7400, mTLS)
 #   ha-lb1    192.0.2.1   ---+--- bridge br0 (namespace ha-sw)
 #   ha-lb2    192.0.2.2   ---+
-#   VIP 192.0.2.10 (VRRP VI_1, VRID 51): lb1 master (priority 150), lb2 backup (100)
+#   ha-rs1    192.0.2.11  ---+        (busybox httpd :80, VIP on lo: LVS-DR real server)
+#   ha-rs2    192.0.2.12  ---+
+#   VIP 192.0.2.10 (VRRP VI_1, VRID 51): lb1 master (priority 150), lb2 backup (100);
+#   virtual_server 192.0.2.10:80 (LVS-DR, rr, TCP_CHECK) on both directors: the master
+#   forwards HTTP to the VIP to rs1 / rs2, which answer the client directly.
 #
 # The agents and the manager serve Prometheus text on :9464 (--metrics-listen). When the
 # `prometheus` binary is installed (Debian package prometheus), `up` also starts it in
@@ -27,11 +31,11 @@ PROM_ADDR=192.0.2.100
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
 down() {
-  for n in lb1 lb2 mgr prometheus forward; do
+  for n in lb1 lb2 mgr rs1 rs2 prometheus forward; do
     if [ -f "$run/$n.pid" ]; then kill "$(cat "$run/$n.pid")" 2>/dev/null || true; fi
   done
   sleep 0.5
-  for ns in ha-client ha-mgr ha-lb1 ha-lb2 ha-sw; do
+  for ns in ha-client ha-mgr ha-lb1 ha-lb2 ha-rs1 ha-rs2 ha-sw; do
     if ns_exists "$ns"; then
       ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
       ip netns del "$ns"
@@ -65,6 +69,9 @@ status() {
   else
     echo "client: $VIP does not answer"
   fi
+  local answers
+  answers=$(for _ in 1 2 3 4; do ip netns exec ha-client curl -s --max-time 2 "http://$VIP/" || echo "(no answer)"; done | tr '\n' ' ')
+  echo "client: http://$VIP/ x4 -> $answers"
 }
 
 # hactl in the client namespace with the lab's operator certificate.
@@ -150,6 +157,16 @@ up() {
   host mgr 192.0.2.50 pm
   host lb1 192.0.2.1 p1
   host lb2 192.0.2.2 p2
+  # Two LVS-DR real servers: the VIP on lo (no ARP for it), a web page naming them.
+  command -v busybox >/dev/null || apt-get install -y -q busybox-static >/dev/null
+  local i=3
+  for n in rs1 rs2; do
+    host "$n" "192.0.2.1${n#rs}" "p$i"; i=$((i + 1))
+    ip netns exec "ha-$n" env STATE_DIR="$run/dr-$n" "$here/lvs-dr-realserver.sh" up "$VIP" >/dev/null
+    mkdir -p "$run/www-$n"; echo "$n" > "$run/www-$n/index.html"
+    ip netns exec "ha-$n" setsid busybox httpd -f -p 80 -h "$run/www-$n" >"$run/$n.log" 2>&1 < /dev/null &
+    echo $! > "$run/$n.pid"
+  done
   # A CA, the manager's certificate, one per agent (CN = node name) and an operator's.
   "$bindir/ha-manager" pki init --dir "$run/pki" >/dev/null
   "$bindir/ha-manager" pki issue --dir "$run/pki" --name manager --role manager --san 192.0.2.50 >/dev/null
@@ -176,7 +193,8 @@ lab is up:
   ha-lb1    192.0.2.1    ha-agent, $here/lab/lb1.conf   log $run/lb1.log
   ha-lb2    192.0.2.2    ha-agent, $here/lab/lb2.conf   log $run/lb2.log
   ha-mgr    192.0.2.50   ha-manager (mTLS, certificates in $run/pki)   log $run/mgr.log
-  ha-client 192.0.2.100  ping the VIP: ip netns exec ha-client ping $VIP
+  ha-rs1/2  192.0.2.11/12  LVS-DR real servers (httpd :80)
+  ha-client 192.0.2.100  ping the VIP: ip netns exec ha-client ping $VIP; HTTP: ip netns exec ha-client curl http://$VIP/
   metrics   http://192.0.2.{1,2,50}:$METRICS_PORT/metrics (e.g. ip netns exec ha-client curl -s http://192.0.2.1:$METRICS_PORT/metrics)
 EOT
   if [ -f "$run/prometheus.port" ]; then
@@ -194,6 +212,7 @@ fail the master over:   $0 failover   (cuts lb1's link at the switch)
 bring it back:          $0 restore    (lb1 preempts, priority 150 > 100)
 or stop lb1 cleanly:    kill \$(cat $run/lb1.pid)   (sends priority 0, lb2 takes over at once)
 operate the fleet:      $0 hactl status | history | watch | set-priority lb2 VI_1 200
+drain a real server:    $0 hactl rs drain lb1 192.0.2.10:80/TCP 192.0.2.12:80   (rs reset ... to undo)
 remove everything:      $0 down
 
 \$ hactl status
