@@ -131,7 +131,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Planned handover: make NODE the master of INSTANCE, then restore priorities.
+    /// Planned handover: make NODE the master of INSTANCE (a priority override one above
+    /// the current master stays in force; `set-priority NODE INSTANCE clear` ends it).
     Switchover {
         /// vrrp_instance name.
         instance: String,

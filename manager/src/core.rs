@@ -856,8 +856,10 @@ impl Core {
         .await
     }
 
-    /// `Switchover`: raise the target above the current master, wait until it is master,
-    /// then restore the target's previous priority override.
+    /// `Switchover`: raise the target above the current master with a priority override
+    /// and wait until it is master. The override stays in force: dropping it at once would
+    /// let the old master (preempt is keepalived's default) take the instance straight
+    /// back. `set-priority NODE INSTANCE clear` ends it (and hands the instance back).
     pub async fn switchover(
         &self,
         who: &Identity,
@@ -938,25 +940,23 @@ impl Core {
                         .instance_state(&node, &inst)
                         .is_some_and(|s| s.state == MASTER);
             }
-            let restore = self
-                .apply_overrides(
-                    &node,
-                    Subject::Instance(&inst),
-                    &format!("{}/restore", req.request_id),
-                    |s| set_priority_in(s, &req.instance, prev),
-                )
-                .await?;
+            if raise.ok && !became {
+                // It did not take: the target's previous override comes back.
+                let _ = self
+                    .apply_overrides(
+                        &node,
+                        Subject::Instance(&inst),
+                        &format!("{}/restore", req.request_id),
+                        |s| set_priority_in(s, &req.instance, prev),
+                    )
+                    .await;
+            }
             let error = if !raise.ok {
                 format!("raising {node} to priority {want} failed: {}", raise.error)
             } else if !became {
                 format!(
                     "{node} did not become master of {inst} within {} s (was {mnode} preempt-enabled?)",
                     self.opts.switchover_timeout.as_secs()
-                )
-            } else if !restore.ok {
-                format!(
-                    "{node} is master; restoring its priority failed: {}",
-                    restore.error
                 )
             } else {
                 String::new()
@@ -965,7 +965,7 @@ impl Core {
                 ok: error.is_empty(),
                 error,
                 node: node.clone(),
-                generation: restore.generation,
+                generation: raise.generation,
                 instance: self.instance_state(&node, &inst),
                 ..Default::default()
             })

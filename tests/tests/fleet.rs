@@ -448,6 +448,32 @@ fn failover_while_the_manager_is_down_reaches_history_after_restart() -> Result<
 }
 
 #[test]
+fn switchover_moves_the_master_and_it_stays_until_the_override_ends() -> Result<()> {
+    let f = fleet("flswitch", false, None)?;
+    let out = f.hactl(&["switchover", "VI_1", "--to", "lb2"])?.ok()?;
+    assert!(out.stdout.contains("lb2"), "{out:?}");
+    f.wait_status("lb2 master at 151 after the switchover", SETTLE, |s| {
+        state_of(s, "lb2", "VI_1") == "MASTER"
+            && instance(s, "lb2", "VI_1").is_some_and(|i| i["effective_priority"] == 151)
+    })?;
+    assert_eq!(f.classic.holder(VIP)?, Some(1));
+    // lb1 (preempt, 150) does not take it back: lb2 advertises 151. Three seconds of
+    // adverts later it is still lb2's (a state check, not a timing one).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state_of(&f.status()?, "lb2", "VI_1"), "MASTER");
+    assert_eq!(
+        f.classic.node(0).entered("VI_1", "MASTER"),
+        1,
+        "lb1 took it back"
+    );
+    // Ending the override hands the instance back to lb1.
+    f.hactl(&["set-priority", "lb2", "VI_1", "clear"])?.ok()?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    Ok(())
+}
+
+#[test]
 fn override_stays_in_force_when_the_agent_restarts_without_a_manager() -> Result<()> {
     let mut f = fleet("flkeep", false, None)?;
     f.hactl(&["set-priority", "lb2", "VI_1", "200"])?.ok()?;
