@@ -45,7 +45,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -181,21 +181,26 @@ fn nat_conf() -> String {
 // ---------------------------------------------------------------------------------------
 // The real servers: one process, one listening socket per port on every address.
 
-/// Accept on every port of `first..=last` (all addresses); count each connection, answer
-/// an HTTP request with 200, close. Runs until the process ends.
-async fn serve(first: u16, last: u16, count: Arc<AtomicU64>) -> Result<()> {
+/// Accept on every port of `first..=last` (all addresses) and count each connection.
+/// With `http` set, read the request and answer 200 before closing; otherwise (TCP_CHECK)
+/// close at once, the cheapest server so the checker's cost dominates. Runs until the
+/// process ends.
+async fn serve(first: u16, last: u16, count: Arc<AtomicU64>, http: Arc<AtomicBool>) -> Result<()> {
     let mut set = tokio::task::JoinSet::new();
     for port in first..=last {
         let l = tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
             .await
             .with_context(|| format!("listen on port {port}"))?;
         let c = Arc::clone(&count);
+        let http = Arc::clone(&http);
         set.spawn(async move {
             loop {
                 match l.accept().await {
                     Ok((s, _)) => {
                         c.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(answer(s));
+                        if http.load(Ordering::Relaxed) {
+                            tokio::spawn(answer(s));
+                        }
                     }
                     // EMFILE and the like: back off instead of spinning.
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -233,16 +238,18 @@ async fn answer(mut s: tokio::net::TcpStream) {
     }
 }
 
-/// `lb-bench serve --ports A-B [--count-file F]`: the listener, writing its accept count
-/// to F every 100 ms.
+/// `lb-bench serve --ports A-B [--http] [--count-file F]`: the listener, writing its
+/// accept count to F every 100 ms.
 fn serve_main(args: &[String]) -> Result<()> {
     let mut ports = None;
     let mut count_file = None;
+    let http = Arc::new(AtomicBool::new(false));
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ports" => ports = it.next().cloned(),
             "--count-file" => count_file = it.next().map(PathBuf::from),
+            "--http" => http.store(true, Ordering::Relaxed),
             other => bail!("serve: unknown argument {other}"),
         }
     }
@@ -266,7 +273,7 @@ fn serve_main(args: &[String]) -> Result<()> {
                 }
             });
         }
-        serve(first, last, count).await
+        serve(first, last, count, http).await
     })
 }
 
@@ -290,22 +297,24 @@ struct Usage {
     procs: usize,
     /// Window length, seconds.
     secs: f64,
+    /// Seconds from start until the data plane held all N destinations (None: not seen
+    /// within the settle limit, or not observable).
+    table_full_s: Option<f64>,
 }
 
 impl Usage {
     /// One line of `key=value` pairs (also the VM's result line format).
     fn kv(&self) -> String {
         format!(
-            "cpu_pct={:.2} rss_avg_kib={} rss_max_kib={} hwm_kib={} checks_per_s={} procs={} secs={:.1}",
+            "cpu_pct={:.2} rss_avg_kib={} rss_max_kib={} hwm_kib={} checks_per_s={} procs={} secs={:.1} table_full_s={}",
             self.cpu_pct,
             self.rss_avg_kib,
             self.rss_max_kib,
             self.hwm_kib,
-            self.checks_per_s
-                .map(|c| format!("{c:.1}"))
-                .unwrap_or_else(|| "na".into()),
+            opt(self.checks_per_s, 1),
             self.procs,
-            self.secs
+            self.secs,
+            opt(self.table_full_s, 1)
         )
     }
 
@@ -321,13 +330,24 @@ impl Usage {
             checks_per_s: f("checks_per_s"),
             procs: u("procs").unwrap_or(0) as usize,
             secs: f("secs").unwrap_or(0.0),
+            table_full_s: f("table_full_s"),
         })
+    }
+
+    /// CPU time per check, microseconds (CPU share over checks per second).
+    fn us_per_check(&self) -> Option<f64> {
+        self.checks_per_s
+            .filter(|c| *c > 0.0)
+            .map(|c| self.cpu_pct / 100.0 * 1e6 / c)
     }
 
     fn human(&self) -> String {
         format!(
-            "cpu {:6.2} %  rss avg {:7.1} MiB  max {:7.1} MiB  hwm {:7.1} MiB  checks/s {}  ({} proc, {:.0} s)",
+            "cpu {:6.2} % ({} us/check)  rss avg {:7.1} MiB  max {:7.1} MiB  hwm {:7.1} MiB  checks/s {}  ({} proc, {:.0} s)  table full after {} s",
             self.cpu_pct,
+            self.us_per_check()
+                .map(|u| format!("{u:.0}"))
+                .unwrap_or_else(|| "na".into()),
             mib(self.rss_avg_kib),
             mib(self.rss_max_kib),
             mib(self.hwm_kib),
@@ -335,9 +355,16 @@ impl Usage {
                 .map(|c| format!("{c:7.1}"))
                 .unwrap_or_else(|| "     na".into()),
             self.procs,
-            self.secs
+            self.secs,
+            opt(self.table_full_s, 0)
         )
     }
+}
+
+/// `v` with `digits` decimals, or `na`.
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "na".into())
 }
 
 fn mib(kib: u64) -> f64 {
@@ -413,6 +440,34 @@ fn watch_alive(pid: u32, d: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The warm-up: at least `warmup`, and until `table()` shows all `n` destinations (polled
+/// each second from the start) or `limit` passes. Returns when the table was first full.
+fn settle(
+    pid: u32,
+    warmup: Duration,
+    limit: Duration,
+    n: usize,
+    table: &dyn Fn() -> Option<usize>,
+) -> Result<Option<f64>> {
+    let t0 = Instant::now();
+    let mut full = None;
+    loop {
+        if full.is_none() {
+            match table() {
+                Some(k) if k >= n => full = Some(t0.elapsed().as_secs_f64()),
+                // Not observable: the fixed warm-up only.
+                None if t0.elapsed() >= warmup => return Ok(None),
+                _ => {}
+            }
+        }
+        let e = t0.elapsed();
+        if e >= warmup && (full.is_some() || e >= limit) {
+            return Ok(full);
+        }
+        watch_alive(pid, Duration::from_secs(1))?;
+    }
+}
+
 /// Measure the process tree rooted at `root` over `window`: CPU, RSS each second, HWM at
 /// the end, and the rate of `counter` (accepted connections).
 fn measure(root: u32, window: Duration, counter: &dyn Fn() -> Option<u64>) -> Result<Usage> {
@@ -443,6 +498,7 @@ fn measure(root: u32, window: Duration, counter: &dyn Fn() -> Option<u64>) -> Re
         },
         procs: s1.ticks.len(),
         secs,
+        table_full_s: None,
     })
 }
 
@@ -465,10 +521,11 @@ fn lb_args(bin: &Path, cfg: &Path, state: &Path) -> Vec<String> {
     }
 }
 
-/// Real servers lb-run's status file shows alive (None for ha-agent or no file).
-fn alive_in_status(state: &Path) -> Option<usize> {
+/// Real servers lb-run's status file shows with `what` (`alive=true`, `in_table=true`);
+/// None for ha-agent (no such file).
+fn count_in_status(state: &Path, what: &str) -> Option<usize> {
     let s = fs::read_to_string(state.join("lb.status")).ok()?;
-    Some(s.lines().filter(|l| l.contains("alive=true")).count())
+    Some(s.lines().filter(|l| l.contains(what)).count())
 }
 
 /// The last `n` lines of a log, for error context.
@@ -494,10 +551,12 @@ struct Opts {
     vs: usize,
     warmup: u64,
     window: u64,
+    settle: u64,
     http: bool,
-    vm_n: usize,
+    vm_n: Vec<usize>,
     vm_warmup: u64,
     vm_window: u64,
+    vm_settle: u64,
     vm_http: bool,
     wrk_secs: u64,
     wrk_conns: u32,
@@ -515,10 +574,12 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         vs: 4,
         warmup: 5,
         window: 20,
+        settle: 60,
         http: false,
-        vm_n: 1000,
+        vm_n: vec![1000, 300],
         vm_warmup: 5,
         vm_window: 20,
+        vm_settle: 60,
         vm_http: false,
         wrk_secs: 10,
         wrk_conns: 32,
@@ -540,10 +601,18 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
             "--vs" => o.vs = val(&mut it, a)?,
             "--warmup" => o.warmup = val(&mut it, a)?,
             "--window" => o.window = val(&mut it, a)?,
+            "--settle" => o.settle = val(&mut it, a)?,
             "--http" => o.http = true,
-            "--vm-n" => o.vm_n = val(&mut it, a)?,
+            "--vm-n" => {
+                let v: String = val(&mut it, a)?;
+                o.vm_n = v
+                    .split(',')
+                    .map(|x| x.parse().context("--vm-n N[,N...]"))
+                    .collect::<Result<_>>()?;
+            }
             "--vm-warmup" => o.vm_warmup = val(&mut it, a)?,
             "--vm-window" => o.vm_window = val(&mut it, a)?,
+            "--vm-settle" => o.vm_settle = val(&mut it, a)?,
             "--vm-http" => o.vm_http = true,
             "--wrk-secs" => o.wrk_secs = val(&mut it, a)?,
             "--wrk-conns" => o.wrk_conns = val(&mut it, a)?,
@@ -568,7 +637,9 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         }
     }
     checker_conf(o.n, o.vs, Probe::Tcp)?;
-    checker_conf(o.vm_n, o.vs, Probe::Tcp)?;
+    for n in &o.vm_n {
+        checker_conf(*n, o.vs, Probe::Tcp)?;
+    }
     if !o.lb_bin.exists() {
         bail!(
             "{} not found: build it (cargo build -p ha-agent --bin ha-agent) or pass --lb-bin",
@@ -614,19 +685,13 @@ fn host_checkers(o: &Opts, probe: Probe, scratch: &Path) -> Result<(Usage, Optio
     let (first, last) = listen_ports(o.n);
     let count_file = dir.join("accepted");
     let me = std::env::current_exe()?;
-    let _serve = Daemon::start(
-        &servers,
-        &dir,
-        "serve",
-        &me,
-        &[
-            "serve",
-            "--ports",
-            &format!("{first}-{last}"),
-            "--count-file",
-            &count_file.to_string_lossy(),
-        ],
-    )?;
+    let ports = format!("{first}-{last}");
+    let count_arg = count_file.to_string_lossy();
+    let mut serve_args = vec!["serve", "--ports", &ports, "--count-file", &count_arg];
+    if probe == Probe::Http {
+        serve_args.push("--http");
+    }
+    let _serve = Daemon::start(&servers, &dir, "serve", &me, &serve_args)?;
     wait_until("the listener is up", Duration::from_secs(10), || {
         count_file.exists()
     })?;
@@ -653,10 +718,27 @@ fn host_checkers(o: &Opts, probe: Probe, scratch: &Path) -> Result<(Usage, Optio
         o.window,
         o.lb_bin.display()
     );
-    let usage = watch_alive(pid, Duration::from_secs(o.warmup))
-        .and_then(|()| measure(pid, Duration::from_secs(o.window), &counter))
-        .with_context(|| format!("log:\n{}", tail(&lb.log_text(), 30)))?;
-    let alive = alive_in_status(&state);
+    let in_table = || {
+        if is_lb_run(&o.lb_bin) {
+            Some(count_in_status(&state, "in_table=true").unwrap_or(0))
+        } else {
+            None
+        }
+    };
+    let usage = settle(
+        pid,
+        Duration::from_secs(o.warmup),
+        Duration::from_secs(o.settle),
+        o.n,
+        &in_table,
+    )
+    .and_then(|full| {
+        let mut u = measure(pid, Duration::from_secs(o.window), &counter)?;
+        u.table_full_s = full;
+        Ok(u)
+    })
+    .with_context(|| format!("log:\n{}", tail(&lb.log_text(), 30)))?;
+    let alive = count_in_status(&state, "alive=true");
     lb.signal("TERM")?;
     if lb.wait_exit(STOP_LIMIT).is_err() {
         println!("  (did not stop within {STOP_LIMIT:?}; killed)");
@@ -696,13 +778,15 @@ struct VmResult {
     who: String,
     /// Checker kind word (tcp, http).
     probe: String,
+    /// Real servers.
+    n: usize,
     /// Its figures.
     usage: Usage,
     /// Destinations in IPVS at the end of the window.
     ipvs_dests: Option<u64>,
 }
 
-fn vm_bench(o: &Opts, scratch: &Path) -> Result<(usize, Vec<VmResult>, Vec<String>)> {
+fn vm_bench(o: &Opts, scratch: &Path) -> Result<(Vec<VmResult>, Vec<String>)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/bench-vm.sh");
     let work = scratch.join("vm");
     let keepalived = Path::new("/usr/sbin/keepalived");
@@ -715,19 +799,26 @@ fn vm_bench(o: &Opts, scratch: &Path) -> Result<(usize, Vec<VmResult>, Vec<Strin
         .and_then(|n| n.to_str())
         .context("--lb-bin has no file name")?;
     let probes = if o.vm_http { "tcp,http" } else { "tcp" };
+    let ns = o
+        .vm_n
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let params = format!(
-        "lbb.n={} lbb.vs={} lbb.warmup={} lbb.window={} lbb.bin={bin_name} lbb.probes={probes}",
-        o.vm_n, o.vs, o.vm_warmup, o.vm_window
+        "lbb.n={ns} lbb.vs={} lbb.warmup={} lbb.settle={} lbb.window={} lbb.bin={bin_name} \
+         lbb.probes={probes}",
+        o.vs, o.vm_warmup, o.vm_settle, o.vm_window
     );
-    let runs = if o.vm_http { 4 } else { 2 };
+    let runs = (if o.vm_http { 4 } else { 2 }) * o.vm_n.len() as u64;
     // Boot and initramfs unpacking (about 30 s under TCG), each run's warm-up, window,
     // start and stop, with slack: a hang guard, not a measurement.
-    let timeout = 120 + runs * (o.vm_warmup + o.vm_window + 40);
+    let timeout = 120 + runs * (o.vm_warmup.max(o.vm_settle) + o.vm_window + 30);
     let me = std::env::current_exe()?;
     println!(
-        "vm: booting the IPVS VM (TCG, 1 vCPU): keepalived -C then {bin_name}, {} real servers, \
+        "vm: booting the IPVS VM (TCG, 1 vCPU): keepalived -C then {bin_name}, N={ns} real servers, \
          {probes}, warm-up {} s, window {} s (timeout {timeout} s)",
-        o.vm_n, o.vm_warmup, o.vm_window
+        o.vm_warmup, o.vm_window
     );
     let t0 = Instant::now();
     let out = Command::new(&script)
@@ -770,6 +861,7 @@ fn vm_bench(o: &Opts, scratch: &Path) -> Result<(usize, Vec<VmResult>, Vec<Strin
         results.push(VmResult {
             who: who.clone(),
             probe: m.get("probe").cloned().unwrap_or_default(),
+            n: m.get("n").and_then(|v| v.parse().ok()).unwrap_or(0),
             usage,
             ipvs_dests: m.get("ipvs_dests").and_then(|v| v.parse().ok()),
         });
@@ -785,7 +877,7 @@ fn vm_bench(o: &Opts, scratch: &Path) -> Result<(usize, Vec<VmResult>, Vec<Strin
             tail(&stderr, 10)
         );
     }
-    Ok((o.vm_n, results, errors))
+    Ok((results, errors))
 }
 
 /// `lb-bench vm-guest`: inside the VM (PID 1 is tests/vm/bench-init). Parameters come
@@ -794,24 +886,31 @@ fn vm_bench(o: &Opts, scratch: &Path) -> Result<(usize, Vec<VmResult>, Vec<Strin
 fn vm_guest() -> Result<()> {
     let p = cmdline_params(&fs::read_to_string("/proc/cmdline")?);
     let get = |k: &str, d: &str| p.get(k).cloned().unwrap_or_else(|| d.to_string());
-    let n: usize = get("n", "1000").parse()?;
+    let ns: Vec<usize> = get("n", "1000")
+        .split(',')
+        .map(|v| v.parse().context("lbb.n"))
+        .collect::<Result<_>>()?;
+    let max_n = ns.iter().copied().max().unwrap_or(1);
     let vs: usize = get("vs", "4").parse()?;
     let warmup = Duration::from_secs(get("warmup", "5").parse()?);
     let window = Duration::from_secs(get("window", "20").parse()?);
+    let settle_limit = Duration::from_secs(get("settle", "60").parse()?);
     let bin = PathBuf::from("/bin").join(get("bin", "ha-agent"));
     let probes: Vec<Probe> = get("probes", "tcp")
         .split(',')
         .map(Probe::parse)
         .collect::<Result<_>>()?;
-    println!("lb-bench: guest n={n} vs={vs} bin={}", bin.display());
+    println!("lb-bench: guest n={ns:?} vs={vs} bin={}", bin.display());
 
-    for a in 0..addr_count(n) {
+    for a in 0..addr_count(max_n) {
         let addr = format!("198.51.100.{}/32", FIRST_HOST + a);
         ha_tests::netns::run(Command::new("ip").args(["addr", "add", &addr, "dev", "lo"]))?;
     }
-    let (first, last) = listen_ports(n);
+    let (first, last) = listen_ports(max_n);
     let count = Arc::new(AtomicU64::new(0));
+    let http = Arc::new(AtomicBool::new(false));
     let c = Arc::clone(&count);
+    let h = Arc::clone(&http);
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -820,7 +919,7 @@ fn vm_guest() -> Result<()> {
             Ok(rt) => rt,
             Err(e) => return println!("=== LBB ERROR listener runtime: {e} ==="),
         };
-        if let Err(e) = rt.block_on(serve(first, last, c)) {
+        if let Err(e) = rt.block_on(serve(first, last, c, h)) {
             println!("=== LBB ERROR listener: {e:#} ===");
         }
     });
@@ -828,21 +927,23 @@ fn vm_guest() -> Result<()> {
     let counter = || Some(count.load(Ordering::Relaxed));
 
     fs::create_dir_all("/tmp/lbb")?;
-    for probe in probes {
-        let cfg = PathBuf::from(format!("/tmp/lbb/{}.conf", probe.word()));
+    for (n, probe) in ns.iter().flat_map(|n| probes.iter().map(move |p| (*n, *p))) {
+        http.store(probe == Probe::Http, Ordering::Relaxed);
+        let cfg = PathBuf::from(format!("/tmp/lbb/{}-{n}.conf", probe.word()));
         fs::write(&cfg, checker_conf(n, vs, probe)?)?;
         let who_bin = bin
             .file_name()
             .and_then(|s| s.to_str())
             .unwrap_or("ha-agent")
             .to_string();
-        let state = PathBuf::from(format!("/tmp/lbb/state-{}", probe.word()));
+        let state = PathBuf::from(format!("/tmp/lbb/state-{}-{n}", probe.word()));
         fs::create_dir_all(&state)?;
         let cfg_s = cfg.to_string_lossy().into_owned();
+        // Logs go to syslog (bench-init starts busybox syslogd into /tmp/lbb/syslog): -l
+        // would write every line to the emulated serial console.
         let keepalived_args: Vec<String> = [
             "-C",
             "-n",
-            "-l",
             "-D",
             "-f",
             &cfg_s,
@@ -863,7 +964,14 @@ fn vm_guest() -> Result<()> {
             (who_bin, bin.clone(), lb_args(&bin, &cfg, &state)),
         ];
         for (who, program, args) in plan {
-            match guest_run(&who, &program, &args, warmup, window, &counter) {
+            match guest_run(
+                &who,
+                &program,
+                &args,
+                n,
+                (warmup, settle_limit, window),
+                &counter,
+            ) {
                 Ok((u, dests)) => println!(
                     "{RESULT_MARK} who={who} probe={} n={n} {} ipvs_dests={} ===",
                     probe.word(),
@@ -898,8 +1006,8 @@ fn guest_run(
     who: &str,
     program: &Path,
     args: &[String],
-    warmup: Duration,
-    window: Duration,
+    n: usize,
+    (warmup, settle_limit, window): (Duration, Duration, Duration),
     counter: &dyn Fn() -> Option<u64>,
 ) -> Result<(Usage, Option<u64>)> {
     let log = PathBuf::from(format!("/tmp/lbb/{who}.log"));
@@ -914,8 +1022,13 @@ fn guest_run(
     let mut child = Reaped(Some(child));
     let pid = child.0.as_ref().map(Child::id).context("no pid")?;
     println!("lb-bench: {who} started (pid {pid})");
-    let r = watch_alive(pid, warmup)
-        .and_then(|()| measure(pid, window, counter))
+    let table = || ipvs_dests().map(|d| d as usize);
+    let r = settle(pid, warmup, settle_limit, n, &table)
+        .and_then(|full| {
+            let mut u = measure(pid, window, counter)?;
+            u.table_full_s = full;
+            Ok(u)
+        })
         .map(|u| (u, ipvs_dests()));
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -924,7 +1037,10 @@ fn guest_run(
     if !stopped {
         println!("lb-bench: {who} did not stop within {STOP_LIMIT:?}; killed");
     }
-    let text = fs::read_to_string(&log).unwrap_or_default();
+    let mut text = fs::read_to_string(&log).unwrap_or_default();
+    if who == "keepalived" {
+        text = fs::read_to_string("/tmp/lbb/syslog").unwrap_or_default();
+    }
     r.with_context(|| format!("{who} log: {}", tail(&text, 15)))
 }
 
@@ -1203,12 +1319,12 @@ fn main() -> Result<()> {
     if !host.is_empty() {
         println!("host  keepalived's checker: not run here (no IPVS in this kernel; see vm)");
     }
-    if let Some((n, results, errors)) = &vm {
+    if let Some((results, errors)) = &vm {
         for r in results {
             println!(
                 "vm    {:9} N={:<5} {:9} {}  ipvs dests {}",
                 r.probe,
-                n,
+                r.n,
                 r.who,
                 r.usage.human(),
                 r.ipvs_dests
@@ -1216,38 +1332,34 @@ fn main() -> Result<()> {
                     .unwrap_or_else(|| "na".into())
             );
         }
-        for probe in ["tcp", "http"] {
-            let k = results
+        for h in results.iter().filter(|r| r.who != "keepalived") {
+            let Some(k) = results
                 .iter()
-                .find(|r| r.probe == probe && r.who == "keepalived");
-            let h = results
-                .iter()
-                .find(|r| r.probe == probe && r.who != "keepalived");
-            if let (Some(k), Some(h)) = (k, h) {
-                let ratio = |a: f64, b: f64| {
-                    if b > 0.0 {
-                        format!("{:.2}", a / b)
-                    } else {
-                        "na".into()
-                    }
-                };
+                .find(|r| r.probe == h.probe && r.n == h.n && r.who == "keepalived")
+            else {
+                continue;
+            };
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "na".into(),
+            };
+            let (hu, ku) = (&h.usage, &k.usage);
+            println!(
+                "vm    {:9} N={:<5} ratio {}/keepalived: cpu {}  cpu/check {}  rss avg {}  hwm {}  (target <= 1)",
+                h.probe,
+                h.n,
+                h.who,
+                ratio(Some(hu.cpu_pct), Some(ku.cpu_pct)),
+                ratio(hu.us_per_check(), ku.us_per_check()),
+                ratio(Some(hu.rss_avg_kib as f64), Some(ku.rss_avg_kib as f64)),
+                ratio(Some(hu.hwm_kib as f64), Some(ku.hwm_kib as f64)),
+            );
+            let sustained = |u: &Usage| u.checks_per_s.is_some_and(|c| c >= 0.9 * h.n as f64);
+            if !sustained(ku) || !sustained(hu) {
                 println!(
-                    "vm    {probe:9} N={n:<5} ratio {}/keepalived: cpu {}  rss avg {}  hwm {}  (target <= 1)",
-                    h.who,
-                    ratio(h.usage.cpu_pct, k.usage.cpu_pct),
-                    ratio(h.usage.rss_avg_kib as f64, k.usage.rss_avg_kib as f64),
-                    ratio(h.usage.hwm_kib as f64, k.usage.hwm_kib as f64),
+                    "vm    {:9} N={:<5} note: checks/s below 90 % of N: the emulated vCPU did not sustain N checks/s",
+                    h.probe, h.n
                 );
-                let sustained = |u: &Usage| {
-                    u.checks_per_s
-                        .map(|c| c >= 0.9 * *n as f64)
-                        .unwrap_or(false)
-                };
-                if !sustained(&k.usage) || !sustained(&h.usage) {
-                    println!(
-                        "vm    {probe:9} note: checks/s below 90 % of N: the emulated vCPU did not sustain N checks per second"
-                    );
-                }
             }
         }
         for e in errors {
@@ -1365,12 +1477,14 @@ mod tests {
             checks_per_s: Some(998.0),
             procs: 2,
             secs: 20.0,
+            table_full_s: None,
         };
         let line = format!("{RESULT_MARK} who=keepalived probe=tcp {} ===", u.kv());
         let m = kv_words(&line);
         let back = Usage::from_kv(&m).unwrap();
         assert_eq!(back.rss_max_kib, 120);
         assert_eq!(back.checks_per_s, Some(998.0));
+        assert_eq!(back.table_full_s, None);
         assert_eq!(m.get("who").map(String::as_str), Some("keepalived"));
 
         let wrk = "Running 10s test @ http://192.0.2.10/\n  Socket errors: connect 0, read 3\n\
