@@ -27,10 +27,10 @@
 //!    keepalived's checker cannot run on this host (no IPVS): it is measured in the VM.
 //! 2. **Checkers, VM, side by side with keepalived**: tests/vm/bench-vm.sh boots the IPVS
 //!    VM (see tests/vm/ipvs-vm.sh) with `rdinit=/bin/bench-init`; inside, `lb-bench
-//!    vm-guest` holds the listeners on local addresses, then runs `keepalived -C -n -l -D`
-//!    (checker only; parent plus checker child measured) and then the program under test
-//!    on the same generated config, one after the other, and prints one result line
-//!    each (plus `ipvsadm -Ln`'s destination count). The VM is TCG-emulated on one vCPU,
+//!    vm-guest` holds the listeners on local addresses, then runs `keepalived -C -n -D`
+//!    (checker only; parent plus checker child measured) and the program under test on
+//!    the same generated config, one after the other (which goes first alternates per
+//!    case), and prints one result line each (plus `ipvsadm -Ln`'s destination count). The VM is TCG-emulated on one vCPU,
 //!    shared with the listener: 1000 checks/s are not sustained there, so `--vm-n`
 //!    takes a list (default 1000,300: the asked N, and one both programs sustain on a
 //!    loaded 2-core host); a note flags any N whose checks/s stayed under 90 % of N.
@@ -349,7 +349,7 @@ impl Usage {
 
     fn human(&self) -> String {
         format!(
-            "cpu {:6.2} % ({} us/check)  rss avg {:7.1} MiB  max {:7.1} MiB  hwm {:7.1} MiB  checks/s {}  ({} proc, {:.0} s)  table full after {} s",
+            "cpu {:6.2} % ({} us/check)  rss avg {:7.1} MiB  max {:7.1} MiB  hwm {:7.1} MiB  checks/s {}  ({} proc, {:.0} s){}",
             self.cpu_pct,
             self.us_per_check()
                 .map(|u| format!("{u:.0}"))
@@ -362,7 +362,9 @@ impl Usage {
                 .unwrap_or_else(|| "     na".into()),
             self.procs,
             self.secs,
-            opt(self.table_full_s, 0)
+            self.table_full_s
+                .map(|t| format!("  table full after {t:.0} s"))
+                .unwrap_or_default()
         )
     }
 }
@@ -973,7 +975,8 @@ fn vm_guest() -> Result<()> {
     let counter = || Some(count.load(Ordering::Relaxed));
 
     fs::create_dir_all("/tmp/lbb")?;
-    for (n, probe) in ns.iter().flat_map(|n| probes.iter().map(move |p| (*n, *p))) {
+    let cases = ns.iter().flat_map(|n| probes.iter().map(move |p| (*n, *p)));
+    for (case, (n, probe)) in cases.enumerate() {
         http.store(probe == Probe::Http, Ordering::Relaxed);
         let cfg = PathBuf::from(format!("/tmp/lbb/{}-{n}.conf", probe.word()));
         fs::write(&cfg, checker_conf(n, vs, probe)?)?;
@@ -1001,7 +1004,7 @@ fn vm_guest() -> Result<()> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let plan: [(String, PathBuf, Vec<String>); 2] = [
+        let mut plan: [(String, PathBuf, Vec<String>); 2] = [
             (
                 "keepalived".into(),
                 PathBuf::from("/bin/keepalived"),
@@ -1009,6 +1012,11 @@ fn vm_guest() -> Result<()> {
             ),
             (who_bin, bin.clone(), lb_args(&bin, &cfg, &state)),
         ];
+        // Alternate who goes first, so a drift in the host's load (which TCG turns into
+        // guest CPU time) does not always favour the same program.
+        if case % 2 == 1 {
+            plan.reverse();
+        }
         for (who, program, args) in plan {
             match guest_run(
                 &who,
