@@ -156,7 +156,9 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
         let vs_label = opentelemetry::KeyValue::new("vs", spec.rs.vs.clone());
         let kind_label = opentelemetry::KeyValue::new("checker", kind.clone());
         loop {
-            let (o, latency) = round(&spec, up).await;
+            // Boxed: a round's future (several KB: the HTTP/TLS probe's state) lives on
+            // the heap only while the check runs, not in each of a thousand idle tasks.
+            let (o, latency) = Box::pin(round(&spec, up)).await;
             up = o.up;
             duration_histogram().record(
                 latency.as_secs_f64(),
