@@ -1,11 +1,13 @@
 //! Measurement helpers for the benchmarks: CPU time and resident memory of a process
-//! tree (read from /proc), a `ping` recorder running in a namespace, and small statistics.
+//! tree (read from /proc), a `ping` recorder running in a namespace, a `tcpdump` capture
+//! with the failover breakdown read from it, and small statistics.
 //!
 //! Nothing here asserts on timing: these helpers only collect figures to print.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -190,6 +192,178 @@ pub fn reply_stamp(line: &str) -> Option<f64> {
     rest[..rest.find(']')?].parse().ok()
 }
 
+/// `tcpdump` writing VRRP, ARP and ICMP packets of one interface to a file, in a namespace.
+#[derive(Debug)]
+pub struct Capture {
+    /// The tcpdump process (stopped on drop).
+    child: Option<Child>,
+    /// The capture file.
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Start capturing on `iface` of `ns` into `file`; returns once tcpdump listens.
+    pub fn start(ns: &Netns, iface: &str, file: &Path) -> Result<Capture> {
+        let mut child = ns
+            .command("tcpdump")
+            .args(["-i", iface, "-n", "-U", "-s", "128", "-w"])
+            .arg(file)
+            .args(["vrrp or arp or icmp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start tcpdump")?;
+        let err = child.stderr.take().context("tcpdump stderr")?;
+        // tcpdump says "listening on ..." once the socket is bound.
+        let mut lines = BufReader::new(err).lines();
+        let listening = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening on"));
+        std::thread::spawn(move || lines.for_each(drop));
+        let cap = Capture {
+            child: Some(child),
+            file: file.to_path_buf(),
+        };
+        anyhow::ensure!(listening, "tcpdump did not start");
+        Ok(cap)
+    }
+
+    /// Stop tcpdump and return the packets as `tcpdump -tt -n` prints them.
+    pub fn stop(mut self) -> Result<Vec<String>> {
+        self.halt();
+        let out = crate::netns::run(
+            Command::new("tcpdump")
+                .args(["-tt", "-n", "-r"])
+                .arg(&self.file),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn halt(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGINT lets tcpdump flush the file; -U already writes packet by packet.
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// One packet of interest in a `tcpdump -tt -n` line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// A VRRP advert from `src` with `prio`.
+    Advert {
+        /// Sender address.
+        src: String,
+        /// Advertised priority.
+        prio: u8,
+    },
+    /// A gratuitous ARP announcing `ip` (sender address = `ip`, request or reply).
+    Garp {
+        /// The announced address.
+        ip: String,
+    },
+    /// An ICMP echo reply from `src`.
+    EchoReply {
+        /// Sender address.
+        src: String,
+    },
+}
+
+/// Parse one `tcpdump -tt -n` line into its timestamp and what it shows.
+pub fn parse_tcpdump(line: &str) -> Option<(f64, Seen)> {
+    let (ts, rest) = line.split_once(' ')?;
+    let ts: f64 = ts.parse().ok()?;
+    if let Some(ip) = rest.strip_prefix("IP ") {
+        let (src, tail) = ip.split_once(" > ")?;
+        if tail.contains(": VRRP") {
+            let prio = tail.split(", ").find_map(|f| f.strip_prefix("prio "))?;
+            return Some((
+                ts,
+                Seen::Advert {
+                    src: src.to_string(),
+                    prio: prio.parse().ok()?,
+                },
+            ));
+        }
+        if tail.contains("ICMP echo reply") {
+            return Some((
+                ts,
+                Seen::EchoReply {
+                    src: src.to_string(),
+                },
+            ));
+        }
+        return None;
+    }
+    let arp = rest.strip_prefix("ARP, ")?;
+    let words: Vec<&str> = arp.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let ip = match words.as_slice() {
+        ["Request", "who-has", target, "tell", sender, ..] if target == sender => *sender,
+        ["Reply", sender, "is-at", ..] => *sender,
+        _ => return None,
+    };
+    Some((ts, Seen::Garp { ip: ip.to_string() }))
+}
+
+/// When a takeover happened on the wire, seen by one capture (wall-clock seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    /// The old master's last advert (priority 0 for a clean stop).
+    pub last_old_advert: f64,
+    /// The new master's first advert.
+    pub first_new_advert: f64,
+    /// The first gratuitous ARP for the VIP after that advert.
+    pub first_garp: Option<f64>,
+    /// The first echo reply after the new master's first advert.
+    pub first_reply: Option<f64>,
+}
+
+impl Breakdown {
+    /// Read a takeover from `old` to `new` announcing `vip` out of parsed packets (the
+    /// first advert of `new` after `after` marks it).
+    pub fn find(packets: &[(f64, Seen)], old: &str, new: &str, vip: &str, after: f64) -> Option<Self> {
+        let first_new_advert = packets.iter().find_map(|(t, s)| match s {
+            Seen::Advert { src, .. } if src == new && *t > after => Some(*t),
+            _ => None,
+        })?;
+        let last_old_advert = packets
+            .iter()
+            .filter_map(|(t, s)| match s {
+                Seen::Advert { src, .. } if src == old && *t < first_new_advert => Some(*t),
+                _ => None,
+            })
+            .last()?;
+        let first_garp = packets.iter().find_map(|(t, s)| match s {
+            Seen::Garp { ip } if ip == vip && *t >= first_new_advert => Some(*t),
+            _ => None,
+        });
+        let first_reply = packets.iter().find_map(|(t, s)| match s {
+            Seen::EchoReply { .. } if *t > first_new_advert => Some(*t),
+            _ => None,
+        });
+        Some(Breakdown {
+            last_old_advert,
+            first_new_advert,
+            first_garp,
+            first_reply,
+        })
+    }
+}
+
 /// The largest interval between consecutive timestamps (sorted first), seconds.
 pub fn largest_gap(stamps: &[f64]) -> Option<f64> {
     let mut s = stamps.to_vec();
@@ -225,6 +399,36 @@ mod tests {
             reply_stamp("[1732666666.1] From 192.0.2.100 icmp_seq=3 Destination Host Unreachable"),
             None
         );
+    }
+
+    #[test]
+    fn parses_tcpdump_lines_and_finds_the_takeover() {
+        let lines = [
+            "100.000000 IP 192.0.2.1 > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 150, intvl 1cs, length 12",
+            "100.001000 IP 192.0.2.10 > 192.0.2.100: ICMP echo reply, id 7, seq 1, length 64",
+            "100.010000 IP 192.0.2.1 > 224.0.0.18: VRRPv2, Advertisement, vrid 51, prio 150, authtype none, intvl 1s, length 20",
+            "100.046000 IP 192.0.2.2 > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 100, intvl 1cs, length 12",
+            "100.046500 ARP, Request who-has 192.0.2.10 tell 192.0.2.10, length 28",
+            "100.047000 ARP, Reply 192.0.2.10 is-at 02:00:00:00:00:02, length 28",
+            "100.049000 IP 192.0.2.10 > 192.0.2.100: ICMP echo reply, id 7, seq 9, length 64",
+            "100.049100 ARP, Request who-has 192.0.2.2 tell 192.0.2.100, length 28",
+        ];
+        let p: Vec<(f64, Seen)> = lines.iter().filter_map(|l| parse_tcpdump(l)).collect();
+        assert_eq!(p.len(), 7);
+        assert_eq!(
+            p[2].1,
+            Seen::Advert {
+                src: "192.0.2.1".into(),
+                prio: 150
+            }
+        );
+        assert_eq!(p[5].1, Seen::Garp { ip: "192.0.2.10".into() });
+        let b = Breakdown::find(&p, "192.0.2.1", "192.0.2.2", "192.0.2.10", 100.02).unwrap();
+        assert_eq!(b.last_old_advert, 100.010);
+        assert_eq!(b.first_new_advert, 100.046);
+        assert_eq!(b.first_garp, Some(100.0465));
+        assert_eq!(b.first_reply, Some(100.049));
+        assert!(Breakdown::find(&p, "192.0.2.1", "192.0.2.2", "192.0.2.10", 101.0).is_none());
     }
 
     #[test]

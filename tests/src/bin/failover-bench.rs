@@ -4,7 +4,8 @@
 //! ```text
 //! cargo build -p ha-agent --bin ha-agent
 //! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE]
-//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]
+//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap]
+//!     [--point v2cut|v2stop|v3cut|v3stop]...
 //! ```
 //!
 //! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
@@ -12,7 +13,9 @@
 //!    link cut at the switch, master SIGTERM; v2 advert_int 1 and v3 advert_int 0.01):
 //!    settle, start the pinger, trigger, wait until lb2 is MASTER and replies have resumed
 //!    for 1 s, and keep the largest gap between consecutive echo replies. N runs per
-//!    point (default 3, `--quick` 1): median and max.
+//!    point (default 3, `--quick` 1): median and max. With `--pcap`, tcpdump on the
+//!    client's interface times each takeover on the wire: the old master's last advert,
+//!    the new master's first advert, its first gratuitous ARP, the first echo reply.
 //! 2. Idle cost: a pair (lb1 MASTER of all, lb2 BACKUP of all) with 50 v3 instances at
 //!    advert_int 0.01 (VRIDs 1..50, VIPs 203.0.113.1..50/24); after a 3 s warm-up, CPU
 //!    (utime+stime over the whole process tree) over 10 s and VmRSS summed over the tree,
@@ -25,7 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use ha_tests::measure::{clock_ticks_per_sec, largest_gap, median, Pinger, TreeSample};
+use ha_tests::measure::{
+    clock_ticks_per_sec, largest_gap, median, parse_tcpdump, Breakdown, Capture, Pinger,
+    TreeSample,
+};
 use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
 use serde_json::{json, Value};
 
@@ -38,6 +44,8 @@ const OUTAGE: f64 = 0.040;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// `--keep`: keep every scratch directory (configs, logs), not only those of failed runs.
 static KEEP: AtomicBool = AtomicBool::new(false);
+/// `--pcap`: capture each failover on the client and break the takeover down.
+static PCAP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -102,6 +110,8 @@ struct Opts {
     impls: Vec<Impl>,
     failover: bool,
     idle: bool,
+    /// `--point TAG` (repeatable): only these failover points; empty means all.
+    points: Vec<String>,
 }
 
 fn parse_opts() -> Result<Opts> {
@@ -112,6 +122,7 @@ fn parse_opts() -> Result<Opts> {
         impls: vec![Impl::Keepalived, Impl::HaAgent],
         failover: true,
         idle: true,
+        points: Vec::new(),
     };
     let mut runs = None;
     let mut args = std::env::args().skip(1);
@@ -121,6 +132,14 @@ fn parse_opts() -> Result<Opts> {
             "--no-failover" => o.failover = false,
             "--no-idle" => o.idle = false,
             "--keep" => KEEP.store(true, Ordering::SeqCst),
+            "--pcap" => PCAP.store(true, Ordering::SeqCst),
+            "--point" => {
+                let tag = args.next().context("--point needs a tag")?;
+                if !POINTS.iter().any(|p| p.tag() == tag) {
+                    bail!("--point v2cut|v2stop|v3cut|v3stop, not {tag}");
+                }
+                o.points.push(tag);
+            }
             "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
             "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
             "--only" => {
@@ -132,7 +151,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]"
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap] [--point v2cut|v2stop|v3cut|v3stop]..."
                 );
                 std::process::exit(0);
             }
@@ -257,12 +276,16 @@ fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Re
     }
 }
 
-fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
+/// The result of one failover run: the largest reply gap (seconds) and, with `--pcap`,
+/// the takeover as the capture saw it, relative to the trigger.
+type RunResult = (f64, Option<Steps>);
+
+fn failover_run(which: Impl, p: Point, rep: usize) -> Result<RunResult> {
     let name = format!("bench-{}-{}-{rep}", impl_name(which), p.tag());
     with_topology(&name, |t| failover_on(t, which, p))
 }
 
-fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
+fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<RunResult> {
     let conf = |state, prio| {
         render(
             "lb",
@@ -286,6 +309,15 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
         );
     }
 
+    let capture = if PCAP.load(Ordering::SeqCst) {
+        Some(Capture::start(
+            t.lan.ns(CLIENT),
+            "eth0",
+            &t.dir.join("client.pcap"),
+        )?)
+    } else {
+        None
+    };
     let pinger = Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?;
     wait_for("first 40 echo replies", Duration::from_secs(5), || {
         pinger.replies().len() >= 40
@@ -335,7 +367,60 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
         .max_by(f64::total_cmp)
         .unwrap_or(trig);
     let window: Vec<f64> = replies.into_iter().filter(|ts| *ts >= from).collect();
-    largest_gap(&window).context("fewer than two replies")
+    let gap = largest_gap(&window).context("fewer than two replies")?;
+    let steps = match capture {
+        Some(c) => {
+            let packets: Vec<_> = c.stop()?.iter().filter_map(|l| parse_tcpdump(l)).collect();
+            let b = Breakdown::find(&packets, "192.0.2.1", "192.0.2.2", VIP, trig)
+                .context("no takeover in the capture")?;
+            Some(Steps::new(&b, trig, from))
+        }
+        None => None,
+    };
+    Ok((gap, steps))
+}
+
+/// A takeover on the wire in milliseconds, each step from the previous one.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    /// Old master's last advert -> trigger (negative: the advert came after the trigger,
+    /// e.g. the priority-0 advert of a clean stop).
+    advert_to_trigger: f64,
+    /// Old master's last advert -> new master's first advert.
+    down: f64,
+    /// New master's first advert -> its first gratuitous ARP.
+    garp: Option<f64>,
+    /// First gratuitous ARP (or first advert) -> first echo reply.
+    reply: Option<f64>,
+    /// Last echo reply before the trigger -> old master's last advert (how much of the
+    /// gap was spent before the master went silent).
+    reply_to_advert: f64,
+}
+
+impl Steps {
+    fn new(b: &Breakdown, trig: f64, last_reply: f64) -> Steps {
+        let ms = |a: f64, z: f64| (z - a) * 1000.0;
+        let base = b.first_garp.unwrap_or(b.first_new_advert);
+        Steps {
+            advert_to_trigger: ms(b.last_old_advert, trig),
+            down: ms(b.last_old_advert, b.first_new_advert),
+            garp: b.first_garp.map(|g| ms(b.first_new_advert, g)),
+            reply: b.first_reply.map(|r| ms(base, r)),
+            reply_to_advert: ms(last_reply, b.last_old_advert),
+        }
+    }
+
+    fn show(&self) -> String {
+        let o = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        format!(
+            "last reply->last advert {:.2} ms, last advert->trigger {:.2}, last advert->first advert {:.2}, ->GARP {}, ->first reply {}",
+            self.reply_to_advert,
+            self.advert_to_trigger,
+            self.down,
+            o(self.garp),
+            o(self.reply)
+        )
+    }
 }
 
 /// Who holds the VIP and where the client sends it, to tell a missing takeover from a
@@ -378,6 +463,7 @@ fn logs(t: &Classic) -> String {
 struct Cell {
     gaps: Vec<f64>,
     errors: Vec<String>,
+    steps: Vec<Steps>,
 }
 
 impl Cell {
@@ -387,6 +473,24 @@ impl Cell {
 
     fn max(&self) -> Option<f64> {
         self.gaps.iter().copied().max_by(f64::total_cmp)
+    }
+
+    /// Median of each capture step, as text (empty without `--pcap`).
+    fn show_steps(&self) -> String {
+        if self.steps.is_empty() {
+            return String::new();
+        }
+        let med = |f: fn(&Steps) -> Option<f64>| {
+            let v: Vec<f64> = self.steps.iter().filter_map(f).collect();
+            median(&v).map_or_else(|| "-".into(), |m| format!("{m:.2}"))
+        };
+        format!(
+            "last advert->first advert {} ms, first advert->GARP {} ms, GARP->first reply {} ms (last reply->last advert {} ms)",
+            med(|s| Some(s.down)),
+            med(|s| s.garp),
+            med(|s| s.reply),
+            med(|s| Some(s.reply_to_advert)),
+        )
     }
 
     fn show(&self) -> String {
@@ -582,8 +686,12 @@ fn main() -> Result<()> {
 
     // 1. Failover gaps, implementations interleaved run by run.
     let mut cells: Vec<HashMap<&str, Cell>> = Vec::new();
-    let points: &[Point] = if o.failover { &POINTS } else { &[] };
-    for &p in points {
+    let points: Vec<Point> = POINTS
+        .iter()
+        .copied()
+        .filter(|p| o.failover && (o.points.is_empty() || o.points.contains(&p.tag())))
+        .collect();
+    for &p in &points {
         let mut row: HashMap<&str, Cell> = HashMap::new();
         for rep in 0..runs {
             for &which in &impls {
@@ -592,7 +700,7 @@ fn main() -> Result<()> {
                 let cell = row.entry(name).or_default();
                 let t0 = Instant::now();
                 match failover_run(which, p, rep) {
-                    Ok(g) => {
+                    Ok((g, steps)) => {
                         eprintln!(
                             "[{:>5.1}s] {:<28} {:<10} run {}/{runs}: gap {} ms ({:.1} s)",
                             started.elapsed().as_secs_f64(),
@@ -603,6 +711,10 @@ fn main() -> Result<()> {
                             t0.elapsed().as_secs_f64()
                         );
                         cell.gaps.push(g);
+                        if let Some(s) = steps {
+                            eprintln!("        {}", s.show());
+                            cell.steps.push(s);
+                        }
                     }
                     Err(e) => {
                         check_interrupted()?;
@@ -679,6 +791,12 @@ fn main() -> Result<()> {
             show(ha, h),
             show_ratio(r)
         );
+        for (name, c) in [(ka, k), (ha, h)] {
+            let s = c.show_steps();
+            if !s.is_empty() {
+                println!("{:<w$} |   {name}: {s}", "");
+            }
+        }
         failover_json.push(json!({
             "scenario": p.label(),
             "version": p.version,
