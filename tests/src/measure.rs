@@ -311,9 +311,17 @@ pub fn parse_tcpdump(line: &str) -> Option<(f64, Seen)> {
     }
     let arp = rest.strip_prefix("ARP, ")?;
     let words: Vec<&str> = arp.split([' ', ',']).filter(|w| !w.is_empty()).collect();
-    let ip = match words.as_slice() {
-        ["Request", "who-has", target, "tell", sender, ..] if target == sender => *sender,
-        ["Reply", sender, "is-at", ..] => *sender,
+    // "Request who-has T [(ff:ff:ff:ff:ff:ff)] tell S" or "Reply S is-at MAC".
+    let after = |key: &str| {
+        let i = words.iter().position(|w| *w == key)?;
+        words.get(i + 1).copied()
+    };
+    let ip = match words.first() {
+        Some(&"Request") => match (after("who-has"), after("tell")) {
+            (Some(t), Some(s)) if t == s => s,
+            _ => return None,
+        },
+        Some(&"Reply") => words.get(1).copied()?,
         _ => return None,
     };
     Some((ts, Seen::Garp { ip: ip.to_string() }))
@@ -408,13 +416,14 @@ mod tests {
             "100.001000 IP 192.0.2.10 > 192.0.2.100: ICMP echo reply, id 7, seq 1, length 64",
             "100.010000 IP 192.0.2.1 > 224.0.0.18: VRRPv2, Advertisement, vrid 51, prio 150, authtype none, intvl 1s, length 20",
             "100.046000 IP 192.0.2.2 > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 100, intvl 1cs, length 12",
-            "100.046500 ARP, Request who-has 192.0.2.10 tell 192.0.2.10, length 28",
+            "100.046500 ARP, Request who-has 192.0.2.10 (ff:ff:ff:ff:ff:ff) tell 192.0.2.10, length 28",
             "100.047000 ARP, Reply 192.0.2.10 is-at 02:00:00:00:00:02, length 28",
             "100.049000 IP 192.0.2.10 > 192.0.2.100: ICMP echo reply, id 7, seq 9, length 64",
             "100.049100 ARP, Request who-has 192.0.2.2 tell 192.0.2.100, length 28",
         ];
         let p: Vec<(f64, Seen)> = lines.iter().filter_map(|l| parse_tcpdump(l)).collect();
         assert_eq!(p.len(), 7);
+        assert_eq!(parse_tcpdump("1.5 ARP, Request who-has 192.0.2.10 tell 192.0.2.10, length 28").unwrap().1, Seen::Garp { ip: "192.0.2.10".into() });
         assert_eq!(
             p[2].1,
             Seen::Advert {
