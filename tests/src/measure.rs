@@ -330,6 +330,8 @@ pub fn parse_tcpdump(line: &str) -> Option<(f64, Seen)> {
 /// When a takeover happened on the wire, seen by one capture (wall-clock seconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Breakdown {
+    /// The last echo reply before the takeover (the start of the client's outage).
+    pub last_reply: Option<f64>,
     /// The old master's last advert (priority 0 for a clean stop).
     pub last_old_advert: f64,
     /// The new master's first advert.
@@ -343,18 +345,25 @@ pub struct Breakdown {
 impl Breakdown {
     /// Read a takeover from `old` to `new` announcing `vip` out of parsed packets (the
     /// first advert of `new` after `after` marks it).
-    pub fn find(packets: &[(f64, Seen)], old: &str, new: &str, vip: &str, after: f64) -> Option<Self> {
+    pub fn find(
+        packets: &[(f64, Seen)],
+        old: &str,
+        new: &str,
+        vip: &str,
+        after: f64,
+    ) -> Option<Self> {
         let first_new_advert = packets.iter().find_map(|(t, s)| match s {
             Seen::Advert { src, .. } if src == new && *t > after => Some(*t),
             _ => None,
         })?;
-        let last_old_advert = packets
-            .iter()
-            .filter_map(|(t, s)| match s {
-                Seen::Advert { src, .. } if src == old && *t < first_new_advert => Some(*t),
-                _ => None,
-            })
-            .last()?;
+        let last_old_advert = packets.iter().rev().find_map(|(t, s)| match s {
+            Seen::Advert { src, .. } if src == old && *t < first_new_advert => Some(*t),
+            _ => None,
+        })?;
+        let last_reply = packets.iter().rev().find_map(|(t, s)| match s {
+            Seen::EchoReply { .. } if *t < first_new_advert => Some(*t),
+            _ => None,
+        });
         let first_garp = packets.iter().find_map(|(t, s)| match s {
             Seen::Garp { ip } if ip == vip && *t >= first_new_advert => Some(*t),
             _ => None,
@@ -364,6 +373,7 @@ impl Breakdown {
             _ => None,
         });
         Some(Breakdown {
+            last_reply,
             last_old_advert,
             first_new_advert,
             first_garp,
@@ -423,7 +433,14 @@ mod tests {
         ];
         let p: Vec<(f64, Seen)> = lines.iter().filter_map(|l| parse_tcpdump(l)).collect();
         assert_eq!(p.len(), 7);
-        assert_eq!(parse_tcpdump("1.5 ARP, Request who-has 192.0.2.10 tell 192.0.2.10, length 28").unwrap().1, Seen::Garp { ip: "192.0.2.10".into() });
+        assert_eq!(
+            parse_tcpdump("1.5 ARP, Request who-has 192.0.2.10 tell 192.0.2.10, length 28")
+                .unwrap()
+                .1,
+            Seen::Garp {
+                ip: "192.0.2.10".into()
+            }
+        );
         assert_eq!(
             p[2].1,
             Seen::Advert {
@@ -431,8 +448,14 @@ mod tests {
                 prio: 150
             }
         );
-        assert_eq!(p[5].1, Seen::Garp { ip: "192.0.2.10".into() });
+        assert_eq!(
+            p[5].1,
+            Seen::Garp {
+                ip: "192.0.2.10".into()
+            }
+        );
         let b = Breakdown::find(&p, "192.0.2.1", "192.0.2.2", "192.0.2.10", 100.02).unwrap();
+        assert_eq!(b.last_reply, Some(100.001));
         assert_eq!(b.last_old_advert, 100.010);
         assert_eq!(b.first_new_advert, 100.046);
         assert_eq!(b.first_garp, Some(100.0465));

@@ -90,7 +90,10 @@ impl Wakeup {
 fn timerfd() -> io::Result<File> {
     // SAFETY: timerfd_create takes two integers and touches no memory of ours.
     let raw = unsafe {
-        libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
     };
     if raw < 0 {
         return Err(io::Error::last_os_error());
@@ -123,7 +126,7 @@ fn arm(file: &File, after: Duration) -> io::Result<()> {
         },
         it_value: libc::timespec {
             tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: libc::c_long::try_from(after.subsec_nanos()).unwrap_or(999_999_999),
+            tv_nsec: libc::c_long::from(after.subsec_nanos()),
         },
     };
     // SAFETY: the descriptor is an open timerfd owned by `file`; `value` is a valid

@@ -29,8 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use ha_tests::measure::{
-    clock_ticks_per_sec, largest_gap, median, parse_tcpdump, Breakdown, Capture, Pinger,
-    TreeSample,
+    clock_ticks_per_sec, largest_gap, median, parse_tcpdump, Breakdown, Capture, Pinger, TreeSample,
 };
 use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
 use serde_json::{json, Value};
@@ -373,7 +372,7 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<RunResult> {
             let packets: Vec<_> = c.stop()?.iter().filter_map(|l| parse_tcpdump(l)).collect();
             let b = Breakdown::find(&packets, "192.0.2.1", "192.0.2.2", VIP, trig)
                 .context("no takeover in the capture")?;
-            Some(Steps::new(&b, trig, from))
+            Some(Steps::new(&b, trig))
         }
         None => None,
     };
@@ -392,13 +391,13 @@ struct Steps {
     garp: Option<f64>,
     /// First gratuitous ARP (or first advert) -> first echo reply.
     reply: Option<f64>,
-    /// Last echo reply before the trigger -> old master's last advert (how much of the
-    /// gap was spent before the master went silent).
-    reply_to_advert: f64,
+    /// Last echo reply before the outage -> old master's last advert (negative: the master
+    /// advertised once more after the last reply got through).
+    reply_to_advert: Option<f64>,
 }
 
 impl Steps {
-    fn new(b: &Breakdown, trig: f64, last_reply: f64) -> Steps {
+    fn new(b: &Breakdown, trig: f64) -> Steps {
         let ms = |a: f64, z: f64| (z - a) * 1000.0;
         let base = b.first_garp.unwrap_or(b.first_new_advert);
         Steps {
@@ -406,15 +405,15 @@ impl Steps {
             down: ms(b.last_old_advert, b.first_new_advert),
             garp: b.first_garp.map(|g| ms(b.first_new_advert, g)),
             reply: b.first_reply.map(|r| ms(base, r)),
-            reply_to_advert: ms(last_reply, b.last_old_advert),
+            reply_to_advert: b.last_reply.map(|r| ms(r, b.last_old_advert)),
         }
     }
 
     fn show(&self) -> String {
         let o = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
         format!(
-            "last reply->last advert {:.2} ms, last advert->trigger {:.2}, last advert->first advert {:.2}, ->GARP {}, ->first reply {}",
-            self.reply_to_advert,
+            "last reply->last advert {} ms, last advert->trigger {:.2}, last advert->first advert {:.2}, ->GARP {}, ->first reply {}",
+            o(self.reply_to_advert),
             self.advert_to_trigger,
             self.down,
             o(self.garp),
@@ -489,7 +488,7 @@ impl Cell {
             med(|s| Some(s.down)),
             med(|s| s.garp),
             med(|s| s.reply),
-            med(|s| Some(s.reply_to_advert)),
+            med(|s| s.reply_to_advert),
         )
     }
 
