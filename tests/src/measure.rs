@@ -127,14 +127,19 @@ impl Pinger {
     /// Start `ping -D -i <interval> -W 1 <target>` in `ns` (interval in seconds as
     /// written for ping, e.g. "0.005"; under 0.2 s needs root).
     pub fn start(ns: &Netns, target: &str, interval: &str) -> Result<Pinger> {
-        let mut child = ns
-            .command("ping")
-            .args(["-D", "-n", "-i", interval, "-W", "1", target])
+        let mut cmd = ns.command("ping");
+        cmd.args(["-D", "-n", "-i", interval, "-W", "1", target]);
+        Pinger::spawn(cmd)
+    }
+
+    /// Run any prober whose stdout has ping's `-D` reply lines (see [`reply_stamp`]).
+    pub fn spawn(mut cmd: Command) -> Result<Pinger> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("start ping")?;
+            .with_context(|| format!("start {cmd:?}"))?;
         let out = child.stdout.take().context("ping stdout")?;
         let replies = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&replies);
@@ -180,6 +185,34 @@ impl Drop for Pinger {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// An ICMPv4 echo request with `id`, `seq` and an 8-byte payload, checksum filled in.
+pub fn echo_request(id: u16, seq: u16) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[0] = 8;
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&seq.to_be_bytes());
+    p[8..].copy_from_slice(b"failover");
+    let sum = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    p[2..4].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    p
+}
+
+/// The sequence number of an ICMPv4 echo reply with `id` in an IPv4 packet (as a raw
+/// ICMP socket returns it), if it is one.
+pub fn echo_reply_seq(packet: &[u8], id: u16) -> Option<u16> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let icmp = packet.get(ihl..)?;
+    if icmp.len() < 8 || icmp[0] != 0 || icmp[4..6] != id.to_be_bytes() {
+        return None;
+    }
+    Some(u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 /// The `-D` timestamp of a ping reply line:
@@ -461,6 +494,26 @@ mod tests {
         assert_eq!(b.first_garp, Some(100.0465));
         assert_eq!(b.first_reply, Some(100.049));
         assert!(Breakdown::find(&p, "192.0.2.1", "192.0.2.2", "192.0.2.10", 101.0).is_none());
+    }
+
+    #[test]
+    fn echo_request_checksums_and_reply_parses() {
+        let req = echo_request(0x1234, 7);
+        let sum: u32 = req
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        let mut ip = vec![0x45u8; 1];
+        ip.resize(20, 0);
+        let mut reply = req;
+        reply[0] = 0;
+        ip.extend_from_slice(&reply);
+        assert_eq!(echo_reply_seq(&ip, 0x1234), Some(7));
+        assert_eq!(echo_reply_seq(&ip, 0x1235), None);
+        ip[20] = 8;
+        assert_eq!(echo_reply_seq(&ip, 0x1234), None);
+        assert_eq!(echo_reply_seq(&ip[..25], 0x1234), None);
     }
 
     #[test]

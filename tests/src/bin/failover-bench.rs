@@ -5,7 +5,7 @@
 //! cargo build -p ha-agent --bin ha-agent
 //! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE]
 //!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap]
-//!     [--point v2cut|v2stop|v3cut|v3stop]...
+//!     [--point v2cut|v2stop|v3cut|v3stop]... [--probe]
 //! ```
 //!
 //! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
@@ -16,6 +16,9 @@
 //!    point (default 3, `--quick` 1): median and max. With `--pcap`, tcpdump on the
 //!    client's interface times each takeover on the wire: the old master's last advert,
 //!    the new master's first advert, its first gratuitous ARP, the first echo reply.
+//!    `ping` sends only every 10 ms once replies stop (iputils' minimum wait with probes in
+//!    flight), so its gaps come in 10 ms steps; `--probe` replaces it with an echo request
+//!    every 1 ms on a fixed schedule (a raw socket in the client namespace).
 //! 2. Idle cost: a pair (lb1 MASTER of all, lb2 BACKUP of all) with 50 v3 instances at
 //!    advert_int 0.01 (VRIDs 1..50, VIPs 203.0.113.1..50/24); after a 3 s warm-up, CPU
 //!    (utime+stime over the whole process tree) over 10 s and VmRSS summed over the tree,
@@ -29,7 +32,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use ha_tests::measure::{
-    clock_ticks_per_sec, largest_gap, median, parse_tcpdump, Breakdown, Capture, Pinger, TreeSample,
+    clock_ticks_per_sec, echo_reply_seq, echo_request, largest_gap, median, parse_tcpdump,
+    Breakdown, Capture, Pinger, TreeSample,
 };
 use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
 use serde_json::{json, Value};
@@ -45,6 +49,12 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static KEEP: AtomicBool = AtomicBool::new(false);
 /// `--pcap`: capture each failover on the client and break the takeover down.
 static PCAP: AtomicBool = AtomicBool::new(false);
+/// `--probe`: the client sends an echo request every millisecond on a fixed schedule
+/// instead of running `ping -i 0.005` (which, once replies stop, sends only every 10 ms,
+/// so its gaps come in steps of 10 ms).
+static PROBE: AtomicBool = AtomicBool::new(false);
+/// Interval of the `--probe` client.
+const PROBE_EVERY: Duration = Duration::from_millis(1);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -132,6 +142,7 @@ fn parse_opts() -> Result<Opts> {
             "--no-idle" => o.idle = false,
             "--keep" => KEEP.store(true, Ordering::SeqCst),
             "--pcap" => PCAP.store(true, Ordering::SeqCst),
+            "--probe" => PROBE.store(true, Ordering::SeqCst),
             "--point" => {
                 let tag = args.next().context("--point needs a tag")?;
                 if !POINTS.iter().any(|p| p.tag() == tag) {
@@ -150,7 +161,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap] [--point v2cut|v2stop|v3cut|v3stop]..."
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap] [--point v2cut|v2stop|v3cut|v3stop]... [--probe]"
                 );
                 std::process::exit(0);
             }
@@ -319,7 +330,16 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<RunResult> {
         );
     }
 
-    let pinger = Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?;
+    let pinger = if PROBE.load(Ordering::SeqCst) {
+        let mut cmd = t
+            .lan
+            .ns(CLIENT)
+            .command(&std::env::current_exe()?.display().to_string());
+        cmd.args(["--probe-child", VIP]);
+        Pinger::spawn(cmd)?
+    } else {
+        Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?
+    };
     wait_for("first 40 echo replies", Duration::from_secs(5), || {
         pinger.replies().len() >= 40
     })?;
@@ -663,7 +683,40 @@ fn usage_json(u: &Usage) -> Value {
     json!({"cpu_pct": round3(u.cpu_pct), "rss_kib": u.rss_kib, "processes": u.procs})
 }
 
+/// `--probe-child ADDR` (run by the bench inside the client namespace): send an ICMP echo
+/// request to ADDR every [`PROBE_EVERY`] on a fixed schedule, whatever comes back, and print
+/// each reply as ping -D would, until killed.
+fn probe_child(target: &str) -> Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let addr: std::net::Ipv4Addr = target.parse().context("--probe-child IPv4 address")?;
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+    let rx = sock.try_clone()?;
+    let id = (std::process::id() & 0xffff) as u16;
+    let dst = SockAddr::from(std::net::SocketAddrV4::new(addr, 0));
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for n in 0u64.. {
+            let _ = sock.send_to(&echo_request(id, n as u16), &dst);
+            let next = start + PROBE_EVERY * u32::try_from(n + 1).unwrap_or(u32::MAX);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = std::io::Read::read(&mut &rx, &mut buf)?;
+        let ts = now_secs();
+        let bytes = &buf[..n];
+        if let Some(seq) = echo_reply_seq(bytes, id) {
+            println!("[{ts:.6}] 64 bytes from {target}: icmp_seq={seq}");
+        }
+    }
+}
+
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--probe-child") {
+        return probe_child(args.get(2).context("--probe-child ADDR")?);
+    }
     install_signal_flag();
     let o = parse_opts()?;
     // A binary lives in target/<profile>/, next to ha-agent (ha_tests::bin assumes deps/).
@@ -775,8 +828,14 @@ fn main() -> Result<()> {
     let ha = "ha-agent";
     let empty = Cell::default();
     println!();
+    let client = if PROBE.load(Ordering::SeqCst) {
+        "client probing {VIP} every 1 ms on a fixed schedule"
+    } else {
+        "client pinging {VIP} every 5 ms (every 10 ms while replies are missing)"
+    };
     println!(
-        "Failover gap: largest interval between echo replies, client pinging {VIP} every 5 ms"
+        "Failover gap: largest interval between echo replies, {}",
+        client.replace("{VIP}", VIP)
     );
     println!("({runs} run(s) per point; cells are median / max; ratio on medians)");
     println!();
@@ -917,7 +976,7 @@ fn main() -> Result<()> {
             "keepalived": keepalived_version,
             "ha_agent_binary": ha_bin,
             "quick": o.quick,
-            "ping_interval_ms": 5,
+            "ping_interval_ms": if PROBE.load(Ordering::SeqCst) { 1 } else { 5 },
             "failover": failover_json,
             "idle": {
                 "instances": IDLE_INSTANCES,
