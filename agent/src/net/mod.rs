@@ -1,5 +1,7 @@
-//! The I/O edges: raw VRRP sockets, GARP / unsolicited NA, the netlink task.
+//! The I/O edges: raw VRRP sockets, GARP / unsolicited NA, the netlink task, and the
+//! precise timer wake-up (timerfd) that drives protocol deadlines.
 
 pub mod garp;
 pub mod netlink;
 pub mod socket;
+pub mod wake;

@@ -292,11 +292,13 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     }
     let mut publish = tokio::time::interval(Duration::from_secs(1));
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Protocol deadlines wait on a timerfd: tokio's millisecond wheel fires ~1 ms late.
+    let wake = crate::net::wake::Wakeup::new();
     loop {
         let deadline = engine.next_deadline();
         tokio::select! {
             _ = publish.tick() => engine.publish(),
-            _ = sleep_until(deadline) => engine.tick().await,
+            _ = wake.sleep_until(deadline) => engine.tick().await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
@@ -316,13 +318,6 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
 async fn recv_opt(rx: &mut Option<mpsc::Receiver<FromLink>>) -> Option<FromLink> {
     match rx {
         Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

@@ -4,7 +4,8 @@
 //! ```text
 //! cargo build -p ha-agent --bin ha-agent
 //! cargo run -p ha-tests --bin failover-bench -- [--quick] [--runs N] [--json FILE]
-//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]
+//!     [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap]
+//!     [--point v2cut|v2stop|v3cut|v3stop]... [--probe]
 //! ```
 //!
 //! 1. Failover gap: the classic topology (lb1 MASTER prio 150, lb2 BACKUP prio 100,
@@ -12,7 +13,12 @@
 //!    link cut at the switch, master SIGTERM; v2 advert_int 1 and v3 advert_int 0.01):
 //!    settle, start the pinger, trigger, wait until lb2 is MASTER and replies have resumed
 //!    for 1 s, and keep the largest gap between consecutive echo replies. N runs per
-//!    point (default 3, `--quick` 1): median and max.
+//!    point (default 3, `--quick` 1): median and max. With `--pcap`, tcpdump on the
+//!    client's interface times each takeover on the wire: the old master's last advert,
+//!    the new master's first advert, its first gratuitous ARP, the first echo reply.
+//!    `ping` sends only every 10 ms once replies stop (iputils' minimum wait with probes in
+//!    flight), so its gaps come in 10 ms steps; `--probe` replaces it with an echo request
+//!    every 1 ms on a fixed schedule (a raw socket in the client namespace).
 //! 2. Idle cost: a pair (lb1 MASTER of all, lb2 BACKUP of all) with 50 v3 instances at
 //!    advert_int 0.01 (VRIDs 1..50, VIPs 203.0.113.1..50/24); after a 3 s warm-up, CPU
 //!    (utime+stime over the whole process tree) over 10 s and VmRSS summed over the tree,
@@ -27,7 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use ha_tests::bench::{check_interrupted, install_signal_flag, interrupted, pause, wait_for};
 use ha_tests::idle::{self, Usage, WARMUP, WINDOW};
-use ha_tests::measure::{clock_ticks_per_sec, largest_gap, median, Pinger};
+use ha_tests::measure::{
+    clock_ticks_per_sec, echo_reply_seq, echo_request, largest_gap, median, parse_tcpdump,
+    Breakdown, Capture, Pinger,
+};
 use ha_tests::scenario::{render, Classic, Impl, Inst, Node, CLIENT};
 use serde_json::{json, Value};
 
@@ -39,6 +48,14 @@ const OUTAGE: f64 = 0.040;
 
 /// `--keep`: keep every scratch directory (configs, logs), not only those of failed runs.
 static KEEP: AtomicBool = AtomicBool::new(false);
+/// `--pcap`: capture each failover on the client and break the takeover down.
+static PCAP: AtomicBool = AtomicBool::new(false);
+/// `--probe`: the client sends an echo request every millisecond on a fixed schedule
+/// instead of running `ping -i 0.005` (which, once replies stop, sends only every 10 ms,
+/// so its gaps come in steps of 10 ms).
+static PROBE: AtomicBool = AtomicBool::new(false);
+/// Interval of the `--probe` client.
+const PROBE_EVERY: Duration = Duration::from_millis(1);
 
 fn now_secs() -> f64 {
     SystemTime::now()
@@ -54,6 +71,8 @@ struct Opts {
     impls: Vec<Impl>,
     failover: bool,
     idle: bool,
+    /// `--point TAG` (repeatable): only these failover points; empty means all.
+    points: Vec<String>,
 }
 
 fn parse_opts() -> Result<Opts> {
@@ -64,6 +83,7 @@ fn parse_opts() -> Result<Opts> {
         impls: vec![Impl::Keepalived, Impl::HaAgent],
         failover: true,
         idle: true,
+        points: Vec::new(),
     };
     let mut runs = None;
     let mut args = std::env::args().skip(1);
@@ -73,6 +93,15 @@ fn parse_opts() -> Result<Opts> {
             "--no-failover" => o.failover = false,
             "--no-idle" => o.idle = false,
             "--keep" => KEEP.store(true, Ordering::SeqCst),
+            "--pcap" => PCAP.store(true, Ordering::SeqCst),
+            "--probe" => PROBE.store(true, Ordering::SeqCst),
+            "--point" => {
+                let tag = args.next().context("--point needs a tag")?;
+                if !POINTS.iter().any(|p| p.tag() == tag) {
+                    bail!("--point v2cut|v2stop|v3cut|v3stop, not {tag}");
+                }
+                o.points.push(tag);
+            }
             "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
             "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
             "--only" => {
@@ -84,7 +113,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep]"
+                    "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap] [--point v2cut|v2stop|v3cut|v3stop]... [--probe]"
                 );
                 std::process::exit(0);
             }
@@ -209,12 +238,16 @@ fn with_topology<T>(name: &str, f: impl FnOnce(&mut Classic) -> Result<T>) -> Re
     }
 }
 
-fn failover_run(which: Impl, p: Point, rep: usize) -> Result<f64> {
+/// The result of one failover run: the largest reply gap (seconds) and, with `--pcap`,
+/// the takeover as the capture saw it, relative to the trigger.
+type RunResult = (f64, Option<Steps>);
+
+fn failover_run(which: Impl, p: Point, rep: usize) -> Result<RunResult> {
     let name = format!("bench-{}-{}-{rep}", impl_name(which), p.tag());
     with_topology(&name, |t| failover_on(t, which, p))
 }
 
-fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
+fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<RunResult> {
     let conf = |state, prio| {
         render(
             "lb",
@@ -229,6 +262,17 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
     })
     .with_context(|| logs(t))?;
     wait_for("client reaching the VIP", settle, || t.client_reaches(VIP))?;
+    // Started before the settle pause, so that it holds the master's adverts before the
+    // trigger even at a 1 s interval.
+    let capture = if PCAP.load(Ordering::SeqCst) {
+        Some(Capture::start(
+            t.lan.ns(CLIENT),
+            "eth0",
+            &t.dir.join("client.pcap"),
+        )?)
+    } else {
+        None
+    };
     pause(Duration::from_secs(2))?;
     if t.holder(VIP)? != Some(0) || !in_state(t, 0, "MASTER") || !in_state(t, 1, "BACKUP") {
         bail!(
@@ -238,7 +282,16 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
         );
     }
 
-    let pinger = Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?;
+    let pinger = if PROBE.load(Ordering::SeqCst) {
+        let mut cmd = t
+            .lan
+            .ns(CLIENT)
+            .command(&std::env::current_exe()?.display().to_string());
+        cmd.args(["--probe-child", VIP]);
+        Pinger::spawn(cmd)?
+    } else {
+        Pinger::start(t.lan.ns(CLIENT), VIP, "0.005")?
+    };
     wait_for("first 40 echo replies", Duration::from_secs(5), || {
         pinger.replies().len() >= 40
     })?;
@@ -287,7 +340,62 @@ fn failover_on(t: &mut Classic, which: Impl, p: Point) -> Result<f64> {
         .max_by(f64::total_cmp)
         .unwrap_or(trig);
     let window: Vec<f64> = replies.into_iter().filter(|ts| *ts >= from).collect();
-    largest_gap(&window).context("fewer than two replies")
+    let gap = largest_gap(&window).context("fewer than two replies")?;
+    let steps = match capture {
+        Some(c) => {
+            let packets: Vec<_> = c.stop()?.iter().filter_map(|l| parse_tcpdump(l)).collect();
+            let b = Breakdown::find(&packets, "192.0.2.1", "192.0.2.2", VIP, trig);
+            if b.is_none() {
+                eprintln!("        no takeover found in the capture");
+            }
+            b.map(|b| Steps::new(&b, trig))
+        }
+        None => None,
+    };
+    Ok((gap, steps))
+}
+
+/// A takeover on the wire in milliseconds, each step from the previous one.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    /// Old master's last advert -> trigger (negative: the advert came after the trigger,
+    /// e.g. the priority-0 advert of a clean stop).
+    advert_to_trigger: f64,
+    /// Old master's last advert -> new master's first advert.
+    down: f64,
+    /// New master's first advert -> its first gratuitous ARP.
+    garp: Option<f64>,
+    /// First gratuitous ARP (or first advert) -> first echo reply.
+    reply: Option<f64>,
+    /// Last echo reply before the outage -> old master's last advert (negative: the master
+    /// advertised once more after the last reply got through).
+    reply_to_advert: Option<f64>,
+}
+
+impl Steps {
+    fn new(b: &Breakdown, trig: f64) -> Steps {
+        let ms = |a: f64, z: f64| (z - a) * 1000.0;
+        let base = b.first_garp.unwrap_or(b.first_new_advert);
+        Steps {
+            advert_to_trigger: ms(b.last_old_advert, trig),
+            down: ms(b.last_old_advert, b.first_new_advert),
+            garp: b.first_garp.map(|g| ms(b.first_new_advert, g)),
+            reply: b.first_reply.map(|r| ms(base, r)),
+            reply_to_advert: b.last_reply.map(|r| ms(r, b.last_old_advert)),
+        }
+    }
+
+    fn show(&self) -> String {
+        let o = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        format!(
+            "last reply->last advert {} ms, last advert->trigger {:.2}, last advert->first advert {:.2}, ->GARP {}, ->first reply {}",
+            o(self.reply_to_advert),
+            self.advert_to_trigger,
+            self.down,
+            o(self.garp),
+            o(self.reply)
+        )
+    }
 }
 
 /// Who holds the VIP and where the client sends it, to tell a missing takeover from a
@@ -318,6 +426,7 @@ fn logs(t: &Classic) -> String {
 struct Cell {
     gaps: Vec<f64>,
     errors: Vec<String>,
+    steps: Vec<Steps>,
 }
 
 impl Cell {
@@ -327,6 +436,34 @@ impl Cell {
 
     fn max(&self) -> Option<f64> {
         self.gaps.iter().copied().max_by(f64::total_cmp)
+    }
+
+    /// Median of old master's last advert -> new master's first GARP, ms (`--pcap`).
+    fn wire(&self) -> Option<f64> {
+        let v: Vec<f64> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.garp.map(|g| s.down + g))
+            .collect();
+        median(&v)
+    }
+
+    /// Median of each capture step, as text (empty without `--pcap`).
+    fn show_steps(&self) -> String {
+        if self.steps.is_empty() {
+            return String::new();
+        }
+        let med = |f: fn(&Steps) -> Option<f64>| {
+            let v: Vec<f64> = self.steps.iter().filter_map(f).collect();
+            median(&v).map_or_else(|| "-".into(), |m| format!("{m:.2}"))
+        };
+        format!(
+            "last advert->first advert {} ms, first advert->GARP {} ms, GARP->first reply {} ms (last reply->last advert {} ms)",
+            med(|s| Some(s.down)),
+            med(|s| s.garp),
+            med(|s| s.reply),
+            med(|s| s.reply_to_advert),
+        )
     }
 
     fn show(&self) -> String {
@@ -345,6 +482,7 @@ impl Cell {
         json!({
             "gaps_ms": self.gaps.iter().map(|g| round3(g * 1000.0)).collect::<Vec<_>>(),
             "median_ms": self.median().map(|g| round3(g * 1000.0)),
+            "wire_median_ms": self.wire().map(round3),
             "max_ms": self.max().map(|g| round3(g * 1000.0)),
             "errors": self.errors,
         })
@@ -413,7 +551,40 @@ fn usage_json(u: &Usage) -> Value {
     json!({"cpu_pct": round3(u.cpu_pct), "rss_kib": u.rss_kib, "processes": u.procs})
 }
 
+/// `--probe-child ADDR` (run by the bench inside the client namespace): send an ICMP echo
+/// request to ADDR every [`PROBE_EVERY`] on a fixed schedule, whatever comes back, and print
+/// each reply as ping -D would, until killed.
+fn probe_child(target: &str) -> Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let addr: std::net::Ipv4Addr = target.parse().context("--probe-child IPv4 address")?;
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+    let rx = sock.try_clone()?;
+    let id = (std::process::id() & 0xffff) as u16;
+    let dst = SockAddr::from(std::net::SocketAddrV4::new(addr, 0));
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for n in 0u64.. {
+            let _ = sock.send_to(&echo_request(id, n as u16), &dst);
+            let next = start + PROBE_EVERY * u32::try_from(n + 1).unwrap_or(u32::MAX);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = std::io::Read::read(&mut &rx, &mut buf)?;
+        let ts = now_secs();
+        let bytes = &buf[..n];
+        if let Some(seq) = echo_reply_seq(bytes, id) {
+            println!("[{ts:.6}] 64 bytes from {target}: icmp_seq={seq}");
+        }
+    }
+}
+
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--probe-child") {
+        return probe_child(args.get(2).context("--probe-child ADDR")?);
+    }
     install_signal_flag();
     let o = parse_opts()?;
     // A binary lives in target/<profile>/, next to ha-agent (ha_tests::bin assumes deps/).
@@ -450,8 +621,12 @@ fn main() -> Result<()> {
 
     // 1. Failover gaps, implementations interleaved run by run.
     let mut cells: Vec<HashMap<&str, Cell>> = Vec::new();
-    let points: &[Point] = if o.failover { &POINTS } else { &[] };
-    for &p in points {
+    let points: Vec<Point> = POINTS
+        .iter()
+        .copied()
+        .filter(|p| o.failover && (o.points.is_empty() || o.points.contains(&p.tag())))
+        .collect();
+    for &p in &points {
         let mut row: HashMap<&str, Cell> = HashMap::new();
         for rep in 0..runs {
             for &which in &impls {
@@ -460,7 +635,7 @@ fn main() -> Result<()> {
                 let cell = row.entry(name).or_default();
                 let t0 = Instant::now();
                 match failover_run(which, p, rep) {
-                    Ok(g) => {
+                    Ok((g, steps)) => {
                         eprintln!(
                             "[{:>5.1}s] {:<28} {:<10} run {}/{runs}: gap {} ms ({:.1} s)",
                             started.elapsed().as_secs_f64(),
@@ -471,6 +646,10 @@ fn main() -> Result<()> {
                             t0.elapsed().as_secs_f64()
                         );
                         cell.gaps.push(g);
+                        if let Some(s) = steps {
+                            eprintln!("        {}", s.show());
+                            cell.steps.push(s);
+                        }
                     }
                     Err(e) => {
                         check_interrupted()?;
@@ -517,8 +696,14 @@ fn main() -> Result<()> {
     let ha = "ha-agent";
     let empty = Cell::default();
     println!();
+    let client = if PROBE.load(Ordering::SeqCst) {
+        "client probing {VIP} every 1 ms on a fixed schedule"
+    } else {
+        "client pinging {VIP} every 5 ms (every 10 ms while replies are missing)"
+    };
     println!(
-        "Failover gap: largest interval between echo replies, client pinging {VIP} every 5 ms"
+        "Failover gap: largest interval between echo replies, {}",
+        client.replace("{VIP}", VIP)
     );
     println!("({runs} run(s) per point; cells are median / max; ratio on medians)");
     println!();
@@ -547,6 +732,23 @@ fn main() -> Result<()> {
             show(ha, h),
             show_ratio(r)
         );
+        for (name, c) in [(ka, k), (ha, h)] {
+            let s = c.show_steps();
+            if !s.is_empty() {
+                println!("{:<w$} |   {name}: {s}", "");
+            }
+        }
+        let (kw, hw) = (k.wire(), h.wire());
+        if kw.is_some() || hw.is_some() {
+            let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2} ms"));
+            println!(
+                "{:<w$} |   on the wire (last advert -> first GARP, median): keepalived {}, ha-agent {}, ratio {}",
+                "",
+                ms(kw),
+                ms(hw),
+                show_ratio(ratio(hw, kw))
+            );
+        }
         failover_json.push(json!({
             "scenario": p.label(),
             "version": p.version,
@@ -642,7 +844,7 @@ fn main() -> Result<()> {
             "keepalived": keepalived_version,
             "ha_agent_binary": ha_bin,
             "quick": o.quick,
-            "ping_interval_ms": 5,
+            "ping_interval_ms": if PROBE.load(Ordering::SeqCst) { 1 } else { 5 },
             "failover": failover_json,
             "idle": {
                 "instances": IDLE_INSTANCES,
