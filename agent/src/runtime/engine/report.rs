@@ -1,0 +1,86 @@
+//! States and counters out: the SIGUSR2 stats dump and the snapshot the metrics read.
+
+use super::*;
+
+impl Engine {
+    /// SIGUSR2: write the current stats to `<state-dir>/stats.json`.
+    pub(super) fn dump_stats(&mut self) {
+        self.dump_seq += 1;
+        let s = self.stats();
+        if let Err(e) = stats::write(&self.state_dir, &s) {
+            warn!(dir = %self.state_dir.display(), error = %e, "cannot write stats");
+        }
+    }
+
+    /// States and counters of everything, for the stats file and the metrics.
+    pub(super) fn stats(&self) -> stats::Stats {
+        let drops = |arr: &[u64]| {
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), arr[r.index()]))
+                .collect::<BTreeMap<_, _>>()
+        };
+        stats::Stats {
+            dump_seq: self.dump_seq,
+            node: self.node.clone(),
+            instances: self
+                .slots
+                .iter()
+                .map(|s| {
+                    let c = s.inst.counters();
+                    stats::InstanceStats {
+                        name: s.plan.cfg.name.clone(),
+                        vrid: s.plan.cfg.vrid.get(),
+                        interface: s.plan.interface.clone(),
+                        state: s.inst.state().to_string(),
+                        base_priority: s.plan.cfg.priority.get(),
+                        effective_priority: s.inst.effective_priority().get(),
+                        master_down_interval_us: s.inst.master_down_interval().as_micros(),
+                        counters: stats::CounterStats {
+                            rx: c.rx,
+                            tx: c.tx,
+                            became_master: c.became_master,
+                            prio0_sent: c.prio0_sent,
+                            prio0_received: c.prio0_received,
+                            drops: drops(&c.drops),
+                        },
+                        transitions: s.transitions.clone(),
+                        trackers: s
+                            .trackers
+                            .iter()
+                            .map(|t| stats::TrackerStats {
+                                kind: t.kind.to_string(),
+                                name: t.name.clone(),
+                                status: t.status.to_string(),
+                                ok: t.status.ok().unwrap_or(false),
+                                weight: t.weight,
+                            })
+                            .collect(),
+                        notify_runs: s.notify_runs,
+                        notify_failures: s.notify_failures,
+                        override_priority: s.override_prio.map(|p| p.get()),
+                    }
+                })
+                .collect(),
+            sockets: self
+                .sockets
+                .iter()
+                .map(|s| stats::SocketStats {
+                    interface: s.interface.clone(),
+                    drops: drops(&s.drops),
+                })
+                .collect(),
+            lb: self
+                .lb
+                .as_ref()
+                .map(|lb| stats::LbStats::from_status(&lb.status().borrow())),
+        }
+    }
+
+    /// Publish the stats for the metrics exporter (every second and after transitions).
+    pub(super) fn publish(&self) {
+        if let Some(tx) = &self.stats_tx {
+            tx.send_replace(std::sync::Arc::new(self.stats()));
+        }
+    }
+}
