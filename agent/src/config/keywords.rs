@@ -98,7 +98,7 @@ pub static ROOT: Block = Block {
         blk("vrrp_instance", A, &VRRP_INSTANCE),
         blk("vrrp_script", A, &VRRP_SCRIPT),
         blk("vrrp_track_file", A, &TRACK_FILE),
-        blk("track_file", L, &TRACK_FILE),
+        blk("track_file", A, &TRACK_FILE),
         blk("vrrp_track_process", A, &TRACK_PROCESS),
         blk("vrrp_sync_group", A, &SYNC_GROUP),
         blk("garp_group", L, &GARP_GROUP),
