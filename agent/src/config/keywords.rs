@@ -598,7 +598,7 @@ pub static SMTP_HOST: Block = Block {
 /// `DNS_CHECK { }`.
 pub static DNS_CHECK: Block = Block {
     name: "DNS_CHECK",
-    keywords: &[CHECKER_COMMON, &[kw("type", A), kw("name", L)]],
+    keywords: &[CHECKER_COMMON, &[kw("type", A), kw("name", A)]],
 };
 
 /// `MISC_CHECK { }`.
@@ -621,7 +621,7 @@ pub static MISC_CHECK: Block = Block {
 /// `BFD_CHECK { }`.
 pub static BFD_CHECK: Block = Block {
     name: "BFD_CHECK",
-    keywords: &[&[kw("name", A), kw("alpha", L)]],
+    keywords: &[&[kw("name", L), kw("alpha", L)]],
 };
 
 /// `UDP_CHECK { }`.
