@@ -363,7 +363,12 @@ pub fn backend_setting(cfg: &Config) -> Result<BackendKind, String> {
 /// Async because opening IPVS resolves its generic-netlink family; call it inside the
 /// runtime.
 pub async fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
-    let kind = backend_setting(cfg).map_err(|reason| DataPlaneError::Unavailable {
+    open_backend(backend_setting(cfg)).await
+}
+
+/// [`choose_backend`] on an already read [`backend_setting`].
+pub async fn open_backend(setting: Result<BackendKind, String>) -> Result<Backend, DataPlaneError> {
+    let kind = setting.map_err(|reason| DataPlaneError::Unavailable {
         backend: "lvs_backend",
         reason,
     })?;
@@ -1268,10 +1273,48 @@ pub fn spawn(
     })
 }
 
+/// What the runtime loop needs of the config, built once so the config itself need not
+/// be kept (a thousand real servers' parsed statements are far larger than their state).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The pure state, as the config sets it up.
+    pub state: LbState,
+    /// What [`LbState::from_config`] skipped, logged when the loop starts.
+    pub errors: Vec<String>,
+    /// Script settings of `global_defs` (notify scripts).
+    pub defaults: ScriptDefaults,
+}
+
+impl Prepared {
+    /// Build from the config.
+    pub fn from_config(cfg: &Config) -> Prepared {
+        let (state, errors) = LbState::from_config(cfg);
+        Prepared {
+            state,
+            errors,
+            defaults: ScriptDefaults::from_global(&cfg.global),
+        }
+    }
+}
+
 /// The runtime loop on any data plane (tests use fakes; [`spawn`] uses [`Backend`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<D: DataPlane>(
     cfg: &Config,
+    dp: D,
+    timing: ReconcileTiming,
+    checks: mpsc::UnboundedReceiver<CheckEvent>,
+    inputs: mpsc::UnboundedReceiver<ServiceInput>,
+    status: watch::Sender<LbStatus>,
+    events: Option<mpsc::UnboundedSender<LbEvent>>,
+) {
+    let prepared = Prepared::from_config(cfg);
+    run_prepared(prepared, dp, timing, checks, inputs, status, events).await;
+}
+
+/// [`run`] on state built beforehand ([`Prepared::from_config`]).
+pub async fn run_prepared<D: DataPlane>(
+    prepared: Prepared,
     dp: D,
     timing: ReconcileTiming,
     mut checks: mpsc::UnboundedReceiver<CheckEvent>,
@@ -1279,8 +1322,11 @@ pub async fn run<D: DataPlane>(
     status: watch::Sender<LbStatus>,
     events: Option<mpsc::UnboundedSender<LbEvent>>,
 ) {
-    let defaults = ScriptDefaults::from_global(&cfg.global);
-    let (mut state, errors) = LbState::from_config(cfg);
+    let Prepared {
+        mut state,
+        errors,
+        defaults,
+    } = prepared;
     for e in &errors {
         tracing::warn!(error = %e, "virtual server config");
     }
@@ -1311,7 +1357,14 @@ pub async fn run<D: DataPlane>(
         let deadline = rec.deadline(Instant::now());
         tokio::select! {
             ev = checks.recv(), if checks_open => match ev {
-                Some(ev) => drop(execute(state.on_check(&ev), &defaults, events.as_ref())),
+                Some(ev) => {
+                    drop(execute(state.on_check(&ev), &defaults, events.as_ref()));
+                    // Verdicts that arrived together (a thousand checkers' first round)
+                    // are taken as one batch: one status and one desired table for all.
+                    while let Ok(ev) = checks.try_recv() {
+                        drop(execute(state.on_check(&ev), &defaults, events.as_ref()));
+                    }
+                }
                 None => checks_open = false,
             },
             inp = inputs.recv() => match inp {
