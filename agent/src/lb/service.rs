@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -183,7 +184,7 @@ pub enum LbEvent {
         /// Checker index.
         checker: usize,
         /// Kind ("HTTP_GET").
-        kind: String,
+        kind: &'static str,
         /// Passing now.
         up: bool,
         /// Why.
@@ -407,7 +408,7 @@ pub fn vs_name(vs: &VirtualServer) -> String {
 /// has none, as `check::CheckerSpec` does).
 pub fn rs_key(vs: &VirtualServer, rs: &crate::config::model::RealServer) -> RsKey {
     RsKey {
-        vs: vs_name(vs),
+        vs: vs_name(vs).into(),
         addr: rs.addr,
         port: rs.port.unwrap_or(0),
     }
@@ -561,7 +562,7 @@ pub enum Effect {
 
 #[derive(Debug, Clone)]
 struct CheckerState {
-    kind: String,
+    kind: &'static str,
     up: bool,
     detail: String,
     latency: Duration,
@@ -614,7 +615,8 @@ struct Sorry {
 
 #[derive(Debug, Clone)]
 struct VsState {
-    name: String,
+    /// [`vs_name`], shared with the checkers' [`RsKey`]s.
+    name: Arc<str>,
     keys: Vec<ServiceKey>,
     scheduler: String,
     forward: Forward,
@@ -806,7 +808,7 @@ impl LbState {
                 inhibit: flag(o, "sorry_server_inhibit"),
             });
             let mut st = VsState {
-                name: vs_name(vs),
+                name: vs_name(vs).into(),
                 keys,
                 scheduler: vs
                     .scheduler
@@ -845,7 +847,7 @@ impl LbState {
         let mut fx = Vec::new();
         for vs in self.vss.iter().filter(|v| !v.quorum_up) {
             fx.push(Effect::Event(LbEvent::Quorum {
-                vs: vs.name.clone(),
+                vs: vs.name.to_string(),
                 up: false,
                 weight: vs.live_weight(),
             }));
@@ -871,7 +873,7 @@ impl LbState {
         if changed {
             tracing::debug!(vs = %vs.name, up = vs.quorum_up, weight = sum, "quorum changed");
             fx.push(Effect::Event(LbEvent::Quorum {
-                vs: vs.name.clone(),
+                vs: vs.name.to_string(),
                 up: vs.quorum_up,
                 weight: sum,
             }));
@@ -912,7 +914,7 @@ impl LbState {
     /// A checker verdict.
     pub fn on_check(&mut self, ev: &CheckEvent) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let Some(vs) = self.vss.iter_mut().find(|v| v.name == ev.rs.vs) else {
+        let Some(vs) = self.vss.iter_mut().find(|v| *v.name == *ev.rs.vs) else {
             tracing::debug!(vs = %ev.rs.vs, "check event for an unknown virtual server");
             return fx;
         };
@@ -947,12 +949,12 @@ impl LbState {
         c.up = ev.up;
         c.detail.clone_from(&ev.detail);
         c.latency = ev.latency;
-        c.kind.clone_from(&ev.kind);
+        c.kind = ev.kind;
         if changed {
             fx.push(Effect::Event(LbEvent::Checker {
                 rs: ev.rs.clone(),
                 checker: ev.checker,
-                kind: ev.kind.clone(),
+                kind: ev.kind,
                 up: ev.up,
                 detail: ev.detail.clone(),
             }));
@@ -965,7 +967,7 @@ impl LbState {
     /// A VIP state, override or shutdown (shutdown gives the omega notifiers).
     pub fn on_input(&mut self, input: &ServiceInput) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let target = |s: &mut LbState, vs: &str| s.vss.iter().position(|v| v.name == vs);
+        let target = |s: &mut LbState, vs: &str| s.vss.iter().position(|v| *v.name == *vs);
         let refused = |fx: &mut Vec<Effect>, e: String| {
             fx.push(Effect::Event(LbEvent::Override {
                 input: format!("{input:?}"),
@@ -1141,7 +1143,7 @@ impl LbState {
             .map(|vs| {
                 let dests = vs.destinations();
                 VsStatus {
-                    name: vs.name.clone(),
+                    name: vs.name.to_string(),
                     services: vs.keys.iter().map(service_object).collect(),
                     scheduler: vs.scheduler.clone(),
                     method: forward_name(vs.forward).into(),
@@ -1168,7 +1170,7 @@ impl LbState {
                                 .checkers
                                 .iter()
                                 .map(|c| CheckerStatus {
-                                    kind: c.kind.clone(),
+                                    kind: c.kind.into(),
                                     up: c.up,
                                     detail: c.detail.clone(),
                                     latency: c.latency,
@@ -1182,7 +1184,7 @@ impl LbState {
     }
 }
 
-fn checker_kind_name(c: &Checker) -> String {
+fn checker_kind_name(c: &Checker) -> &'static str {
     use crate::config::model::CheckerKind as K;
     match c.kind {
         K::HttpGet => "HTTP_GET",
@@ -1196,7 +1198,6 @@ fn checker_kind_name(c: &Checker) -> String {
         K::Ping => "PING_CHECK",
         K::File => "FILE_CHECK",
     }
-    .into()
 }
 
 /// Run the effects: scripts in their own tasks (never awaited here), events out.

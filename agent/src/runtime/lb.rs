@@ -19,6 +19,7 @@
 use std::collections::BTreeSet;
 use std::hash::Hasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -213,9 +214,9 @@ pub fn tell(ev: &LbEvent) -> Told {
                 warn: !up,
                 event: Some((
                     kind::CHECKER,
-                    rs.vs.clone(),
+                    rs.vs.to_string(),
                     updown(*up).into(),
-                    ck.clone(),
+                    (*ck).into(),
                     format!("{at}: {detail}"),
                 )),
             }
@@ -232,7 +233,7 @@ pub fn tell(ev: &LbEvent) -> Told {
                 warn: !up,
                 event: Some((
                     kind::REAL_SERVER,
-                    rs.vs.clone(),
+                    rs.vs.to_string(),
                     updown(*up).into(),
                     if *up {
                         "checkers pass"
@@ -333,11 +334,15 @@ impl Setup {
         let defaults = ScriptDefaults::from_global(&cfg.global);
         let mut checkers = Vec::new();
         for vs in &cfg.virtual_servers {
-            let name = service::vs_name(vs);
+            // One name for all the virtual server's checkers (their events and labels).
+            let name: Arc<str> = service::vs_name(vs).into();
             for rs in &vs.real_servers {
                 for (i, ck) in rs.checkers.iter().enumerate() {
                     match CheckerSpec::from_config_with(&name, vs, rs, i, ck, &defaults) {
-                        Ok(spec) => checkers.push(spec),
+                        Ok(mut spec) => {
+                            spec.rs.vs = Arc::clone(&name);
+                            checkers.push(spec);
+                        }
                         Err(e) => warn!(vs = %name, rs = %rs.addr, error = %e, "checker skipped"),
                     }
                 }

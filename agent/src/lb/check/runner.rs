@@ -152,11 +152,9 @@ fn duration_histogram() -> &'static opentelemetry::metrics::Histogram<f64> {
 pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(jitter(spec.warmup)).await;
-        let kind = kind_name(spec.kind).to_owned();
+        let kind = kind_name(spec.kind);
         let mut up = !spec.alpha;
         let mut last: Option<(bool, Option<u32>)> = None;
-        let vs_label = opentelemetry::KeyValue::new("vs", spec.rs.vs.clone());
-        let kind_label = opentelemetry::KeyValue::new("checker", kind.clone());
         loop {
             // Boxed: a round's future lives on the heap only while the check runs, not in
             // each of a thousand idle tasks (the probe inside is boxed per kind too).
@@ -165,8 +163,8 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
             duration_histogram().record(
                 latency.as_secs_f64(),
                 &[
-                    vs_label.clone(),
-                    kind_label.clone(),
+                    opentelemetry::KeyValue::new("vs", spec.rs.vs.clone()),
+                    opentelemetry::KeyValue::new("checker", kind),
                     opentelemetry::KeyValue::new("result", if o.up { "up" } else { "down" }),
                 ],
             );
@@ -184,7 +182,7 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
                 let ev = CheckEvent {
                     rs: spec.rs.clone(),
                     checker: spec.index,
-                    kind: kind.clone(),
+                    kind,
                     up: o.up,
                     detail,
                     latency,
