@@ -1445,7 +1445,7 @@ virtual_server 192.0.2.10 80 {
                 port: 8080,
             },
             checker: 0,
-            kind: "TCP_CHECK".into(),
+            kind: "TCP_CHECK",
             up,
             detail: if up { "connected" } else { "refused" }.into(),
             latency: Duration::from_millis(1),

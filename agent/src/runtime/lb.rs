@@ -457,7 +457,7 @@ mod tests {
         let t = tell(&LbEvent::Checker {
             rs,
             checker: 0,
-            kind: "HTTP_GET".into(),
+            kind: "HTTP_GET",
             up: true,
             detail: "status 200".into(),
         });
