@@ -98,7 +98,7 @@ async fn checks_drive_the_table_and_shutdown_clears_it() {
                     port: 80,
                 },
                 checker: 0,
-                kind: "TCP_CHECK".into(),
+                kind: "TCP_CHECK",
                 up: false,
                 detail: "connection refused".into(),
                 latency: Duration::from_millis(1),

@@ -20,7 +20,7 @@ use crate::units::{Centiseconds, Priority, Version, Vrid};
 /// Turn a place into a model origin.
 pub(super) fn origin(loc: &Loc) -> Origin {
     Origin {
-        file: loc.file.to_path_buf(),
+        file: loc.file.clone(),
         line: loc.line,
     }
 }

@@ -8,19 +8,29 @@
 //! are typed enough for later issues and keep the rest as a key/value bag ([`Node`]s).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::tree::Node;
 use crate::units::{Centiseconds, Priority, Version, Vrid};
 
 /// Where something is defined.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// File it is in.
-    pub file: PathBuf,
+    /// File it is in (shared by everything defined in it, as the lexer's `Loc`).
+    pub file: Arc<Path>,
     /// 1-based line.
     pub line: u32,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin {
+            file: Arc::from(Path::new("")),
+            line: 0,
+        }
+    }
 }
 
 impl std::fmt::Display for Origin {

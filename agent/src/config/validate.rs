@@ -172,7 +172,7 @@ macro_rules! origin_diag {
     ($($t:ty),*) => {$(
         impl OriginDiag for $t {
             fn origin_diag(&self, message: String) -> Diagnostic {
-                Diagnostic { file: self.origin.file.clone(), line: self.origin.line, message }
+                Diagnostic { file: self.origin.file.to_path_buf(), line: self.origin.line, message }
             }
         }
     )*};

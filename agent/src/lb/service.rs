@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -183,7 +184,7 @@ pub enum LbEvent {
         /// Checker index.
         checker: usize,
         /// Kind ("HTTP_GET").
-        kind: String,
+        kind: &'static str,
         /// Passing now.
         up: bool,
         /// Why.
@@ -363,7 +364,12 @@ pub fn backend_setting(cfg: &Config) -> Result<BackendKind, String> {
 /// Async because opening IPVS resolves its generic-netlink family; call it inside the
 /// runtime.
 pub async fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
-    let kind = backend_setting(cfg).map_err(|reason| DataPlaneError::Unavailable {
+    open_backend(backend_setting(cfg)).await
+}
+
+/// [`choose_backend`] on an already read [`backend_setting`].
+pub async fn open_backend(setting: Result<BackendKind, String>) -> Result<Backend, DataPlaneError> {
+    let kind = setting.map_err(|reason| DataPlaneError::Unavailable {
         backend: "lvs_backend",
         reason,
     })?;
@@ -402,7 +408,7 @@ pub fn vs_name(vs: &VirtualServer) -> String {
 /// has none, as `check::CheckerSpec` does).
 pub fn rs_key(vs: &VirtualServer, rs: &crate::config::model::RealServer) -> RsKey {
     RsKey {
-        vs: vs_name(vs),
+        vs: vs_name(vs).into(),
         addr: rs.addr,
         port: rs.port.unwrap_or(0),
     }
@@ -556,7 +562,7 @@ pub enum Effect {
 
 #[derive(Debug, Clone)]
 struct CheckerState {
-    kind: String,
+    kind: &'static str,
     up: bool,
     detail: String,
     latency: Duration,
@@ -609,7 +615,8 @@ struct Sorry {
 
 #[derive(Debug, Clone)]
 struct VsState {
-    name: String,
+    /// [`vs_name`], shared with the checkers' [`RsKey`]s.
+    name: Arc<str>,
     keys: Vec<ServiceKey>,
     scheduler: String,
     forward: Forward,
@@ -801,7 +808,7 @@ impl LbState {
                 inhibit: flag(o, "sorry_server_inhibit"),
             });
             let mut st = VsState {
-                name: vs_name(vs),
+                name: vs_name(vs).into(),
                 keys,
                 scheduler: vs
                     .scheduler
@@ -840,7 +847,7 @@ impl LbState {
         let mut fx = Vec::new();
         for vs in self.vss.iter().filter(|v| !v.quorum_up) {
             fx.push(Effect::Event(LbEvent::Quorum {
-                vs: vs.name.clone(),
+                vs: vs.name.to_string(),
                 up: false,
                 weight: vs.live_weight(),
             }));
@@ -866,7 +873,7 @@ impl LbState {
         if changed {
             tracing::debug!(vs = %vs.name, up = vs.quorum_up, weight = sum, "quorum changed");
             fx.push(Effect::Event(LbEvent::Quorum {
-                vs: vs.name.clone(),
+                vs: vs.name.to_string(),
                 up: vs.quorum_up,
                 weight: sum,
             }));
@@ -907,7 +914,7 @@ impl LbState {
     /// A checker verdict.
     pub fn on_check(&mut self, ev: &CheckEvent) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let Some(vs) = self.vss.iter_mut().find(|v| v.name == ev.rs.vs) else {
+        let Some(vs) = self.vss.iter_mut().find(|v| *v.name == *ev.rs.vs) else {
             tracing::debug!(vs = %ev.rs.vs, "check event for an unknown virtual server");
             return fx;
         };
@@ -942,12 +949,12 @@ impl LbState {
         c.up = ev.up;
         c.detail.clone_from(&ev.detail);
         c.latency = ev.latency;
-        c.kind.clone_from(&ev.kind);
+        c.kind = ev.kind;
         if changed {
             fx.push(Effect::Event(LbEvent::Checker {
                 rs: ev.rs.clone(),
                 checker: ev.checker,
-                kind: ev.kind.clone(),
+                kind: ev.kind,
                 up: ev.up,
                 detail: ev.detail.clone(),
             }));
@@ -960,7 +967,7 @@ impl LbState {
     /// A VIP state, override or shutdown (shutdown gives the omega notifiers).
     pub fn on_input(&mut self, input: &ServiceInput) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let target = |s: &mut LbState, vs: &str| s.vss.iter().position(|v| v.name == vs);
+        let target = |s: &mut LbState, vs: &str| s.vss.iter().position(|v| *v.name == *vs);
         let refused = |fx: &mut Vec<Effect>, e: String| {
             fx.push(Effect::Event(LbEvent::Override {
                 input: format!("{input:?}"),
@@ -1136,7 +1143,7 @@ impl LbState {
             .map(|vs| {
                 let dests = vs.destinations();
                 VsStatus {
-                    name: vs.name.clone(),
+                    name: vs.name.to_string(),
                     services: vs.keys.iter().map(service_object).collect(),
                     scheduler: vs.scheduler.clone(),
                     method: forward_name(vs.forward).into(),
@@ -1163,7 +1170,7 @@ impl LbState {
                                 .checkers
                                 .iter()
                                 .map(|c| CheckerStatus {
-                                    kind: c.kind.clone(),
+                                    kind: c.kind.into(),
                                     up: c.up,
                                     detail: c.detail.clone(),
                                     latency: c.latency,
@@ -1177,7 +1184,7 @@ impl LbState {
     }
 }
 
-fn checker_kind_name(c: &Checker) -> String {
+fn checker_kind_name(c: &Checker) -> &'static str {
     use crate::config::model::CheckerKind as K;
     match c.kind {
         K::HttpGet => "HTTP_GET",
@@ -1191,7 +1198,6 @@ fn checker_kind_name(c: &Checker) -> String {
         K::Ping => "PING_CHECK",
         K::File => "FILE_CHECK",
     }
-    .into()
 }
 
 /// Run the effects: scripts in their own tasks (never awaited here), events out.
@@ -1268,10 +1274,48 @@ pub fn spawn(
     })
 }
 
+/// What the runtime loop needs of the config, built once so the config itself need not
+/// be kept (a thousand real servers' parsed statements are far larger than their state).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The pure state, as the config sets it up.
+    pub state: LbState,
+    /// What [`LbState::from_config`] skipped, logged when the loop starts.
+    pub errors: Vec<String>,
+    /// Script settings of `global_defs` (notify scripts).
+    pub defaults: ScriptDefaults,
+}
+
+impl Prepared {
+    /// Build from the config.
+    pub fn from_config(cfg: &Config) -> Prepared {
+        let (state, errors) = LbState::from_config(cfg);
+        Prepared {
+            state,
+            errors,
+            defaults: ScriptDefaults::from_global(&cfg.global),
+        }
+    }
+}
+
 /// The runtime loop on any data plane (tests use fakes; [`spawn`] uses [`Backend`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<D: DataPlane>(
     cfg: &Config,
+    dp: D,
+    timing: ReconcileTiming,
+    checks: mpsc::UnboundedReceiver<CheckEvent>,
+    inputs: mpsc::UnboundedReceiver<ServiceInput>,
+    status: watch::Sender<LbStatus>,
+    events: Option<mpsc::UnboundedSender<LbEvent>>,
+) {
+    let prepared = Prepared::from_config(cfg);
+    run_prepared(prepared, dp, timing, checks, inputs, status, events).await;
+}
+
+/// [`run`] on state built beforehand ([`Prepared::from_config`]).
+pub async fn run_prepared<D: DataPlane>(
+    prepared: Prepared,
     dp: D,
     timing: ReconcileTiming,
     mut checks: mpsc::UnboundedReceiver<CheckEvent>,
@@ -1279,8 +1323,11 @@ pub async fn run<D: DataPlane>(
     status: watch::Sender<LbStatus>,
     events: Option<mpsc::UnboundedSender<LbEvent>>,
 ) {
-    let defaults = ScriptDefaults::from_global(&cfg.global);
-    let (mut state, errors) = LbState::from_config(cfg);
+    let Prepared {
+        mut state,
+        errors,
+        defaults,
+    } = prepared;
     for e in &errors {
         tracing::warn!(error = %e, "virtual server config");
     }
@@ -1311,7 +1358,14 @@ pub async fn run<D: DataPlane>(
         let deadline = rec.deadline(Instant::now());
         tokio::select! {
             ev = checks.recv(), if checks_open => match ev {
-                Some(ev) => drop(execute(state.on_check(&ev), &defaults, events.as_ref())),
+                Some(ev) => {
+                    drop(execute(state.on_check(&ev), &defaults, events.as_ref()));
+                    // Verdicts that arrived together (a thousand checkers' first round)
+                    // are taken as one batch: one status and one desired table for all.
+                    while let Ok(ev) = checks.try_recv() {
+                        drop(execute(state.on_check(&ev), &defaults, events.as_ref()));
+                    }
+                }
                 None => checks_open = false,
             },
             inp = inputs.recv() => match inp {
@@ -1391,7 +1445,7 @@ virtual_server 192.0.2.10 80 {
                 port: 8080,
             },
             checker: 0,
-            kind: "TCP_CHECK".into(),
+            kind: "TCP_CHECK",
             up,
             detail: if up { "connected" } else { "refused" }.into(),
             latency: Duration::from_millis(1),

@@ -17,7 +17,9 @@
 //! backend is opened inside that runtime so its netlink socket lives there too.
 
 use std::collections::BTreeSet;
+use std::hash::Hasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,22 +42,39 @@ pub struct Lb {
     status: watch::Receiver<LbStatus>,
     done: Option<oneshot::Receiver<()>>,
     /// Fingerprint of the config parts it runs (reload compares it).
-    fingerprint: String,
+    fingerprint: u64,
     /// Virtual server names and their real servers (override validation).
     names: Vec<(String, BTreeSet<(IpAddr, u16)>)>,
 }
 
-/// What of the config the LB runtime depends on, as text (reload compares it).
-fn fingerprint(cfg: &Config) -> String {
+/// A [`std::fmt::Write`] sink that hashes what is written instead of keeping it.
+struct HashWriter(std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// What of the config the LB runtime depends on, as a 64-bit hash of its `Debug` form
+/// (reload compares it; hashed while formatting, so no copy of a thousand real servers'
+/// text is kept or even built).
+fn fingerprint(cfg: &Config) -> u64 {
+    use std::fmt::Write as _;
     let backend = cfg.global.other.iter().find(|n| n.name == "lvs_backend");
-    format!(
+    let mut h = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Writing to a hasher cannot fail.
+    let _ = write!(
+        h,
         "{:?}|{:?}|{:?}|{:?}|{:?}",
         cfg.virtual_servers,
         cfg.virtual_server_groups,
         backend.map(|n| &n.args),
         cfg.global.script_user,
         cfg.global.enable_script_security
-    )
+    );
+    h.0.finish()
 }
 
 impl Lb {
@@ -79,11 +98,12 @@ impl Lb {
                 (service::vs_name(vs), rs)
             })
             .collect();
-        let owned = cfg.clone();
+        // Everything the thread needs is built here, so it keeps no copy of the config.
+        let setup = Setup::from_config(cfg);
         let spawned = std::thread::Builder::new()
             .name("ha-lb".into())
             .spawn(move || {
-                thread_main(&owned, in_rx, st_tx, events);
+                thread_main(setup, in_rx, st_tx, events);
                 let _ = done_tx.send(());
             });
         if let Err(e) = spawned {
@@ -194,9 +214,9 @@ pub fn tell(ev: &LbEvent) -> Told {
                 warn: !up,
                 event: Some((
                     kind::CHECKER,
-                    rs.vs.clone(),
+                    rs.vs.to_string(),
                     updown(*up).into(),
-                    ck.clone(),
+                    (*ck).into(),
                     format!("{at}: {detail}"),
                 )),
             }
@@ -213,7 +233,7 @@ pub fn tell(ev: &LbEvent) -> Told {
                 warn: !up,
                 event: Some((
                     kind::REAL_SERVER,
-                    rs.vs.clone(),
+                    rs.vs.to_string(),
                     updown(*up).into(),
                     if *up {
                         "checkers pass"
@@ -299,9 +319,47 @@ impl RsOverride {
     }
 }
 
+/// What the load-balancer thread runs, built from the config on the caller's thread.
+struct Setup {
+    /// `lvs_backend`.
+    backend: Result<service::BackendKind, String>,
+    /// One per checker block that resolved.
+    checkers: Vec<CheckerSpec>,
+    /// The service loop's state.
+    prepared: service::Prepared,
+}
+
+impl Setup {
+    fn from_config(cfg: &Config) -> Setup {
+        let defaults = ScriptDefaults::from_global(&cfg.global);
+        let mut checkers = Vec::new();
+        for vs in &cfg.virtual_servers {
+            // One name for all the virtual server's checkers (their events and labels).
+            let name: Arc<str> = service::vs_name(vs).into();
+            for rs in &vs.real_servers {
+                for (i, ck) in rs.checkers.iter().enumerate() {
+                    match CheckerSpec::from_config_with(&name, vs, rs, i, ck, &defaults) {
+                        Ok(mut spec) => {
+                            spec.rs.vs = Arc::clone(&name);
+                            checkers.push(spec);
+                        }
+                        Err(e) => warn!(vs = %name, rs = %rs.addr, error = %e, "checker skipped"),
+                    }
+                }
+            }
+        }
+        checkers.shrink_to_fit();
+        Setup {
+            backend: service::backend_setting(cfg),
+            checkers,
+            prepared: service::Prepared::from_config(cfg),
+        }
+    }
+}
+
 /// The thread: a runtime, the backend, the checkers, the service loop.
 fn thread_main(
-    cfg: &Config,
+    setup: Setup,
     inputs: mpsc::UnboundedReceiver<ServiceInput>,
     status: watch::Sender<LbStatus>,
     events: mpsc::UnboundedSender<LbEvent>,
@@ -316,8 +374,13 @@ fn thread_main(
             return;
         }
     };
+    let Setup {
+        backend,
+        checkers,
+        prepared,
+    } = setup;
     rt.block_on(async move {
-        let backend = match service::choose_backend(cfg).await {
+        let backend = match service::open_backend(backend).await {
             Ok(b) => b,
             Err(e) => {
                 error!(error = %e, "load balancer: the chosen data plane is unavailable; using nftables");
@@ -326,22 +389,13 @@ fn thread_main(
         };
         info!(backend = %format!("{backend:?}"), "load-balancer data plane");
         let (check_tx, check_rx) = mpsc::unbounded_channel();
-        let defaults = ScriptDefaults::from_global(&cfg.global);
-        let mut checkers = Vec::new();
-        for vs in &cfg.virtual_servers {
-            let name = service::vs_name(vs);
-            for rs in &vs.real_servers {
-                for (i, ck) in rs.checkers.iter().enumerate() {
-                    match CheckerSpec::from_config_with(&name, vs, rs, i, ck, &defaults) {
-                        Ok(spec) => checkers.push(check::spawn(spec, check_tx.clone())),
-                        Err(e) => warn!(vs = %name, rs = %rs.addr, error = %e, "checker skipped"),
-                    }
-                }
-            }
-        }
+        let tasks: Vec<_> = checkers
+            .into_iter()
+            .map(|spec| check::spawn(spec, check_tx.clone()))
+            .collect();
         drop(check_tx);
-        service::run(
-            cfg,
+        service::run_prepared(
+            prepared,
             backend,
             ReconcileTiming::default(),
             check_rx,
@@ -350,8 +404,8 @@ fn thread_main(
             Some(events),
         )
         .await;
-        for c in checkers {
-            c.abort();
+        for t in tasks {
+            t.abort();
         }
     });
 }
@@ -403,7 +457,7 @@ mod tests {
         let t = tell(&LbEvent::Checker {
             rs,
             checker: 0,
-            kind: "HTTP_GET".into(),
+            kind: "HTTP_GET",
             up: true,
             detail: "status 200".into(),
         });

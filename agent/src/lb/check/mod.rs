@@ -18,13 +18,15 @@ pub use runner::spawn;
 pub use spec::CheckerSpec;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A real server within a virtual server: `(vs, rs address, rs port)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RsKey {
-    /// The virtual server, as keepalived names it ("192.0.2.10:80/TCP", "fwmark 1").
-    pub vs: String,
+    /// The virtual server, as keepalived names it ("192.0.2.10:80/TCP", "fwmark 1");
+    /// shared by every real server and checker of it.
+    pub vs: Arc<str>,
     /// Real server address.
     pub addr: IpAddr,
     /// Real server port (0 for fwmark services without a port).
@@ -39,7 +41,7 @@ pub struct CheckEvent {
     /// Which checker of it (index in the real server's checker list).
     pub checker: usize,
     /// Kind, for logs ("HTTP_GET").
-    pub kind: String,
+    pub kind: &'static str,
     /// Passing now.
     pub up: bool,
     /// Why, one line ("connect timeout after 5s", "status 503", "digest mismatch").

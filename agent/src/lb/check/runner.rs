@@ -13,7 +13,9 @@
 //! by `connect_timeout` (MISC_CHECK by `misc_timeout`, enforced by the script runner).
 //! The task ends when the receiver is dropped, or when its handle is aborted.
 
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -57,18 +59,18 @@ impl Outcome {
 pub async fn attempt(spec: &CheckerSpec) -> Outcome {
     if let Probe::Misc(m) = &spec.probe {
         // The script runner kills the process group at misc_timeout.
-        return misc::probe(m).await;
+        return Box::pin(misc::probe(m)).await;
     }
     let t = &spec.target;
-    let work = async {
-        match &spec.probe {
-            Probe::Tcp => tcp::probe(t).await,
-            Probe::Http(p) => http::probe(t, p).await,
-            Probe::Dns(p) => dns::probe(t, p, spec.connect_timeout).await,
-            Probe::Ping => ping::probe(t, spec.connect_timeout).await,
-            Probe::Udp(p) => udp::probe(t, p, spec.connect_timeout).await,
-            Probe::Misc(m) => misc::probe(m).await,
-        }
+    // Each probe's future boxed on its own: one `async` over all of them would be as
+    // large as the largest (the TLS probe, several KB) for every TCP connect too.
+    let work: Pin<Box<dyn Future<Output = Outcome> + Send + '_>> = match &spec.probe {
+        Probe::Tcp => Box::pin(tcp::probe(t)),
+        Probe::Http(p) => Box::pin(http::probe(t, p)),
+        Probe::Dns(p) => Box::pin(dns::probe(t, p, spec.connect_timeout)),
+        Probe::Ping => Box::pin(ping::probe(t, spec.connect_timeout)),
+        Probe::Udp(p) => Box::pin(udp::probe(t, p, spec.connect_timeout)),
+        Probe::Misc(m) => Box::pin(misc::probe(m)),
     };
     match tokio::time::timeout(spec.connect_timeout, work).await {
         Ok(o) => o,
@@ -150,21 +152,19 @@ fn duration_histogram() -> &'static opentelemetry::metrics::Histogram<f64> {
 pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(jitter(spec.warmup)).await;
-        let kind = kind_name(spec.kind).to_owned();
+        let kind = kind_name(spec.kind);
         let mut up = !spec.alpha;
         let mut last: Option<(bool, Option<u32>)> = None;
-        let vs_label = opentelemetry::KeyValue::new("vs", spec.rs.vs.clone());
-        let kind_label = opentelemetry::KeyValue::new("checker", kind.clone());
         loop {
-            // Boxed: a round's future (several KB: the HTTP/TLS probe's state) lives on
-            // the heap only while the check runs, not in each of a thousand idle tasks.
+            // Boxed: a round's future lives on the heap only while the check runs, not in
+            // each of a thousand idle tasks (the probe inside is boxed per kind too).
             let (o, latency) = Box::pin(round(&spec, up)).await;
             up = o.up;
             duration_histogram().record(
                 latency.as_secs_f64(),
                 &[
-                    vs_label.clone(),
-                    kind_label.clone(),
+                    opentelemetry::KeyValue::new("vs", spec.rs.vs.clone()),
+                    opentelemetry::KeyValue::new("checker", kind),
                     opentelemetry::KeyValue::new("result", if o.up { "up" } else { "down" }),
                 ],
             );
@@ -182,7 +182,7 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
                 let ev = CheckEvent {
                     rs: spec.rs.clone(),
                     checker: spec.index,
-                    kind: kind.clone(),
+                    kind,
                     up: o.up,
                     detail,
                     latency,
@@ -194,4 +194,48 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
             tokio::time::sleep(spec.delay_loop).await;
         }
     })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::CheckerKind;
+    use crate::lb::check::spec::Target;
+    use crate::lb::check::RsKey;
+
+    fn tcp_spec() -> CheckerSpec {
+        CheckerSpec {
+            rs: RsKey {
+                vs: "192.0.2.10:80/TCP".into(),
+                addr: "198.51.100.11".parse().unwrap(),
+                port: 8000,
+            },
+            index: 0,
+            kind: CheckerKind::Tcp,
+            target: Target {
+                connect: "198.51.100.11:8000".parse().unwrap(),
+                bind: None,
+            },
+            connect_timeout: Duration::from_secs(1),
+            retry: 1,
+            delay_before_retry: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            delay_loop: Duration::from_secs(1),
+            alpha: false,
+            probe: Probe::Tcp,
+        }
+    }
+
+    /// A thousand checkers may all be in a round at once (waiting out
+    /// `delay_before_retry`): a round must not carry the largest probe's state (the TLS
+    /// probe's, about 6 KB) when it runs a TCP connect.
+    #[test]
+    fn a_round_future_is_small() {
+        let spec = tcp_spec();
+        let round = round(&spec, true);
+        let size = std::mem::size_of_val(&round);
+        assert!(size < 1024, "a round's future is {size} bytes");
+        let attempt = attempt(&spec);
+        let size = std::mem::size_of_val(&attempt);
+        assert!(size < 1024, "an attempt's future is {size} bytes");
+    }
 }

@@ -480,7 +480,7 @@ impl CheckerSpec {
 
         Ok(CheckerSpec {
             rs: RsKey {
-                vs: vs_name.to_owned(),
+                vs: vs_name.into(),
                 addr: rs.addr,
                 port: rs.port.unwrap_or(0),
             },
