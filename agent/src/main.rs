@@ -105,6 +105,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot become a child subreaper");
     }
     let plan = ha_agent::runtime::plan::build(&loaded.config, args.node.clone());
+    // The plan holds its own copy; the parsed file is not needed any more.
+    drop(loaded);
     // One thread: the engine owns every instance anyway, and a single-threaded runtime
     // saves the cross-thread wake-ups of thousands of adverts a second.
     let initial = match ha_agent::link::load_persisted(&args.state_dir) {
