@@ -1050,3 +1050,137 @@ mod tests {
         let _ = provider.shutdown();
     }
 }
+
+#[cfg(test)]
+mod bench {
+    //! `cargo test --release -p ha-agent --lib telemetry::bench -- --ignored --nocapture`
+    use super::*;
+    use crate::runtime::stats::{CounterStats, SocketStats};
+    use crate::vrrp::packet::DropReason;
+    use std::time::Instant;
+
+    fn big_stats(seq: u64, n: u8) -> Stats {
+        let drops = || {
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), 0u64))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        Stats {
+            dump_seq: seq,
+            node: "lb1".into(),
+            instances: (1..=n)
+                .map(|v| InstanceStats {
+                    name: format!("VI_{v}"),
+                    vrid: v,
+                    interface: "eth0".into(),
+                    state: "BACKUP".into(),
+                    base_priority: 100,
+                    effective_priority: 100,
+                    master_down_interval_us: 30_000 + u128::from(v),
+                    counters: CounterStats {
+                        rx: 1000 * seq,
+                        tx: 0,
+                        became_master: 0,
+                        prio0_sent: 0,
+                        prio0_received: 0,
+                        drops: drops(),
+                    },
+                    transitions: [("BACKUP startup".to_string(), 1)].into_iter().collect(),
+                    trackers: Vec::new(),
+                    notify_runs: 0,
+                    notify_failures: 0,
+                    override_priority: None,
+                })
+                .collect(),
+            sockets: vec![SocketStats {
+                interface: "eth0".into(),
+                drops: drops(),
+            }],
+            lb: None,
+        }
+    }
+
+    #[test]
+    #[ignore = "micro-benchmark"]
+    fn scrape_cost() {
+        use prometheus::Encoder as _;
+        let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
+        let (registry, prom) = export::prometheus_reader().unwrap();
+        let meters = SdkMeterProvider::builder()
+            .with_resource(resource("lb1"))
+            .with_reader(prom)
+            .build();
+        register(&meters.meter(SCOPE), rx.clone(), None);
+        register_lb(&meters.meter(SCOPE), rx);
+        let iters = 200u32;
+        let (mut gather, mut encode, mut bytes) = (Duration::ZERO, Duration::ZERO, 0);
+        for k in 0..iters {
+            tx.send_replace(Arc::new(big_stats(u64::from(k) + 2, 50)));
+            let t = Instant::now();
+            let fams = registry.gather();
+            gather += t.elapsed();
+            let t = Instant::now();
+            let mut out = Vec::new();
+            prometheus::TextEncoder::new().encode(&fams, &mut out).unwrap();
+            encode += t.elapsed();
+            bytes = out.len();
+        }
+        std::fs::write("/tmp/tele-page.txt", encode_text(&registry)).unwrap();
+        let t = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(encode_text(&registry));
+        }
+        let whole = t.elapsed();
+        eprintln!(
+            "gather {:?}/scrape, encode {:?}/scrape, encode_text {:?}/scrape, page {bytes} B",
+            gather / iters,
+            encode / iters,
+            whole / iters
+        );
+        // The SDK alone: callbacks and aggregation into a ManualReader.
+        let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
+        let sdk = SdkMeterProvider::builder()
+            .with_reader(Shared(reader.clone()))
+            .build();
+        let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
+        register(&sdk.meter(SCOPE), rx.clone(), None);
+        register_lb(&sdk.meter(SCOPE), rx);
+        let mut collect = Duration::ZERO;
+        for k in 0..iters {
+            tx.send_replace(Arc::new(big_stats(u64::from(k) + 2, 50)));
+            let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+            let t = Instant::now();
+            opentelemetry_sdk::metrics::reader::MetricReader::collect(&*reader, &mut rm).unwrap();
+            collect += t.elapsed();
+        }
+        eprintln!("sdk collect {:?}/scrape", collect / iters);
+    }
+
+    #[derive(Debug, Clone)]
+    struct Shared(Arc<opentelemetry_sdk::metrics::ManualReader>);
+
+    impl opentelemetry_sdk::metrics::reader::MetricReader for Shared {
+        fn register_pipeline(&self, p: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
+            self.0.register_pipeline(p)
+        }
+        fn collect(
+            &self,
+            rm: &mut opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.collect(rm)
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.force_flush()
+        }
+        fn shutdown_with_timeout(&self, t: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.shutdown_with_timeout(t)
+        }
+        fn temporality(
+            &self,
+            _: opentelemetry_sdk::metrics::InstrumentKind,
+        ) -> opentelemetry_sdk::metrics::Temporality {
+            opentelemetry_sdk::metrics::Temporality::Cumulative
+        }
+    }
+}
