@@ -1169,6 +1169,100 @@ mod tests {
         g.shutdown().await;
     }
 
+    /// A manual reader the test keeps a handle on (as an OTLP reader would collect).
+    #[derive(Debug, Clone)]
+    pub(super) struct Shared(pub(super) Arc<opentelemetry_sdk::metrics::ManualReader>);
+
+    impl opentelemetry_sdk::metrics::reader::MetricReader for Shared {
+        fn register_pipeline(&self, p: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
+            self.0.register_pipeline(p)
+        }
+        fn collect(
+            &self,
+            rm: &mut opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.collect(rm)
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.force_flush()
+        }
+        fn shutdown_with_timeout(&self, t: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.shutdown_with_timeout(t)
+        }
+        fn temporality(
+            &self,
+            _: opentelemetry_sdk::metrics::InstrumentKind,
+        ) -> opentelemetry_sdk::metrics::Temporality {
+            opentelemetry_sdk::metrics::Temporality::Cumulative
+        }
+    }
+
+    /// Data points of a collected metric.
+    fn points(m: &opentelemetry_sdk::metrics::data::Metric) -> usize {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics as A, MetricData as D};
+        fn n<T>(d: &D<T>) -> usize {
+            match d {
+                D::Gauge(g) => g.data_points().count(),
+                D::Sum(s) => s.data_points().count(),
+                D::Histogram(h) => h.data_points().count(),
+                D::ExponentialHistogram(h) => h.data_points().count(),
+            }
+        }
+        match m.data() {
+            A::F64(d) => n(d),
+            A::U64(d) => n(d),
+            A::I64(d) => n(d),
+        }
+    }
+
+    /// The page writes the snapshot's families itself and the SDK's collection for it
+    /// observes none of them (no line twice), while another reader (OTLP) still gets
+    /// every one of them.
+    #[test]
+    fn the_page_and_otlp_both_get_every_family() {
+        let (_tx, rx) = watch::channel(Arc::new(stats(1, "BACKUP", 10)));
+        let (page, prom) = export::prometheus_reader().unwrap();
+        let otlp = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
+        let meters = SdkMeterProvider::builder()
+            .with_reader(prom)
+            .with_reader(Shared(otlp.clone()))
+            .build();
+        let labels = Labels::new(rx);
+        let fams = Arc::new(families());
+        register(&meters.meter(SCOPE), &labels, &fams);
+        let f = fams.clone();
+        let page = page.with_writer(move |out| write_page(&labels, &f, out));
+        let text = encode_text(&page);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let n = lines.len();
+        lines.sort_unstable();
+        lines.dedup();
+        assert_eq!(lines.len(), n, "a line twice in\n{text}");
+        assert!(
+            has(
+                &text,
+                "ha_tracker_weight{instance=\"VI_1\",kind=\"script\",name=\"chk_nginx\"} -10"
+            ),
+            "{text}"
+        );
+        let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+        opentelemetry_sdk::metrics::reader::MetricReader::collect(&*otlp, &mut rm).unwrap();
+        let got: BTreeMap<String, usize> = rm
+            .scope_metrics()
+            .flat_map(|s| s.metrics())
+            .map(|m| (m.name().to_string(), points(m)))
+            .collect();
+        for f in fams.iter().filter(|f| !f.name.starts_with("ha_lb_")) {
+            assert!(
+                got.get(f.name).is_some_and(|n| *n > 0),
+                "{} missing in {got:?}",
+                f.name
+            );
+        }
+        assert_eq!(got.get("ha_vrrp_state_info"), Some(&4));
+        assert_eq!(got.get("ha_vrrp_drops"), Some(&1));
+    }
+
     #[test]
     fn traceparent_round_trip() {
         use opentelemetry::trace::TraceContextExt as _;
@@ -1372,7 +1466,7 @@ mod bench {
         // The SDK alone: callbacks and aggregation into a ManualReader.
         let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
         let sdk = SdkMeterProvider::builder()
-            .with_reader(Shared(reader.clone()))
+            .with_reader(super::tests::Shared(reader.clone()))
             .build();
         let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
         let labels = Labels::new(rx);
@@ -1391,32 +1485,5 @@ mod bench {
             collect[collect.len() / 2],
             collect[0]
         );
-    }
-
-    #[derive(Debug, Clone)]
-    struct Shared(Arc<opentelemetry_sdk::metrics::ManualReader>);
-
-    impl opentelemetry_sdk::metrics::reader::MetricReader for Shared {
-        fn register_pipeline(&self, p: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
-            self.0.register_pipeline(p)
-        }
-        fn collect(
-            &self,
-            rm: &mut opentelemetry_sdk::metrics::data::ResourceMetrics,
-        ) -> opentelemetry_sdk::error::OTelSdkResult {
-            self.0.collect(rm)
-        }
-        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-            self.0.force_flush()
-        }
-        fn shutdown_with_timeout(&self, t: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-            self.0.shutdown_with_timeout(t)
-        }
-        fn temporality(
-            &self,
-            _: opentelemetry_sdk::metrics::InstrumentKind,
-        ) -> opentelemetry_sdk::metrics::Temporality {
-            opentelemetry_sdk::metrics::Temporality::Cumulative
-        }
     }
 }
