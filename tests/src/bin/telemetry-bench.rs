@@ -127,26 +127,24 @@ fn scrape(t: &Classic) -> (usize, usize, Vec<f64>) {
     let mut took = Vec::new();
     for idx in 0..2 {
         let url = format!("http://192.0.2.{}:{METRICS_PORT}/metrics", idx + 1);
-        let page = std::env::temp_dir().join(format!("telbench-page-{}", std::process::id()));
         let out = t
             .lan
             .ns(CLIENT)
             .command("curl")
-            .args(["-sf", "--max-time", "2", "-w", "%{time_total}", "-o"])
-            .arg(&page)
-            .arg(&url)
+            .args(["-sf", "--max-time", "2", "-o", "/dev/null"])
+            .args(["-w", "%{size_download} %{time_total}", &url])
             .output();
-        if let Ok(o) = out {
-            let len = std::fs::metadata(&page).map_or(0, |m| m.len() as usize);
-            if o.status.success() && len > 0 {
-                ok += 1;
-                size = len;
-                if let Ok(s) = String::from_utf8_lossy(&o.stdout).trim().parse::<f64>() {
-                    took.push(s * 1000.0);
-                }
+        let Ok(o) = out else { continue };
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut w = text.split_whitespace();
+        let len: usize = w.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        if o.status.success() && len > 0 {
+            ok += 1;
+            size = len;
+            if let Some(s) = w.next().and_then(|x| x.parse::<f64>().ok()) {
+                took.push(s * 1000.0);
             }
         }
-        let _ = std::fs::remove_file(&page);
     }
     (ok, size, took)
 }
