@@ -158,7 +158,7 @@ pub async fn start(
         Some(addr) => {
             let page = page
                 .cache_while(PAGE_REUSE, snapshot_version(stats))
-                .with_writer(move |out| write_page(&labels, &fams, out));
+                .with_writer(names(&fams), move |out| write_page(&labels, &fams, out));
             let (h, a) = serve_metrics(addr, page).await?;
             (Some(h), Some(a))
         }
@@ -988,6 +988,11 @@ fn register(m: &Meter, labels: &L, fams: &Arc<Vec<Fam>>) {
     }
 }
 
+/// The instrument names of `fams`.
+fn names(fams: &[Fam]) -> Vec<&'static str> {
+    fams.iter().map(|f| f.name).collect()
+}
+
 /// Writes the families' series from the latest snapshot onto the `/metrics` page, in
 /// the text the SDK's collection would have given (counters get `_total`; a family
 /// without series writes nothing).
@@ -1231,7 +1236,10 @@ mod tests {
         let fams = Arc::new(families());
         register(&meters.meter(SCOPE), &labels, &fams);
         let f = fams.clone();
-        let page = page.with_writer(move |out| write_page(&labels, &f, out));
+        let page = page.with_writer(names(&fams), move |out| write_page(&labels, &f, out));
+        // An OTLP export first: its callbacks record into the page's aggregators too.
+        let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+        opentelemetry_sdk::metrics::reader::MetricReader::collect(&*otlp, &mut rm).unwrap();
         let text = encode_text(&page);
         let mut lines: Vec<&str> = text.lines().collect();
         let n = lines.len();
@@ -1445,7 +1453,7 @@ mod bench {
         register(&meters.meter(SCOPE), &labels, &fams);
         let l = labels.clone();
         let f = fams.clone();
-        let page = page.with_writer(move |out| write_page(&l, &f, out));
+        let page = page.with_writer(names(&fams), move |out| write_page(&l, &f, out));
         let iters = 200u32;
         let mut whole = Vec::new();
         let mut bytes = 0;

@@ -140,8 +140,9 @@ pub struct PromPage {
     /// What the observable instruments read, as a number that changes with it, and how
     /// long a page may serve one version.
     version: Option<(Arc<dyn Fn() -> u64 + Send + Sync>, Duration)>,
-    /// Writes the families the page takes straight from their source.
-    writer: Option<Writer>,
+    /// Writes the families the page takes straight from their source, and their
+    /// instrument names (which the page then never takes from the SDK's collection).
+    writer: Option<(Writer, Arc<[&'static str]>)>,
 }
 
 /// See [`PromPage::with_writer`].
@@ -210,11 +211,17 @@ impl PromPage {
     }
 
     /// Writes what `writer` writes at the top of every page, before what the reader
-    /// collected: families taken straight from their source (in the Prometheus text of
-    /// [`write_family`] and [`write_sample`]) rather than aggregated by the SDK, whose
-    /// instruments' callbacks skip the page's collection ([`page_collecting`]).
-    pub fn with_writer(mut self, writer: impl Fn(&mut String) + Send + Sync + 'static) -> Self {
-        self.writer = Some(Arc::new(writer));
+    /// collected: the families of the instruments named in `names`, taken straight from
+    /// their source (in the Prometheus text of [`write_family`] and [`write_sample`])
+    /// rather than aggregated by the SDK. Their callbacks skip the page's collection
+    /// ([`page_collecting`]), and what they observed for another reader (an OTLP
+    /// export also records into the page's aggregators) is left out of the page.
+    pub fn with_writer(
+        mut self,
+        names: impl IntoIterator<Item = &'static str>,
+        writer: impl Fn(&mut String) + Send + Sync + 'static,
+    ) -> Self {
+        self.writer = Some((Arc::new(writer), names.into_iter().collect()));
         self
     }
 
@@ -256,10 +263,12 @@ impl PromPage {
             return String::new();
         }
         let mut out = String::with_capacity(hint + hint / 8);
-        if let Some(w) = &self.writer {
+        let mut written: &[&str] = &[];
+        if let Some((w, names)) = &self.writer {
             w(&mut out);
+            written = names;
         }
-        encode(&rm, &mut out);
+        encode(&rm, written, &mut out);
         out
     }
 }
@@ -416,12 +425,13 @@ struct Scratch<'a> {
     attrs: Vec<(&'a str, &'a Value)>,
 }
 
-/// Prometheus text of `rm`: families sorted by name, series sorted by labels, labels
-/// sorted by name (what the `prometheus` crate's encoder wrote).
-fn encode(rm: &ResourceMetrics, out: &mut String) {
+/// Prometheus text of `rm` but the instruments named in `skip`: families sorted by
+/// name, series sorted by labels, labels sorted by name (what the `prometheus` crate's
+/// encoder wrote).
+fn encode(rm: &ResourceMetrics, skip: &[&str], out: &mut String) {
     let mut families = Vec::new();
     for sm in rm.scope_metrics() {
-        for m in sm.metrics() {
+        for m in sm.metrics().filter(|m| !skip.contains(&m.name())) {
             if let Some(kind) = kind_of(m) {
                 let mut name = String::with_capacity(m.name().len() + 6);
                 push_metric_name(&mut name, m.name());
