@@ -805,7 +805,7 @@ fn families() -> Vec<Fam> {
             "ha_agent_instances",
             "VRRP instances configured on this agent",
             Inst::GaugeU64,
-            |s, o| o(Num::U(s.stats.instances.len() as u64), &[s.node.clone()]),
+            |s, o| o(Num::U(s.stats.instances.len() as u64), std::slice::from_ref(&s.node)),
         ),
     ];
     v.extend(lb_families());
