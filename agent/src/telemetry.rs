@@ -19,7 +19,7 @@
 
 mod export;
 
-pub use export::{encode_text, serve_metrics, state_value, TelemetryError};
+pub use export::{encode_text, serve_metrics, state_value, PromPage, PromReader, TelemetryError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +44,10 @@ use crate::vrrp::instance::Instance;
 
 /// Interval of the OTLP metrics export.
 pub const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long `/metrics` serves a page again while the engine has published no new stats
+/// snapshot (it publishes every second; the checkers' duration histogram and the link's
+/// gauges, recorded live, show at most this late).
+pub const PAGE_REUSE: Duration = Duration::from_millis(500);
 /// Instrumentation scope of every instrument and span.
 const SCOPE: &str = "ha-agent";
 
@@ -129,7 +133,7 @@ pub async fn start(
     stats: watch::Receiver<Arc<Stats>>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let (registry, prom) = export::prometheus_reader()?;
+    let (page, prom) = export::prometheus_reader()?;
     let mut builder = SdkMeterProvider::builder()
         .with_resource(resource(&opts.node))
         .with_reader(prom);
@@ -144,11 +148,18 @@ pub async fn start(
     let meters = builder.build();
     // Instruments recorded where things happen (checker rounds) use the global provider.
     opentelemetry::global::set_meter_provider(meters.clone());
-    register(&meters.meter(SCOPE), stats.clone(), link);
-    register_lb(&meters.meter(SCOPE), stats);
+    let labels = Labels::new(stats.clone());
+    let fams = Arc::new(families());
+    register(&meters.meter(SCOPE), &labels, &fams);
+    if let Some(l) = link {
+        register_link(&meters.meter(SCOPE), l);
+    }
     let (server, metrics_addr) = match opts.metrics_listen {
         Some(addr) => {
-            let (h, a) = serve_metrics(addr, registry).await?;
+            let page = page
+                .cache_while(PAGE_REUSE, snapshot_version(stats))
+                .with_writer(names(&fams), move |out| write_page(&labels, &fams, out));
+            let (h, a) = serve_metrics(addr, page).await?;
             (Some(h), Some(a))
         }
         None => (None, None),
@@ -159,6 +170,23 @@ pub async fn start(
         server,
         metrics_addr,
     })
+}
+
+/// A number that changes with every snapshot published on `rx` (for the page cache).
+fn snapshot_version(rx: Rx) -> impl Fn() -> u64 + Send + Sync + 'static {
+    let seen = std::sync::Mutex::new((rx, 0u64));
+    move || {
+        let mut g = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rx, n) = &mut *g;
+        // A closed channel (engine gone) keeps the last version.
+        if rx.has_changed().unwrap_or(false) {
+            rx.mark_unchanged();
+            *n += 1;
+        }
+        *n
+    }
 }
 
 /// A `tracing` layer that exports `tracing` spans through the guard's tracer provider
@@ -281,531 +309,744 @@ pub fn reconcile_span(backend: &str, started: SystemTime, outcome: &TickOutcome,
 /// The states `ha_vrrp_state_info` has a series for.
 const STATES: [&str; 4] = ["INIT", "BACKUP", "MASTER", "FAULT"];
 
-/// Instance labels: instance, vrid, interface.
-fn labels(i: &InstanceStats) -> Vec<KeyValue> {
-    vec![
-        KeyValue::new("instance", i.name.clone()),
-        KeyValue::new("vrid", i64::from(i.vrid)),
-        KeyValue::new("interface", i.interface.clone()),
-    ]
-}
-
-/// Labels plus one more.
-fn with(
-    mut l: Vec<KeyValue>,
-    k: &'static str,
-    v: impl Into<opentelemetry::Value>,
-) -> Vec<KeyValue> {
-    l.push(KeyValue::new(k, v));
-    l
-}
-
 type Rx = watch::Receiver<Arc<Stats>>;
 
-/// A u64 gauge per instance.
-fn inst_gauge(
-    m: &Meter,
-    rx: &Rx,
-    name: &'static str,
-    help: &'static str,
-    f: fn(&InstanceStats) -> u64,
-) {
-    let rx = rx.clone();
-    m.u64_observable_gauge(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            let s = rx.borrow().clone();
-            for i in &s.instances {
-                o.observe(f(i), &labels(i));
-            }
-        })
-        .build();
+/// A label whose value is shared: cloning it costs a reference count, not a `String`.
+fn shared(k: &'static str, v: &str) -> KeyValue {
+    KeyValue::new(k, Arc::<str>::from(v))
 }
 
-/// A u64 counter per instance.
-fn inst_counter(
-    m: &Meter,
-    rx: &Rx,
-    name: &'static str,
-    help: &'static str,
-    f: fn(&InstanceStats) -> u64,
-) {
-    let rx = rx.clone();
-    m.u64_observable_counter(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            let s = rx.borrow().clone();
-            for i in &s.instances {
-                o.observe(f(i), &labels(i));
-            }
-        })
-        .build();
+/// The label values of one stats snapshot, built once per snapshot (the engine
+/// publishes one a second) and shared by every callback of every collection (a scrape,
+/// an OTLP export): observing clones shared strings instead of allocating a `String`
+/// per label of each of the ~1,600 series of 50 instances.
+struct Snap {
+    /// The snapshot.
+    stats: Arc<Stats>,
+    /// `node`.
+    node: KeyValue,
+    /// Per instance, in `stats.instances` order.
+    inst: Vec<InstLabels>,
+    /// `interface` per socket, in `stats.sockets` order.
+    sockets: Vec<KeyValue>,
+    /// Per virtual server, in `stats.lb` order.
+    vs: Vec<VsLabels>,
+    /// `backend` of the load balancer.
+    backend: Option<KeyValue>,
+    /// `object` per data-plane counter, in `stats.lb` order.
+    objects: Vec<KeyValue>,
 }
 
-/// Registers every agent instrument on `m`.
-fn register(m: &Meter, rx: Rx, link: Option<Arc<LinkStats>>) {
-    inst_gauge(
-        m,
-        &rx,
-        "ha_vrrp_state",
-        "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
-        |i| state_value(&i.state),
-    );
-    inst_gauge(
-        m,
-        &rx,
-        "ha_vrrp_priority_base",
-        "Configured VRRP priority",
-        |i| u64::from(i.base_priority),
-    );
-    inst_gauge(
-        m,
-        &rx,
-        "ha_vrrp_priority_effective",
-        "VRRP priority in effect (trackers and overrides applied)",
-        |i| u64::from(i.effective_priority),
-    );
-    inst_gauge(
-        m,
-        &rx,
-        "ha_vrrp_priority_overridden",
-        "1 when a manager priority override is in force",
-        |i| u64::from(i.override_priority.is_some()),
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_adverts_sent",
-        "VRRP advertisements sent",
-        |i| i.counters.tx,
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_adverts_received",
-        "VRRP advertisements accepted",
-        |i| i.counters.rx,
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_became_master",
-        "Transitions to MASTER",
-        |i| i.counters.became_master,
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_released_master",
-        "Transitions out of MASTER (keepalived's release_master)",
-        |i| {
-            i.counters
-                .became_master
-                .saturating_sub(u64::from(i.state == "MASTER"))
-        },
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_priority_zero_sent",
-        "Priority-0 advertisements sent (master resigning)",
-        |i| i.counters.prio0_sent,
-    );
-    inst_counter(
-        m,
-        &rx,
-        "ha_vrrp_priority_zero_received",
-        "Priority-0 advertisements received",
-        |i| i.counters.prio0_received,
-    );
-    inst_counter(m, &rx, "ha_notify_runs", "Notify script runs", |i| {
-        i.notify_runs
-    });
-    inst_counter(
-        m,
-        &rx,
-        "ha_notify_failures",
-        "Notify script failures (exit status, timeout, dropped)",
-        |i| i.notify_failures,
-    );
+/// Labels of one instance.
+struct InstLabels {
+    /// instance, interface, vrid.
+    base: [KeyValue; 3],
+    /// Per transition key (`stats` order): the base plus `to` and `reason`.
+    transitions: Vec<[KeyValue; 5]>,
+    /// Per tracker: instance, kind, name.
+    trackers: Vec<[KeyValue; 3]>,
+}
 
-    let r = rx.clone();
-    m.u64_observable_gauge("ha_vrrp_state_info")
-        .with_description("1 for the instance's current VRRP state, 0 for the others")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                for st in STATES {
-                    o.observe(u64::from(i.state == st), &with(labels(i), "state", st));
+/// Labels of one virtual server.
+struct VsLabels {
+    /// `vs`.
+    vs: KeyValue,
+    /// Per real server: vs, rs ("addr:port"), and per checker also checker and index.
+    rs: Vec<([KeyValue; 2], Vec<[KeyValue; 4]>)>,
+}
+
+impl Snap {
+    fn new(stats: Arc<Stats>) -> Snap {
+        let inst = stats
+            .instances
+            .iter()
+            .map(|i| {
+                let base = [
+                    shared("instance", &i.name),
+                    shared("interface", &i.interface),
+                    KeyValue::new("vrid", i64::from(i.vrid)),
+                ];
+                let transitions = i
+                    .transitions
+                    .keys()
+                    .map(|key| {
+                        let (to, reason) = key.split_once(' ').unwrap_or((key.as_str(), ""));
+                        let [a, b, c] = base.clone();
+                        [a, b, c, shared("to", to), shared("reason", reason)]
+                    })
+                    .collect();
+                let trackers = i
+                    .trackers
+                    .iter()
+                    .map(|t| {
+                        [
+                            base[0].clone(),
+                            shared("kind", &t.kind),
+                            shared("name", &t.name),
+                        ]
+                    })
+                    .collect();
+                InstLabels {
+                    base,
+                    transitions,
+                    trackers,
                 }
-            }
-        })
-        .build();
+            })
+            .collect();
+        let sockets = stats
+            .sockets
+            .iter()
+            .map(|k| shared("interface", &k.interface))
+            .collect();
+        let vs = stats
+            .lb
+            .iter()
+            .flat_map(|l| &l.virtual_servers)
+            .map(|v| {
+                let vs = shared("vs", &v.name);
+                let rs = v
+                    .real_servers
+                    .iter()
+                    .map(|r| {
+                        let base = [
+                            vs.clone(),
+                            KeyValue::new("rs", Arc::<str>::from(format!("{}:{}", r.addr, r.port))),
+                        ];
+                        let checkers = r
+                            .checkers
+                            .iter()
+                            .enumerate()
+                            .map(|(n, c)| {
+                                let [a, b] = base.clone();
+                                [
+                                    a,
+                                    b,
+                                    shared("checker", &c.kind),
+                                    KeyValue::new("index", n as i64),
+                                ]
+                            })
+                            .collect();
+                        (base, checkers)
+                    })
+                    .collect();
+                VsLabels { vs, rs }
+            })
+            .collect();
+        let backend = stats.lb.as_ref().map(|l| shared("backend", &l.backend));
+        let objects = stats
+            .lb
+            .iter()
+            .flat_map(|l| &l.counters)
+            .map(|c| shared("object", &c.object))
+            .collect();
+        Snap {
+            node: shared("node", &stats.node),
+            stats,
+            inst,
+            sockets,
+            vs,
+            backend,
+            objects,
+        }
+    }
 
-    let r = rx.clone();
-    m.f64_observable_gauge("ha_vrrp_master_down_interval_seconds")
-        .with_description("Master_Down_Interval: 3 x advert interval + skew time")
-        .with_unit("s")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                o.observe(i.master_down_interval_us as f64 / 1e6, &labels(i));
-            }
-        })
-        .build();
+    /// Instances with their labels.
+    fn instances(&self) -> impl Iterator<Item = (&InstanceStats, &InstLabels)> {
+        self.stats.instances.iter().zip(&self.inst)
+    }
 
-    let r = rx.clone();
-    m.u64_observable_counter("ha_vrrp_transitions")
-        .with_description("VRRP state transitions by new state and reason")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                for (key, n) in &i.transitions {
-                    let (to, reason) = key.split_once(' ').unwrap_or((key.as_str(), ""));
-                    let l = with(
-                        with(labels(i), "to", to.to_string()),
-                        "reason",
-                        reason.to_string(),
-                    );
-                    o.observe(*n, &l);
-                }
-            }
-        })
-        .build();
+    /// Virtual servers with their labels.
+    fn virtual_servers(&self) -> impl Iterator<Item = (&VsStats, &VsLabels)> {
+        self.stats
+            .lb
+            .iter()
+            .flat_map(|l| &l.virtual_servers)
+            .zip(&self.vs)
+    }
 
-    let r = rx.clone();
-    m.u64_observable_counter("ha_vrrp_drops")
-        .with_description(
-            "Received VRRP packets dropped by an instance, by reason (RFC 3768/5798 7.1)",
-        )
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                for (reason, n) in &i.counters.drops {
-                    o.observe(*n, &with(labels(i), "reason", *reason));
-                }
-            }
+    /// Real servers with their labels (vs, rs) and their checkers' labels.
+    fn real_servers(&self) -> impl Iterator<Item = (&RsStats, &[KeyValue; 2], &[[KeyValue; 4]])> {
+        self.virtual_servers().flat_map(|(v, l)| {
+            v.real_servers
+                .iter()
+                .zip(&l.rs)
+                .map(|(r, (base, checkers))| (r, base, checkers.as_slice()))
         })
-        .build();
+    }
 
-    let r = rx.clone();
-    m.u64_observable_counter("ha_vrrp_socket_drops")
-        .with_description("VRRP packets dropped before reaching an instance (foreign VRID, undecodable), by reason")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for sk in &s.sockets {
-                for (reason, n) in &sk.drops {
-                    o.observe(
-                        *n,
-                        &[
-                            KeyValue::new("interface", sk.interface.clone()),
-                            KeyValue::new("reason", *reason),
-                        ],
-                    );
-                }
-            }
-        })
-        .build();
-
-    let r = rx.clone();
-    m.u64_observable_gauge("ha_tracker_up")
-        .with_description("1 when the tracked object passes (script, file, interface, process)")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                for t in &i.trackers {
-                    o.observe(u64::from(t.ok), &tracker_labels(i, &t.kind, &t.name));
-                }
-            }
-        })
-        .build();
-
-    let r = rx.clone();
-    m.i64_observable_gauge("ha_tracker_weight")
-        .with_description("Weight of the tracked object on the instance's priority")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for i in &s.instances {
-                for t in &i.trackers {
-                    o.observe(i64::from(t.weight), &tracker_labels(i, &t.kind, &t.name));
-                }
-            }
-        })
-        .build();
-
-    let r = rx.clone();
-    m.u64_observable_gauge("ha_agent_up")
-        .with_description("1 while the agent runs (keepalived-exporter's keepalived_up)")
-        .with_callback(move |o| {
-            let node = r.borrow().node.clone();
-            o.observe(
-                1,
-                &[
-                    KeyValue::new("node", node),
-                    KeyValue::new("version", env!("CARGO_PKG_VERSION")),
-                ],
-            );
-        })
-        .build();
-
-    let r = rx;
-    m.u64_observable_gauge("ha_agent_instances")
-        .with_description("VRRP instances configured on this agent")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            o.observe(
-                s.instances.len() as u64,
-                &[KeyValue::new("node", s.node.clone())],
-            );
-        })
-        .build();
-
-    if let Some(l) = link {
-        let s = l.clone();
-        m.u64_observable_gauge("ha_link_connected")
-            .with_description("1 while the session with ha-manager is up")
-            .with_callback(move |o| o.observe(u64::from(s.connected()), &[]))
-            .build();
-        let s = l.clone();
-        m.u64_observable_gauge("ha_link_buffered_events")
-            .with_description("Events not yet acknowledged by ha-manager")
-            .with_callback(move |o| o.observe(s.buffered_events(), &[]))
-            .build();
-        let s = l.clone();
-        m.u64_observable_counter("ha_link_reconnects")
-            .with_description("Sessions with ha-manager established after the first")
-            .with_callback(move |o| o.observe(s.reconnects(), &[]))
-            .build();
-        let s = l.clone();
-        m.u64_observable_counter("ha_link_disconnects")
-            .with_description("Sessions with ha-manager lost and connection attempts failed")
-            .with_callback(move |o| o.observe(s.disconnects(), &[]))
-            .build();
-        let s = l;
-        m.u64_observable_counter("ha_link_overrides_received")
-            .with_description("Override sets pushed by ha-manager")
-            .with_callback(move |o| o.observe(s.overrides_received(), &[]))
-            .build();
+    /// Data-plane counters with their `object` label.
+    fn objects(&self) -> impl Iterator<Item = (&ObjectCounters, &KeyValue)> {
+        self.stats
+            .lb
+            .iter()
+            .flat_map(|l| &l.counters)
+            .zip(&self.objects)
     }
 }
 
-/// Real-server labels: vs, rs ("addr:port").
-fn rs_labels(vs: &VsStats, r: &RsStats) -> Vec<KeyValue> {
-    vec![
-        KeyValue::new("vs", vs.name.clone()),
-        KeyValue::new("rs", format!("{}:{}", r.addr, r.port)),
-    ]
+/// The labels of the latest snapshot on the watch channel, rebuilt when the engine
+/// publishes a new one.
+struct Labels {
+    /// The engine's snapshots.
+    rx: Rx,
+    /// Labels of the last snapshot seen.
+    cur: std::sync::Mutex<Option<Arc<Snap>>>,
 }
 
-/// A gauge per real server.
-fn rs_gauge(m: &Meter, rx: &Rx, name: &'static str, help: &'static str, f: fn(&RsStats) -> f64) {
-    let rx = rx.clone();
-    m.f64_observable_gauge(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            let s = rx.borrow().clone();
-            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
-                for r in &vs.real_servers {
-                    o.observe(f(r), &rs_labels(vs, r));
-                }
-            }
+type L = Arc<Labels>;
+
+impl Labels {
+    fn new(rx: Rx) -> L {
+        Arc::new(Labels {
+            rx,
+            cur: std::sync::Mutex::new(None),
         })
-        .build();
-}
+    }
 
-/// A gauge per virtual server.
-fn vs_gauge(m: &Meter, rx: &Rx, name: &'static str, help: &'static str, f: fn(&VsStats) -> u64) {
-    let rx = rx.clone();
-    m.u64_observable_gauge(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            let s = rx.borrow().clone();
-            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
-                o.observe(f(vs), &[KeyValue::new("vs", vs.name.clone())]);
+    /// The latest snapshot and its labels.
+    fn get(&self) -> Arc<Snap> {
+        let stats = self.rx.borrow().clone();
+        let mut cur = self
+            .cur
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*cur {
+            Some(s) if Arc::ptr_eq(&s.stats, &stats) => s.clone(),
+            _ => {
+                let s = Arc::new(Snap::new(stats));
+                *cur = Some(s.clone());
+                s
             }
-        })
-        .build();
+        }
+    }
 }
 
-/// A counter per data-plane object.
-fn object_counter(
-    m: &Meter,
-    rx: &Rx,
+/// A number an instrument reports, typed as its instrument is.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+impl Num {
+    fn u64(self) -> u64 {
+        match self {
+            Num::U(v) => v,
+            Num::I(v) => u64::try_from(v).unwrap_or(0),
+            Num::F(v) => v as u64,
+        }
+    }
+
+    fn i64(self) -> i64 {
+        match self {
+            Num::U(v) => i64::try_from(v).unwrap_or(i64::MAX),
+            Num::I(v) => v,
+            Num::F(v) => v as i64,
+        }
+    }
+
+    fn f64(self) -> f64 {
+        match self {
+            Num::U(v) => v as f64,
+            Num::I(v) => v as f64,
+            Num::F(v) => v,
+        }
+    }
+}
+
+/// OTel instrument of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inst {
+    GaugeU64,
+    GaugeI64,
+    GaugeF64,
+    CounterU64,
+}
+
+/// Reads a family's series from a snapshot: `(value, labels)` for each.
+type Read = Box<dyn Fn(&Snap, &mut dyn FnMut(Num, &[KeyValue])) + Send + Sync>;
+
+/// One family of series read from the stats snapshot, defined once for both outputs:
+/// an observable OTel instrument (OTLP; its callback skips the `/metrics` collection)
+/// and lines the `/metrics` page writes straight from the snapshot, without the SDK's
+/// aggregation (hashing and copying every label set of every series on every scrape).
+struct Fam {
+    /// Instrument name (the page appends `_total` to counters).
     name: &'static str,
     help: &'static str,
-    f: fn(&ObjectCounters) -> u64,
-) {
-    let rx = rx.clone();
-    m.u64_observable_counter(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            let s = rx.borrow().clone();
-            for c in s.lb.iter().flat_map(|l| &l.counters) {
-                o.observe(f(c), &[KeyValue::new("object", c.object.clone())]);
-            }
-        })
-        .build();
+    /// UCUM unit ("" for none).
+    unit: &'static str,
+    inst: Inst,
+    read: Read,
 }
 
-/// The load balancer's instruments (`ha_lb_*`; no series without virtual servers).
-fn register_lb(m: &Meter, rx: Rx) {
-    rs_gauge(
-        m,
-        &rx,
-        "ha_lb_rs_alive",
-        "1 when every checker of the real server passes",
-        |r| f64::from(u8::from(r.alive)),
-    );
-    rs_gauge(
-        m,
-        &rx,
-        "ha_lb_rs_weight",
-        "Weight of the real server in force (0 when drained or inhibited)",
-        |r| f64::from(r.weight_effective),
-    );
-    rs_gauge(
-        m,
-        &rx,
-        "ha_lb_rs_weight_base",
-        "Configured (or rs add) weight of the real server",
-        |r| f64::from(r.weight_base),
-    );
-    rs_gauge(
-        m,
-        &rx,
-        "ha_lb_rs_drained",
-        "1 when the real server is drained by an override",
-        |r| f64::from(u8::from(r.drained)),
-    );
-    rs_gauge(
-        m,
-        &rx,
-        "ha_lb_rs_in_table",
-        "1 when the real server is in the data-plane table",
-        |r| f64::from(u8::from(r.in_table)),
-    );
-    let r = rx.clone();
-    m.u64_observable_gauge("ha_lb_checker_up")
-        .with_description("1 when the checker's last verdict passed")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
-                for rs in &vs.real_servers {
-                    for (i, c) in rs.checkers.iter().enumerate() {
-                        let mut l = rs_labels(vs, rs);
-                        l.push(KeyValue::new("checker", c.kind.clone()));
-                        l.push(KeyValue::new("index", i as i64));
-                        o.observe(u64::from(c.up), &l);
+fn fam(
+    name: &'static str,
+    help: &'static str,
+    inst: Inst,
+    read: impl Fn(&Snap, &mut dyn FnMut(Num, &[KeyValue])) + Send + Sync + 'static,
+) -> Fam {
+    Fam {
+        name,
+        help,
+        unit: "",
+        inst,
+        read: Box::new(read),
+    }
+}
+
+/// A gauge per instance.
+fn inst_gauge(name: &'static str, help: &'static str, f: fn(&InstanceStats) -> u64) -> Fam {
+    fam(name, help, Inst::GaugeU64, move |s, o| {
+        for (i, l) in s.instances() {
+            o(Num::U(f(i)), &l.base);
+        }
+    })
+}
+
+/// A counter per instance.
+fn inst_counter(name: &'static str, help: &'static str, f: fn(&InstanceStats) -> u64) -> Fam {
+    Fam {
+        inst: Inst::CounterU64,
+        ..inst_gauge(name, help, f)
+    }
+}
+
+/// A gauge per real server (labels vs, rs).
+fn rs_gauge(name: &'static str, help: &'static str, f: fn(&RsStats) -> f64) -> Fam {
+    fam(name, help, Inst::GaugeF64, move |s, o| {
+        for (r, l, _) in s.real_servers() {
+            o(Num::F(f(r)), l);
+        }
+    })
+}
+
+/// A gauge per virtual server (label vs).
+fn vs_gauge(name: &'static str, help: &'static str, f: fn(&VsStats) -> u64) -> Fam {
+    fam(name, help, Inst::GaugeU64, move |s, o| {
+        for (v, l) in s.virtual_servers() {
+            o(Num::U(f(v)), std::slice::from_ref(&l.vs));
+        }
+    })
+}
+
+/// A counter per data-plane object (label object).
+fn object_counter(name: &'static str, help: &'static str, f: fn(&ObjectCounters) -> u64) -> Fam {
+    fam(name, help, Inst::CounterU64, move |s, o| {
+        for (c, l) in s.objects() {
+            o(Num::U(f(c)), std::slice::from_ref(l));
+        }
+    })
+}
+
+/// Every family read from the stats snapshot, in page order.
+fn families() -> Vec<Fam> {
+    let mut v = vec![
+        inst_gauge(
+            "ha_vrrp_state",
+            "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
+            |i| state_value(&i.state),
+        ),
+        inst_gauge("ha_vrrp_priority_base", "Configured VRRP priority", |i| {
+            u64::from(i.base_priority)
+        }),
+        inst_gauge(
+            "ha_vrrp_priority_effective",
+            "VRRP priority in effect (trackers and overrides applied)",
+            |i| u64::from(i.effective_priority),
+        ),
+        inst_gauge(
+            "ha_vrrp_priority_overridden",
+            "1 when a manager priority override is in force",
+            |i| u64::from(i.override_priority.is_some()),
+        ),
+        inst_counter("ha_vrrp_adverts_sent", "VRRP advertisements sent", |i| {
+            i.counters.tx
+        }),
+        inst_counter(
+            "ha_vrrp_adverts_received",
+            "VRRP advertisements accepted",
+            |i| i.counters.rx,
+        ),
+        inst_counter("ha_vrrp_became_master", "Transitions to MASTER", |i| {
+            i.counters.became_master
+        }),
+        inst_counter(
+            "ha_vrrp_released_master",
+            "Transitions out of MASTER (keepalived's release_master)",
+            |i| {
+                i.counters
+                    .became_master
+                    .saturating_sub(u64::from(i.state == "MASTER"))
+            },
+        ),
+        inst_counter(
+            "ha_vrrp_priority_zero_sent",
+            "Priority-0 advertisements sent (master resigning)",
+            |i| i.counters.prio0_sent,
+        ),
+        inst_counter(
+            "ha_vrrp_priority_zero_received",
+            "Priority-0 advertisements received",
+            |i| i.counters.prio0_received,
+        ),
+        inst_counter("ha_notify_runs", "Notify script runs", |i| i.notify_runs),
+        inst_counter(
+            "ha_notify_failures",
+            "Notify script failures (exit status, timeout, dropped)",
+            |i| i.notify_failures,
+        ),
+        fam(
+            "ha_vrrp_state_info",
+            "1 for the instance's current VRRP state, 0 for the others",
+            Inst::GaugeU64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for st in STATES {
+                        let [a, b, c] = l.base.clone();
+                        o(
+                            Num::U(u64::from(i.state == st)),
+                            &[a, b, c, KeyValue::new("state", st)],
+                        );
                     }
                 }
-            }
-        })
-        .build();
-    let r = rx.clone();
-    m.f64_observable_gauge("ha_lb_check_latency_seconds")
-        .with_description("Duration of the check that gave the checker's last verdict")
-        .with_unit("s")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            for vs in s.lb.iter().flat_map(|l| &l.virtual_servers) {
-                for rs in &vs.real_servers {
-                    for (i, c) in rs.checkers.iter().enumerate() {
-                        let mut l = rs_labels(vs, rs);
-                        l.push(KeyValue::new("checker", c.kind.clone()));
-                        l.push(KeyValue::new("index", i as i64));
-                        o.observe(c.latency_us as f64 / 1e6, &l);
+            },
+        ),
+        Fam {
+            unit: "s",
+            ..fam(
+                "ha_vrrp_master_down_interval_seconds",
+                "Master_Down_Interval: 3 x advert interval + skew time",
+                Inst::GaugeF64,
+                |s, o| {
+                    for (i, l) in s.instances() {
+                        o(Num::F(i.master_down_interval_us as f64 / 1e6), &l.base);
+                    }
+                },
+            )
+        },
+        fam(
+            "ha_vrrp_transitions",
+            "VRRP state transitions by new state and reason",
+            Inst::CounterU64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for (n, kv) in i.transitions.values().zip(&l.transitions) {
+                        o(Num::U(*n), kv);
                     }
                 }
-            }
-        })
-        .build();
-    vs_gauge(
-        m,
-        &rx,
-        "ha_lb_vs_quorum_up",
-        "1 while the virtual server holds quorum",
-        |v| u64::from(v.quorum_up),
-    );
-    vs_gauge(
-        m,
-        &rx,
-        "ha_lb_vs_sorry_active",
-        "1 while the sorry server serves",
-        |v| u64::from(v.sorry_active),
-    );
-    vs_gauge(
-        m,
-        &rx,
-        "ha_lb_vs_suspended",
-        "1 while not programmed (ha_suspend, VIP not held)",
-        |v| u64::from(v.suspended),
-    );
-    vs_gauge(
-        m,
-        &rx,
-        "ha_lb_vs_live_weight",
-        "Sum of the weights of live real servers",
-        |v| v.live_weight,
-    );
-    let r = rx.clone();
-    m.u64_observable_gauge("ha_lb_dataplane_errors")
-        .with_description(
+            },
+        ),
+        fam(
+            "ha_vrrp_drops",
+            "Received VRRP packets dropped by an instance, by reason (RFC 3768/5798 7.1)",
+            Inst::CounterU64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for (reason, n) in &i.counters.drops {
+                        let [a, b, c] = l.base.clone();
+                        o(Num::U(*n), &[a, b, c, KeyValue::new("reason", *reason)]);
+                    }
+                }
+            },
+        ),
+        fam(
+            "ha_vrrp_socket_drops",
+            "VRRP packets dropped before reaching an instance (foreign VRID, undecodable), by reason",
+            Inst::CounterU64,
+            |s, o| {
+                for (sk, l) in s.stats.sockets.iter().zip(&s.sockets) {
+                    for (reason, n) in &sk.drops {
+                        o(Num::U(*n), &[l.clone(), KeyValue::new("reason", *reason)]);
+                    }
+                }
+            },
+        ),
+        fam(
+            "ha_tracker_up",
+            "1 when the tracked object passes (script, file, interface, process)",
+            Inst::GaugeU64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for (t, kv) in i.trackers.iter().zip(&l.trackers) {
+                        o(Num::U(u64::from(t.ok)), kv);
+                    }
+                }
+            },
+        ),
+        fam(
+            "ha_tracker_weight",
+            "Weight of the tracked object on the instance's priority",
+            Inst::GaugeI64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for (t, kv) in i.trackers.iter().zip(&l.trackers) {
+                        o(Num::I(i64::from(t.weight)), kv);
+                    }
+                }
+            },
+        ),
+        fam(
+            "ha_agent_up",
+            "1 while the agent runs (keepalived-exporter's keepalived_up)",
+            Inst::GaugeU64,
+            |s, o| {
+                o(
+                    Num::U(1),
+                    &[
+                        s.node.clone(),
+                        KeyValue::new("version", env!("CARGO_PKG_VERSION")),
+                    ],
+                );
+            },
+        ),
+        fam(
+            "ha_agent_instances",
+            "VRRP instances configured on this agent",
+            Inst::GaugeU64,
+            |s, o| o(Num::U(s.stats.instances.len() as u64), std::slice::from_ref(&s.node)),
+        ),
+    ];
+    v.extend(lb_families());
+    v
+}
+
+/// The load balancer's families (`ha_lb_*`; no series without virtual servers).
+fn lb_families() -> Vec<Fam> {
+    vec![
+        rs_gauge(
+            "ha_lb_rs_alive",
+            "1 when every checker of the real server passes",
+            |r| f64::from(u8::from(r.alive)),
+        ),
+        rs_gauge(
+            "ha_lb_rs_weight",
+            "Weight of the real server in force (0 when drained or inhibited)",
+            |r| f64::from(r.weight_effective),
+        ),
+        rs_gauge(
+            "ha_lb_rs_weight_base",
+            "Configured (or rs add) weight of the real server",
+            |r| f64::from(r.weight_base),
+        ),
+        rs_gauge(
+            "ha_lb_rs_drained",
+            "1 when the real server is drained by an override",
+            |r| f64::from(u8::from(r.drained)),
+        ),
+        rs_gauge(
+            "ha_lb_rs_in_table",
+            "1 when the real server is in the data-plane table",
+            |r| f64::from(u8::from(r.in_table)),
+        ),
+        fam(
+            "ha_lb_checker_up",
+            "1 when the checker's last verdict passed",
+            Inst::GaugeU64,
+            |s, o| {
+                for (rs, _, checkers) in s.real_servers() {
+                    for (c, kv) in rs.checkers.iter().zip(checkers) {
+                        o(Num::U(u64::from(c.up)), kv);
+                    }
+                }
+            },
+        ),
+        Fam {
+            unit: "s",
+            ..fam(
+                "ha_lb_check_latency_seconds",
+                "Duration of the check that gave the checker's last verdict",
+                Inst::GaugeF64,
+                |s, o| {
+                    for (rs, _, checkers) in s.real_servers() {
+                        for (c, kv) in rs.checkers.iter().zip(checkers) {
+                            o(Num::F(c.latency_us as f64 / 1e6), kv);
+                        }
+                    }
+                },
+            )
+        },
+        vs_gauge(
+            "ha_lb_vs_quorum_up",
+            "1 while the virtual server holds quorum",
+            |v| u64::from(v.quorum_up),
+        ),
+        vs_gauge(
+            "ha_lb_vs_sorry_active",
+            "1 while the sorry server serves",
+            |v| u64::from(v.sorry_active),
+        ),
+        vs_gauge(
+            "ha_lb_vs_suspended",
+            "1 while not programmed (ha_suspend, VIP not held)",
+            |v| u64::from(v.suspended),
+        ),
+        vs_gauge(
+            "ha_lb_vs_live_weight",
+            "Sum of the weights of live real servers",
+            |v| v.live_weight,
+        ),
+        fam(
+            "ha_lb_dataplane_errors",
             "Data-plane objects whose last apply failed, plus 1 for a whole-backend error",
-        )
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            if let Some(l) = &s.lb {
-                let n = l.object_errors.len() + usize::from(l.last_error.is_some());
-                o.observe(n as u64, &[KeyValue::new("backend", l.backend.clone())]);
-            }
-        })
-        .build();
-    let r = rx.clone();
-    m.u64_observable_counter("ha_lb_dataplane_applies")
-        .with_description("Changes applied to the data plane")
-        .with_callback(move |o| {
-            let s = r.borrow().clone();
-            if let Some(l) = &s.lb {
-                o.observe(l.applies, &[KeyValue::new("backend", l.backend.clone())]);
-            }
-        })
-        .build();
-    object_counter(
-        m,
-        &rx,
-        "ha_lb_connections",
-        "Connections scheduled (IPVS; nftables counts none)",
-        |c| c.connections,
-    );
-    object_counter(
-        m,
-        &rx,
-        "ha_lb_packets_in",
-        "Packets in, per service or destination",
-        |c| c.packets_in,
-    );
-    object_counter(
-        m,
-        &rx,
-        "ha_lb_bytes_in",
-        "Bytes in, per service or destination",
-        |c| c.bytes_in,
-    );
-    object_counter(m, &rx, "ha_lb_packets_out", "Packets out (IPVS NAT)", |c| {
-        c.packets_out
-    });
-    object_counter(m, &rx, "ha_lb_bytes_out", "Bytes out (IPVS NAT)", |c| {
-        c.bytes_out
-    });
+            Inst::GaugeU64,
+            |s, o| {
+                if let (Some(l), Some(kv)) = (&s.stats.lb, &s.backend) {
+                    let n = l.object_errors.len() + usize::from(l.last_error.is_some());
+                    o(Num::U(n as u64), std::slice::from_ref(kv));
+                }
+            },
+        ),
+        fam(
+            "ha_lb_dataplane_applies",
+            "Changes applied to the data plane",
+            Inst::CounterU64,
+            |s, o| {
+                if let (Some(l), Some(kv)) = (&s.stats.lb, &s.backend) {
+                    o(Num::U(l.applies), std::slice::from_ref(kv));
+                }
+            },
+        ),
+        object_counter(
+            "ha_lb_connections",
+            "Connections scheduled (IPVS; nftables counts none)",
+            |c| c.connections,
+        ),
+        object_counter(
+            "ha_lb_packets_in",
+            "Packets in, per service or destination",
+            |c| c.packets_in,
+        ),
+        object_counter(
+            "ha_lb_bytes_in",
+            "Bytes in, per service or destination",
+            |c| c.bytes_in,
+        ),
+        object_counter("ha_lb_packets_out", "Packets out (IPVS NAT)", |c| {
+            c.packets_out
+        }),
+        object_counter("ha_lb_bytes_out", "Bytes out (IPVS NAT)", |c| c.bytes_out),
+    ]
 }
 
-/// Tracker labels: instance, kind, name.
-fn tracker_labels(i: &InstanceStats, kind: &str, name: &str) -> [KeyValue; 3] {
-    [
-        KeyValue::new("instance", i.name.clone()),
-        KeyValue::new("kind", kind.to_string()),
-        KeyValue::new("name", name.to_string()),
-    ]
+/// Registers the families as observable instruments on `m`. Their callbacks observe
+/// nothing while the `/metrics` page collects (it writes them itself, [`write_page`]).
+fn register(m: &Meter, labels: &L, fams: &Arc<Vec<Fam>>) {
+    for k in 0..fams.len() {
+        let (l, fs) = (labels.clone(), fams.clone());
+        let each = move |f: &mut dyn FnMut(Num, &[KeyValue])| {
+            if export::page_collecting() {
+                return;
+            }
+            let s = l.get();
+            (fs[k].read)(&s, f);
+        };
+        let f = &fams[k];
+        match f.inst {
+            Inst::GaugeU64 => {
+                let b = m.u64_observable_gauge(f.name).with_description(f.help);
+                let b = if f.unit.is_empty() {
+                    b
+                } else {
+                    b.with_unit(f.unit)
+                };
+                b.with_callback(move |o| each(&mut |v, kv| o.observe(v.u64(), kv)))
+                    .build();
+            }
+            Inst::GaugeI64 => {
+                let b = m.i64_observable_gauge(f.name).with_description(f.help);
+                let b = if f.unit.is_empty() {
+                    b
+                } else {
+                    b.with_unit(f.unit)
+                };
+                b.with_callback(move |o| each(&mut |v, kv| o.observe(v.i64(), kv)))
+                    .build();
+            }
+            Inst::GaugeF64 => {
+                let b = m.f64_observable_gauge(f.name).with_description(f.help);
+                let b = if f.unit.is_empty() {
+                    b
+                } else {
+                    b.with_unit(f.unit)
+                };
+                b.with_callback(move |o| each(&mut |v, kv| o.observe(v.f64(), kv)))
+                    .build();
+            }
+            Inst::CounterU64 => {
+                let b = m.u64_observable_counter(f.name).with_description(f.help);
+                let b = if f.unit.is_empty() {
+                    b
+                } else {
+                    b.with_unit(f.unit)
+                };
+                b.with_callback(move |o| each(&mut |v, kv| o.observe(v.u64(), kv)))
+                    .build();
+            }
+        }
+    }
+}
+
+/// The instrument names of `fams`.
+fn names(fams: &[Fam]) -> Vec<&'static str> {
+    fams.iter().map(|f| f.name).collect()
+}
+
+/// Writes the families' series from the latest snapshot onto the `/metrics` page, in
+/// the text the SDK's collection would have given (counters get `_total`; a family
+/// without series writes nothing).
+fn write_page(labels: &Labels, fams: &[Fam], out: &mut String) {
+    let s = labels.get();
+    let mut name = String::new();
+    for f in fams {
+        name.clear();
+        name.push_str(f.name);
+        let kind = if f.inst == Inst::CounterU64 {
+            name.push_str("_total");
+            export::PromKind::Counter
+        } else {
+            export::PromKind::Gauge
+        };
+        let mut first = true;
+        (f.read)(&s, &mut |v, kv| {
+            if first {
+                export::write_family(out, &name, f.help, kind);
+                first = false;
+            }
+            export::write_sample(out, &name, kv, v.f64());
+        });
+    }
+}
+
+/// The link's instruments (read live from its counters, collected by the SDK for both
+/// outputs: five series without labels).
+fn register_link(m: &Meter, l: Arc<LinkStats>) {
+    let s = l.clone();
+    m.u64_observable_gauge("ha_link_connected")
+        .with_description("1 while the session with ha-manager is up")
+        .with_callback(move |o| o.observe(u64::from(s.connected()), &[]))
+        .build();
+    let s = l.clone();
+    m.u64_observable_gauge("ha_link_buffered_events")
+        .with_description("Events not yet acknowledged by ha-manager")
+        .with_callback(move |o| o.observe(s.buffered_events(), &[]))
+        .build();
+    let s = l.clone();
+    m.u64_observable_counter("ha_link_reconnects")
+        .with_description("Sessions with ha-manager established after the first")
+        .with_callback(move |o| o.observe(s.reconnects(), &[]))
+        .build();
+    let s = l.clone();
+    m.u64_observable_counter("ha_link_disconnects")
+        .with_description("Sessions with ha-manager lost and connection attempts failed")
+        .with_callback(move |o| o.observe(s.disconnects(), &[]))
+        .build();
+    let s = l;
+    m.u64_observable_counter("ha_link_overrides_received")
+        .with_description("Override sets pushed by ha-manager")
+        .with_callback(move |o| o.observe(s.overrides_received(), &[]))
+        .build();
 }
 
 #[cfg(test)]
@@ -933,6 +1174,103 @@ mod tests {
         g.shutdown().await;
     }
 
+    /// A manual reader the test keeps a handle on (as an OTLP reader would collect).
+    #[derive(Debug, Clone)]
+    pub(super) struct Shared(pub(super) Arc<opentelemetry_sdk::metrics::ManualReader>);
+
+    impl opentelemetry_sdk::metrics::reader::MetricReader for Shared {
+        fn register_pipeline(&self, p: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
+            self.0.register_pipeline(p)
+        }
+        fn collect(
+            &self,
+            rm: &mut opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.collect(rm)
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.force_flush()
+        }
+        fn shutdown_with_timeout(&self, t: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.shutdown_with_timeout(t)
+        }
+        fn temporality(
+            &self,
+            _: opentelemetry_sdk::metrics::InstrumentKind,
+        ) -> opentelemetry_sdk::metrics::Temporality {
+            opentelemetry_sdk::metrics::Temporality::Cumulative
+        }
+    }
+
+    /// Data points of a collected metric.
+    fn points(m: &opentelemetry_sdk::metrics::data::Metric) -> usize {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics as A, MetricData as D};
+        fn n<T>(d: &D<T>) -> usize {
+            match d {
+                D::Gauge(g) => g.data_points().count(),
+                D::Sum(s) => s.data_points().count(),
+                D::Histogram(h) => h.data_points().count(),
+                D::ExponentialHistogram(h) => h.data_points().count(),
+            }
+        }
+        match m.data() {
+            A::F64(d) => n(d),
+            A::U64(d) => n(d),
+            A::I64(d) => n(d),
+        }
+    }
+
+    /// The page writes the snapshot's families itself and the SDK's collection for it
+    /// observes none of them (no line twice), while another reader (OTLP) still gets
+    /// every one of them.
+    #[test]
+    fn the_page_and_otlp_both_get_every_family() {
+        let (_tx, rx) = watch::channel(Arc::new(stats(1, "BACKUP", 10)));
+        let (page, prom) = export::prometheus_reader().unwrap();
+        let otlp = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
+        let meters = SdkMeterProvider::builder()
+            .with_reader(prom)
+            .with_reader(Shared(otlp.clone()))
+            .build();
+        let labels = Labels::new(rx);
+        let fams = Arc::new(families());
+        register(&meters.meter(SCOPE), &labels, &fams);
+        let f = fams.clone();
+        let page = page.with_writer(names(&fams), move |out| write_page(&labels, &f, out));
+        // An OTLP export first: its callbacks record into the page's aggregators too.
+        let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+        opentelemetry_sdk::metrics::reader::MetricReader::collect(&*otlp, &mut rm).unwrap();
+        let text = encode_text(&page);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let n = lines.len();
+        lines.sort_unstable();
+        lines.dedup();
+        assert_eq!(lines.len(), n, "a line twice in\n{text}");
+        assert!(
+            has(
+                &text,
+                "ha_tracker_weight{instance=\"VI_1\",kind=\"script\",name=\"chk_nginx\"} -10"
+            ),
+            "{text}"
+        );
+        let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+        opentelemetry_sdk::metrics::reader::MetricReader::collect(&*otlp, &mut rm).unwrap();
+        let got: BTreeMap<String, usize> = rm
+            .scope_metrics()
+            .flat_map(|s| s.metrics())
+            .map(|m| (m.name().to_string(), points(m)))
+            .collect();
+        for f in fams.iter().filter(|f| !f.name.starts_with("ha_lb_")) {
+            assert!(
+                got.get(f.name).is_some_and(|n| *n > 0),
+                "{} missing in {got:?}",
+                f.name
+            );
+        }
+        assert_eq!(got.get("ha_vrrp_state_info"), Some(&4));
+        assert_eq!(got.get("ha_vrrp_drops"), Some(&1));
+    }
+
     #[test]
     fn traceparent_round_trip() {
         use opentelemetry::trace::TraceContextExt as _;
@@ -1048,5 +1386,112 @@ mod tests {
         assert_eq!(r[0].start_time, t0);
         assert!(matches!(r[0].status, SpanStatus::Error { .. }));
         let _ = provider.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    //! `cargo test --release -p ha-agent --lib telemetry::bench -- --ignored --nocapture`
+    use super::*;
+    use crate::runtime::stats::{CounterStats, SocketStats};
+    use crate::vrrp::packet::DropReason;
+    use std::time::Instant;
+
+    fn big_stats(seq: u64, n: u8) -> Stats {
+        let drops = || {
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), 0u64))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        Stats {
+            dump_seq: seq,
+            node: "lb1".into(),
+            instances: (1..=n)
+                .map(|v| InstanceStats {
+                    name: format!("VI_{v}"),
+                    vrid: v,
+                    interface: "eth0".into(),
+                    state: "BACKUP".into(),
+                    base_priority: 100,
+                    effective_priority: 100,
+                    master_down_interval_us: 30_000 + u128::from(v),
+                    counters: CounterStats {
+                        rx: 1000 * seq,
+                        tx: 0,
+                        became_master: 0,
+                        prio0_sent: 0,
+                        prio0_received: 0,
+                        drops: drops(),
+                    },
+                    transitions: [("BACKUP startup".to_string(), 1)].into_iter().collect(),
+                    trackers: Vec::new(),
+                    notify_runs: 0,
+                    notify_failures: 0,
+                    override_priority: None,
+                })
+                .collect(),
+            sockets: vec![SocketStats {
+                interface: "eth0".into(),
+                drops: drops(),
+            }],
+            lb: None,
+        }
+    }
+
+    #[test]
+    #[ignore = "micro-benchmark"]
+    fn scrape_cost() {
+        let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
+        let (page, prom) = export::prometheus_reader().unwrap();
+        let meters = SdkMeterProvider::builder()
+            .with_resource(resource("lb1"))
+            .with_reader(prom)
+            .build();
+        let labels = Labels::new(rx);
+        let fams = Arc::new(families());
+        register(&meters.meter(SCOPE), &labels, &fams);
+        let l = labels.clone();
+        let f = fams.clone();
+        let page = page.with_writer(names(&fams), move |out| write_page(&l, &f, out));
+        let iters = 200u32;
+        let mut whole = Vec::new();
+        let mut bytes = 0;
+        for k in 0..iters {
+            tx.send_replace(Arc::new(big_stats(u64::from(k) + 2, 50)));
+            let t = Instant::now();
+            let text = encode_text(&page);
+            whole.push(t.elapsed());
+            bytes = text.len();
+        }
+        std::fs::write("/tmp/tele-page.txt", encode_text(&page)).unwrap();
+        whole.sort();
+        eprintln!(
+            "collect+encode median {:?} min {:?}, page {bytes} B",
+            whole[whole.len() / 2],
+            whole[0]
+        );
+        // The SDK alone: callbacks and aggregation into a ManualReader.
+        let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
+        let sdk = SdkMeterProvider::builder()
+            .with_reader(super::tests::Shared(reader.clone()))
+            .build();
+        let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
+        let labels = Labels::new(rx);
+        register(&sdk.meter(SCOPE), &labels, &fams);
+        let mut collect = Vec::new();
+        for k in 0..iters {
+            tx.send_replace(Arc::new(big_stats(u64::from(k) + 2, 50)));
+            let mut rm = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+            let t = Instant::now();
+            opentelemetry_sdk::metrics::reader::MetricReader::collect(&*reader, &mut rm).unwrap();
+            collect.push(t.elapsed());
+        }
+        collect.sort();
+        eprintln!(
+            "sdk collect (what an OTLP export collects) median {:?} min {:?}",
+            collect[collect.len() / 2],
+            collect[0]
+        );
     }
 }

@@ -1,19 +1,32 @@
-//! Telemetry plumbing shared by ha-agent and ha-manager: the Prometheus exporter and its
-//! `GET /metrics` server (Prometheus text), the OTLP/gRPC metric reader and tracer
-//! provider, the flush on shutdown, and the errors of setting them up.
+//! Telemetry plumbing shared by ha-agent and ha-manager: the `/metrics` page (a manual
+//! reader of the meter provider, our Prometheus text encoder, a page cache) and its
+//! `GET /metrics` server, the OTLP/gRPC metric reader and tracer provider, the flush on
+//! shutdown, and the errors of setting them up.
+//!
+//! The encoder writes the collected data straight into one pre-sized `String` (the
+//! `opentelemetry-prometheus` exporter built a protobuf family per data point, which the
+//! `prometheus` registry then merged, checked and sorted: most of a scrape's time).
 //!
 //! The manager compiles this same source through `#[path]` (as it does with
 //! runtime/logging.rs), so it depends only on crates both have: opentelemetry,
-//! opentelemetry_sdk, opentelemetry-otlp, opentelemetry-prometheus, prometheus, axum,
-//! tokio, tracing and thiserror; never on the rest of either crate.
+//! opentelemetry_sdk, opentelemetry-otlp, axum, tokio, tracing and thiserror; never on
+//! the rest of either crate.
 //!
 //! Not here: which instruments exist and what they read (each crate's telemetry.rs).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use opentelemetry::{KeyValue, Value};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Temporality,
+};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tokio::task::JoinHandle;
@@ -21,9 +34,6 @@ use tokio::task::JoinHandle;
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    /// The Prometheus exporter refused its setup.
-    #[error("prometheus exporter: {0}")]
-    Prometheus(String),
     /// The OTLP exporter refused its setup (bad endpoint).
     #[error("otlp exporter for {endpoint}: {message}")]
     Otlp {
@@ -49,23 +59,19 @@ fn otlp_error(endpoint: &str, e: impl std::fmt::Display) -> TelemetryError {
     }
 }
 
-/// A Prometheus registry and the OTel reader that fills it: units stay in the metric
-/// names we choose, no `otel_scope_info` series.
-pub fn prometheus_reader() -> Result<
-    (
-        prometheus::Registry,
-        opentelemetry_prometheus::PrometheusExporter,
-    ),
-    TelemetryError,
-> {
-    let registry = prometheus::Registry::new();
-    let reader = opentelemetry_prometheus::exporter()
-        .with_registry(registry.clone())
-        .without_units()
-        .scope_info_enabled(false)
-        .build()
-        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
-    Ok((registry, reader))
+/// The reader to install on the meter provider for `/metrics`, and the page it serves:
+/// collected on demand and encoded to Prometheus text by [`encode_text`] (units stay in
+/// the metric names we choose, counters get `_total`, a `target_info` series carries the
+/// resource, no `otel_scope_*` labels). Never fails; a `Result` for the callers' `?`.
+pub fn prometheus_reader() -> Result<(PromPage, PromReader), TelemetryError> {
+    let reader = Arc::new(ManualReader::builder().build());
+    let page = PromPage {
+        reader: reader.clone(),
+        cache: Arc::new(Mutex::new(None)),
+        version: None,
+        writer: None,
+    };
+    Ok((page, PromReader(reader)))
 }
 
 /// A reader that exports every metric over OTLP/gRPC to `endpoint` each `interval`.
@@ -122,20 +128,586 @@ pub fn state_value(state: &str) -> u64 {
     }
 }
 
-/// Prometheus text of everything in `registry`.
-pub fn encode_text(registry: &prometheus::Registry) -> String {
-    use prometheus::Encoder as _;
-    let mut out = Vec::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(error = %e, "encoding metrics failed");
+/// The `/metrics` page: collects the meter provider through its [`PromReader`] and
+/// encodes Prometheus text. Clones share the reader and the cache.
+#[derive(Clone)]
+pub struct PromPage {
+    /// The reader installed on the meter provider (through [`PromReader`]).
+    reader: Arc<ManualReader>,
+    /// The last page, when [`PromPage::cache_while`] is on; also its size, to size the
+    /// next page's buffer.
+    cache: Arc<Mutex<Option<Cached>>>,
+    /// What the observable instruments read, as a number that changes with it, and how
+    /// long a page may serve one version.
+    version: Option<(Arc<dyn Fn() -> u64 + Send + Sync>, Duration)>,
+    /// Writes the families the page takes straight from their source, and their
+    /// instrument names (which the page then never takes from the SDK's collection).
+    writer: Option<(Writer, Arc<[&'static str]>)>,
+}
+
+/// See [`PromPage::with_writer`].
+type Writer = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+thread_local! {
+    /// Set while the page's reader collects on this thread.
+    static PAGE_COLLECTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True inside an observable instrument's callback when the collection is the
+/// `/metrics` page's: the callbacks of families a page writer writes itself (see
+/// [`PromPage::with_writer`]) observe nothing then, and everything for OTLP.
+#[allow(dead_code)] // the manager, which compiles this file too, has no page writer
+pub fn page_collecting() -> bool {
+    PAGE_COLLECTING.with(std::cell::Cell::get)
+}
+
+/// Clears [`PAGE_COLLECTING`] when dropped (a panicking callback included).
+struct Collecting;
+
+impl Collecting {
+    fn start() -> Collecting {
+        PAGE_COLLECTING.with(|c| c.set(true));
+        Collecting
     }
-    String::from_utf8(out).unwrap_or_default()
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        PAGE_COLLECTING.with(|c| c.set(false));
+    }
+}
+
+/// A page already encoded.
+#[derive(Debug)]
+struct Cached {
+    /// `version()` when it was collected.
+    version: u64,
+    /// When it was collected.
+    at: Instant,
+    /// The text.
+    body: Bytes,
+}
+
+impl std::fmt::Debug for PromPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromPage")
+            .field("cached", &self.version.is_some())
+            .finish()
+    }
+}
+
+impl PromPage {
+    /// Serves the last page again, without collecting, while `version()` returns what it
+    /// returned then and the page is younger than `reuse`. `version` must change
+    /// whenever what the observable instruments read changes (the agent: each stats
+    /// snapshot); what is recorded live (histograms) shows at most `reuse` late.
+    pub fn cache_while(
+        mut self,
+        reuse: Duration,
+        version: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.version = Some((Arc::new(version), reuse));
+        self
+    }
+
+    /// Writes what `writer` writes at the top of every page, before what the reader
+    /// collected: the families of the instruments named in `names`, taken straight from
+    /// their source (in the Prometheus text of [`write_family`] and [`write_sample`])
+    /// rather than aggregated by the SDK. Their callbacks skip the page's collection
+    /// ([`page_collecting`]), and what they observed for another reader (an OTLP
+    /// export also records into the page's aggregators) is left out of the page.
+    pub fn with_writer(
+        mut self,
+        names: impl IntoIterator<Item = &'static str>,
+        writer: impl Fn(&mut String) + Send + Sync + 'static,
+    ) -> Self {
+        self.writer = Some((Arc::new(writer), names.into_iter().collect()));
+        self
+    }
+
+    /// The page now: the cached one while still valid, else a fresh collection.
+    pub fn body(&self) -> Bytes {
+        let Some((version, reuse)) = &self.version else {
+            return Bytes::from(self.text(0));
+        };
+        // Taken before collecting: a snapshot published meanwhile makes the next scrape
+        // collect again, never the reverse.
+        let v = version();
+        // Held while collecting, so that concurrent scrapes collect once.
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cache
+            .as_ref()
+            .filter(|c| c.version == v && c.at.elapsed() < *reuse)
+        {
+            return c.body.clone();
+        }
+        let hint = cache.as_ref().map_or(0, |c| c.body.len());
+        let body = Bytes::from(self.text(hint));
+        *cache = Some(Cached {
+            version: v,
+            at: Instant::now(),
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// A fresh page, in a buffer of at least `hint` bytes.
+    fn text(&self, hint: usize) -> String {
+        let mut rm = ResourceMetrics::default();
+        let collected = {
+            let _page = Collecting::start();
+            self.reader.collect(&mut rm)
+        };
+        if let Err(e) = collected {
+            tracing::warn!(error = %e, "collecting metrics failed");
+            return String::new();
+        }
+        let mut out = String::with_capacity(hint + hint / 8);
+        let mut written: &[&str] = &[];
+        if let Some((w, names)) = &self.writer {
+            w(&mut out);
+            written = names;
+        }
+        encode(&rm, written, &mut out);
+        out
+    }
+}
+
+/// The [`MetricReader`] behind a [`PromPage`], to give the meter provider.
+#[derive(Debug, Clone)]
+pub struct PromReader(Arc<ManualReader>);
+
+impl MetricReader for PromReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    /// Prometheus counters are cumulative.
+    fn temporality(&self, _kind: InstrumentKind) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// Prometheus text (format 0.0.4) of the page now (never cached).
+pub fn encode_text(page: &PromPage) -> String {
+    page.text(0)
+}
+
+/// `# HELP` and `# TYPE` lines of a family named `name` (a Prometheus name: counters
+/// end in `_total`).
+pub fn write_family(out: &mut String, name: &str, help: &str, kind: PromKind) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    push_escaped(out, help, false);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(kind.as_str());
+    out.push('\n');
+}
+
+/// One sample line, `name{labels} value`, labels sorted by name.
+#[allow(dead_code)] // the manager, which compiles this file too, has no page writer
+pub fn write_sample(out: &mut String, name: &str, labels: &[KeyValue], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        // Sorted by name, without allocating for the usual handful of labels.
+        let mut small = [0usize; 8];
+        let mut big = Vec::new();
+        let order: &mut [usize] = if labels.len() <= small.len() {
+            &mut small[..labels.len()]
+        } else {
+            big.resize(labels.len(), 0);
+            &mut big
+        };
+        for (k, o) in order.iter_mut().enumerate() {
+            *o = k;
+        }
+        order.sort_unstable_by(|a, b| labels[*a].key.as_str().cmp(labels[*b].key.as_str()));
+        out.push('{');
+        for (k, &i) in order.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            push_label_name(out, labels[i].key.as_str());
+            out.push_str("=\"");
+            push_value(out, &labels[i].value);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    push_f64(out, value);
+    out.push('\n');
+}
+
+/// What a family is made of.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// An instrument's data.
+    Metric(&'a Metric),
+    /// `target_info`: the resource's attributes as labels of a gauge of 1.
+    Resource(&'a Resource),
+}
+
+/// Prometheus type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromKind {
+    /// `counter` (the name ends in `_total`).
+    Counter,
+    /// `gauge`.
+    Gauge,
+    /// `histogram` (`_bucket`, `_sum`, `_count` series).
+    Histogram,
+}
+
+impl PromKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PromKind::Counter => "counter",
+            PromKind::Gauge => "gauge",
+            PromKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Prometheus type of a metric: monotonic sums are counters, other sums and gauges are
+/// gauges; exponential histograms have no text form here (None).
+fn kind_of(m: &Metric) -> Option<PromKind> {
+    fn of<T>(d: &MetricData<T>) -> Option<PromKind> {
+        match d {
+            MetricData::Gauge(_) => Some(PromKind::Gauge),
+            MetricData::Sum(s) if s.is_monotonic() => Some(PromKind::Counter),
+            MetricData::Sum(_) => Some(PromKind::Gauge),
+            MetricData::Histogram(_) => Some(PromKind::Histogram),
+            MetricData::ExponentialHistogram(_) => None,
+        }
+    }
+    match m.data() {
+        AggregatedMetrics::F64(d) => of(d),
+        AggregatedMetrics::U64(d) => of(d),
+        AggregatedMetrics::I64(d) => of(d),
+    }
+}
+
+/// One family to write: its name, type and help come from its first source.
+struct Family<'a> {
+    /// Prometheus name (`_total` appended to counters).
+    name: String,
+    kind: PromKind,
+    help: &'a str,
+    source: Source<'a>,
+}
+
+/// Reused buffers: the label block of each series (its sort key) and its lines.
+#[derive(Default)]
+struct Scratch<'a> {
+    /// Label blocks, `a="x",b="y"` (no braces).
+    labels: String,
+    /// Sample lines.
+    text: String,
+    /// Per series: its label block and its lines (ranges in the two buffers).
+    series: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// Attributes of the data point at hand, to sort.
+    attrs: Vec<(&'a str, &'a Value)>,
+}
+
+/// Prometheus text of `rm` but the instruments named in `skip`: families sorted by
+/// name, series sorted by labels, labels sorted by name (what the `prometheus` crate's
+/// encoder wrote).
+fn encode(rm: &ResourceMetrics, skip: &[&str], out: &mut String) {
+    let mut families = Vec::new();
+    for sm in rm.scope_metrics() {
+        for m in sm.metrics().filter(|m| !skip.contains(&m.name())) {
+            if let Some(kind) = kind_of(m) {
+                let mut name = String::with_capacity(m.name().len() + 6);
+                push_metric_name(&mut name, m.name());
+                if kind == PromKind::Counter {
+                    name.push_str("_total");
+                }
+                families.push(Family {
+                    name,
+                    kind,
+                    help: m.description(),
+                    source: Source::Metric(m),
+                });
+            }
+        }
+    }
+    if !rm.resource().is_empty() {
+        families.push(Family {
+            name: "target_info".into(),
+            kind: PromKind::Gauge,
+            help: "Target metadata",
+            source: Source::Resource(rm.resource()),
+        });
+    }
+    families.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut s = Scratch::default();
+    let mut i = 0;
+    while i < families.len() {
+        // Same name from several scopes: one family, typed by the first.
+        let f = &families[i];
+        let n = families[i..]
+            .iter()
+            .take_while(|g| g.name == f.name)
+            .count();
+        s.labels.clear();
+        s.text.clear();
+        s.series.clear();
+        for g in families[i..i + n].iter().filter(|g| g.kind == f.kind) {
+            series_of(g, &mut s);
+        }
+        i += n;
+        if s.series.is_empty() {
+            continue;
+        }
+        write_family(out, &f.name, f.help, f.kind);
+        let Scratch {
+            labels,
+            text,
+            series,
+            ..
+        } = &mut s;
+        series.sort_by(|a, b| labels[a.0.clone()].cmp(&labels[b.0.clone()]));
+        for (_, t) in series.iter() {
+            out.push_str(&text[t.clone()]);
+        }
+    }
+}
+
+/// Appends the series of `f` to the scratch buffers.
+fn series_of<'a>(f: &Family<'a>, s: &mut Scratch<'a>) {
+    match f.source {
+        Source::Resource(r) => {
+            s.attrs.clear();
+            s.attrs.extend(r.iter().map(|(k, v)| (k.as_str(), v)));
+            sample_series(s, &f.name, 1.0);
+        }
+        Source::Metric(m) => match m.data() {
+            AggregatedMetrics::F64(d) => data_series(d, &f.name, s),
+            AggregatedMetrics::U64(d) => data_series(d, &f.name, s),
+            AggregatedMetrics::I64(d) => data_series(d, &f.name, s),
+        },
+    }
+}
+
+/// A number as Prometheus text writes it.
+trait AsF64: Copy {
+    fn as_f64(self) -> f64;
+}
+
+impl AsF64 for f64 {
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+impl AsF64 for u64 {
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl AsF64 for i64 {
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// Appends the series of one metric's data.
+fn data_series<'a, T: AsF64>(d: &'a MetricData<T>, name: &str, s: &mut Scratch<'a>) {
+    match d {
+        MetricData::Gauge(g) => {
+            for dp in g.data_points() {
+                s.attrs.clear();
+                s.attrs
+                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                sample_series(s, name, dp.value().as_f64());
+            }
+        }
+        MetricData::Sum(sum) => {
+            for dp in sum.data_points() {
+                s.attrs.clear();
+                s.attrs
+                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                sample_series(s, name, dp.value().as_f64());
+            }
+        }
+        MetricData::Histogram(h) => {
+            for dp in h.data_points() {
+                s.attrs.clear();
+                s.attrs
+                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                let key = label_block(s);
+                let start = s.text.len();
+                let block = &s.labels[key.clone()];
+                let mut cumulative = 0u64;
+                let mut le = String::new();
+                for (bound, n) in dp.bounds().zip(dp.bucket_counts()) {
+                    cumulative += n;
+                    le.clear();
+                    push_f64(&mut le, bound);
+                    sample(
+                        &mut s.text,
+                        name,
+                        "_bucket",
+                        block,
+                        Some(&le),
+                        cumulative as f64,
+                    );
+                }
+                sample(
+                    &mut s.text,
+                    name,
+                    "_bucket",
+                    block,
+                    Some("+Inf"),
+                    dp.count() as f64,
+                );
+                sample(&mut s.text, name, "_sum", block, None, dp.sum().as_f64());
+                sample(&mut s.text, name, "_count", block, None, dp.count() as f64);
+                s.series.push((key, start..s.text.len()));
+            }
+        }
+        MetricData::ExponentialHistogram(_) => {}
+    }
+}
+
+/// One series of one sample, labelled by `s.attrs`.
+fn sample_series(s: &mut Scratch<'_>, name: &str, value: f64) {
+    let key = label_block(s);
+    let start = s.text.len();
+    sample(&mut s.text, name, "", &s.labels[key.clone()], None, value);
+    s.series.push((key, start..s.text.len()));
+}
+
+/// Writes `s.attrs`, sorted by name, as a label block into `s.labels`; returns its range.
+fn label_block(s: &mut Scratch<'_>) -> std::ops::Range<usize> {
+    s.attrs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let start = s.labels.len();
+    for (i, (k, v)) in s.attrs.iter().enumerate() {
+        if i > 0 {
+            s.labels.push(',');
+        }
+        push_label_name(&mut s.labels, k);
+        s.labels.push_str("=\"");
+        push_value(&mut s.labels, v);
+        s.labels.push('"');
+    }
+    start..s.labels.len()
+}
+
+/// `name{labels,le="x"} value` and a newline.
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>, v: f64) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        out.push_str(labels);
+        if let Some(le) = le {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            out.push_str("le=\"");
+            out.push_str(le);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    push_f64(out, v);
+    out.push('\n');
+}
+
+/// A float as Prometheus text: `+Inf`, `-Inf`, `NaN`, else the shortest decimal form.
+fn push_f64(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
+    if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// An attribute value as a label value, escaped.
+fn push_value(out: &mut String, v: &Value) {
+    use std::fmt::Write as _;
+    match v {
+        Value::String(s) => push_escaped(out, s.as_str(), true),
+        Value::I64(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        other => push_escaped(out, &other.as_str(), true),
+    }
+}
+
+/// `v` with `\` and newlines escaped (and `"` in label values).
+fn push_escaped(out: &mut String, v: &str, quote: bool) {
+    if !v.contains(['\\', '\n', '"']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A metric name with characters Prometheus refuses replaced by `_` (`_` first before a
+/// leading digit).
+fn push_metric_name(out: &mut String, name: &str) {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// A label name with characters Prometheus refuses replaced by `_` (`service.name`
+/// becomes `service_name`).
+fn push_label_name(out: &mut String, name: &str) {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
 /// Serves `GET /metrics` on `addr`; returns the task and the bound address.
 pub async fn serve_metrics(
     addr: SocketAddr,
-    registry: prometheus::Registry,
+    page: PromPage,
 ) -> Result<(JoinHandle<()>, SocketAddr), TelemetryError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -146,12 +718,12 @@ pub async fn serve_metrics(
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let r = registry.clone();
+            let p = page.clone();
             async move {
-                // Collecting runs every instrument's callback and encoding a page of
-                // thousands of series takes milliseconds: off the runtime's threads, so
-                // that the agent's single-threaded VRRP loop never waits on a scrape.
-                let text = tokio::task::spawn_blocking(move || encode_text(&r))
+                // Collecting runs every instrument's callback: off the runtime's
+                // threads, so that the agent's single-threaded VRRP loop never waits on
+                // a scrape.
+                let body = tokio::task::spawn_blocking(move || p.body())
                     .await
                     .unwrap_or_default();
                 (
@@ -159,7 +731,7 @@ pub async fn serve_metrics(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    text,
+                    body,
                 )
             }
         }),
@@ -185,16 +757,103 @@ mod tests {
         );
     }
 
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+
+    fn provider() -> (PromPage, SdkMeterProvider) {
+        let (page, reader) = prometheus_reader().unwrap();
+        let resource = Resource::builder_empty()
+            .with_attribute(KeyValue::new("service.name", "t"))
+            .build();
+        let p = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(reader)
+            .build();
+        (page, p)
+    }
+
     #[test]
-    fn encodes_a_registered_counter() {
-        let (registry, _reader) = prometheus_reader().unwrap();
-        let c = prometheus::IntCounter::new("ha_test_things_total", "things").unwrap();
-        registry.register(Box::new(c.clone())).unwrap();
-        c.inc_by(3);
-        let text = encode_text(&registry);
-        assert!(
-            text.lines().any(|l| l == "ha_test_things_total 3"),
-            "{text}"
+    fn encodes_counters_gauges_histograms_and_target_info() {
+        let (page, p) = provider();
+        let m = p.meter("t");
+        let c = m
+            .u64_counter("ha_test_things")
+            .with_description("things")
+            .build();
+        c.add(3, &[]);
+        c.add(2, &[KeyValue::new("z", "a\"b"), KeyValue::new("a.b", 7)]);
+        m.f64_observable_gauge("ha_test_level")
+            .with_description("level\nof it")
+            .with_callback(|o| {
+                o.observe(0.5, &[KeyValue::new("k", "y")]);
+                o.observe(1e21, &[KeyValue::new("k", "x")]);
+            })
+            .build();
+        let h = m
+            .f64_histogram("ha_test_seconds")
+            .with_description("durations")
+            .with_boundaries(vec![0.001, 1.0])
+            .build();
+        h.record(0.5, &[KeyValue::new("vs", "v")]);
+        h.record(2.0, &[KeyValue::new("vs", "v")]);
+        let text = encode_text(&page);
+        let want = r#"# HELP ha_test_level level\nof it
+# TYPE ha_test_level gauge
+ha_test_level{k="x"} 1000000000000000000000
+ha_test_level{k="y"} 0.5
+# HELP ha_test_seconds durations
+# TYPE ha_test_seconds histogram
+ha_test_seconds_bucket{vs="v",le="0.001"} 0
+ha_test_seconds_bucket{vs="v",le="1"} 1
+ha_test_seconds_bucket{vs="v",le="+Inf"} 2
+ha_test_seconds_sum{vs="v"} 2.5
+ha_test_seconds_count{vs="v"} 2
+# HELP ha_test_things_total things
+# TYPE ha_test_things_total counter
+ha_test_things_total 3
+ha_test_things_total{a_b="7",z="a\"b"} 2
+# HELP target_info Target metadata
+# TYPE target_info gauge
+target_info{service_name="t"} 1
+"#;
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn a_cached_page_follows_its_version() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let (page, p) = provider();
+        let version = Arc::new(AtomicU64::new(1));
+        let v = version.clone();
+        let hour = Duration::from_secs(3600);
+        let cached = page
+            .clone()
+            .cache_while(hour, move || v.load(Ordering::SeqCst));
+        let v = version.clone();
+        let expiring = page.cache_while(Duration::ZERO, move || v.load(Ordering::SeqCst));
+        let c = p.meter("t").u64_counter("ha_test_things").build();
+        let line = |b: &Bytes| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .find(|l| l.starts_with("ha_test_things_total"))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        c.add(1, &[]);
+        assert_eq!(line(&cached.body()), "ha_test_things_total 1");
+        c.add(1, &[]);
+        assert_eq!(
+            line(&cached.body()),
+            "ha_test_things_total 1",
+            "same version"
+        );
+        assert_eq!(line(&expiring.body()), "ha_test_things_total 2", "expired");
+        c.add(1, &[]);
+        version.store(2, Ordering::SeqCst);
+        assert_eq!(
+            line(&cached.body()),
+            "ha_test_things_total 3",
+            "new version"
         );
     }
 }

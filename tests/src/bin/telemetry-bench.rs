@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p ha-agent --bin ha-agent     # else the debug build is used
-//! cargo run -p ha-tests --bin telemetry-bench -- [--runs N] [--detail] [--keep]
+//! cargo run -p ha-tests --bin telemetry-bench -- [--runs N] [--window SECS] [--detail] [--keep]
 //! ```
 //!
 //! The idle pair of `ha_tests::idle` (lb1 MASTER, lb2 BACKUP of 50 v3 instances at
@@ -18,7 +18,10 @@
 //! - `--detail` adds "scrape only" (no OTLP) and "otlp only" (no `/metrics`), to tell
 //!   the two costs apart.
 //!
-//! After a 3 s warm-up, CPU (utime+stime of the agent's process tree) over a 10 s window.
+//! After a 3 s warm-up, CPU (utime+stime of the agent's process tree) over a 10 s window
+//! (`--window`: CPU is counted in clock ticks of 10 ms, so a 10 s window resolves 0.1 % of
+//! a core, a 5 % difference on an agent at 3 % needs longer windows or more runs). Each
+//! scrape's duration as curl sees it (`time_total`, on the client) is reported too.
 //! Each run starts with the next mode (off/on, on/off, ...) so drift of the machine's
 //! load does not favour one mode; the figures are medians over the runs.
 //!
@@ -45,6 +48,16 @@ const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 
 /// `--keep`: keep the scratch directories (configs, logs).
 static KEEP: AtomicBool = AtomicBool::new(false);
+/// `--window`: measurement window in seconds.
+static WINDOW_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The measurement window (`--window`, else the idle benchmarks' 10 s).
+fn window() -> Duration {
+    match WINDOW_SECS.load(Ordering::SeqCst) {
+        0 => WINDOW,
+        n => Duration::from_secs(n),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -85,6 +98,8 @@ struct Sample {
     /// Scrapes that returned a page (on only), and the size of the last page in bytes.
     scrapes: usize,
     page_bytes: usize,
+    /// Median duration of a scrape as curl saw it, milliseconds (0 without scrapes).
+    scrape_ms: f64,
     /// OTLP export requests the receiver answered during the window (on only).
     exports: u64,
     /// State changes logged during the window by both nodes (0 when stable).
@@ -104,27 +119,34 @@ fn agent_args(idx: usize, mode: Mode) -> Vec<String> {
     a
 }
 
-/// Scrape `/metrics` of both agents from the client; returns pages fetched and the last
-/// page's size.
-fn scrape(t: &Classic) -> (usize, usize) {
+/// Scrape `/metrics` of both agents from the client; returns pages fetched, the last
+/// page's size, and each fetch's duration in milliseconds (curl's `time_total`).
+fn scrape(t: &Classic) -> (usize, usize, Vec<f64>) {
     let mut ok = 0;
     let mut size = 0;
+    let mut took = Vec::new();
     for idx in 0..2 {
         let url = format!("http://192.0.2.{}:{METRICS_PORT}/metrics", idx + 1);
         let out = t
             .lan
             .ns(CLIENT)
             .command("curl")
-            .args(["-sf", "--max-time", "2", &url])
+            .args(["-sf", "--max-time", "2", "-o", "/dev/null"])
+            .args(["-w", "%{size_download} %{time_total}", &url])
             .output();
-        if let Ok(o) = out {
-            if o.status.success() && !o.stdout.is_empty() {
-                ok += 1;
-                size = o.stdout.len();
+        let Ok(o) = out else { continue };
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut w = text.split_whitespace();
+        let len: usize = w.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        if o.status.success() && len > 0 {
+            ok += 1;
+            size = len;
+            if let Some(s) = w.next().and_then(|x| x.parse::<f64>().ok()) {
+                took.push(s * 1000.0);
             }
         }
     }
-    (ok, size)
+    (ok, size, took)
 }
 
 fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
@@ -153,15 +175,16 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
     pause(WARMUP)?;
     let changes0 = idle::state_changes(node(0)?) + idle::state_changes(node(1)?);
     let exports0 = received.got().exports;
-    let (mut scrapes, mut page_bytes) = (0, 0);
+    let (mut scrapes, mut page_bytes, mut took) = (0, 0, Vec::new());
     let [master, backup] = idle::measure(idle::pids(&t.nodes)?, tck, || {
-        let end = Instant::now() + WINDOW;
+        let end = Instant::now() + window();
         while Instant::now() < end {
             let next = Instant::now() + SCRAPE_EVERY;
             if mode.metrics() {
-                let (n, size) = scrape(t);
+                let (n, size, ms) = scrape(t);
                 scrapes += n;
                 page_bytes = page_bytes.max(size);
+                took.extend(ms);
             }
             pause(next.min(end).saturating_duration_since(Instant::now()))?;
         }
@@ -174,6 +197,7 @@ fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
         backup,
         scrapes,
         page_bytes,
+        scrape_ms: median(&took).unwrap_or(0.0),
         exports,
         changes,
     })
@@ -229,8 +253,12 @@ fn main() -> Result<()> {
             "--runs" => runs = args.next().context("--runs needs N")?.parse()?,
             "--detail" => modes.extend([Mode::Scrape, Mode::Otlp]),
             "--keep" => KEEP.store(true, Ordering::SeqCst),
+            "--window" => {
+                let n: u64 = args.next().context("--window needs SECS")?.parse()?;
+                WINDOW_SECS.store(n.max(1), Ordering::SeqCst);
+            }
             "-h" | "--help" => {
-                println!("telemetry-bench [--runs N] [--detail] [--keep]");
+                println!("telemetry-bench [--runs N] [--window SECS] [--detail] [--keep]");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
@@ -252,7 +280,7 @@ fn main() -> Result<()> {
             let s = run(mode, rep, tck)?;
             eprintln!(
                 "[{:>5.1}s] run {}/{runs} telemetry {:<11}: master {:.2} % backup {:.2} % \
-                 (scrapes {}, page {} B, OTLP exports {}, state changes {})",
+                 (scrapes {}, page {} B, scrape {:.1} ms, OTLP exports {}, state changes {})",
                 started.elapsed().as_secs_f64(),
                 rep + 1,
                 mode.name(),
@@ -260,6 +288,7 @@ fn main() -> Result<()> {
                 s.backup.cpu_pct,
                 s.scrapes,
                 s.page_bytes,
+                s.scrape_ms,
                 s.exports,
                 s.changes
             );
@@ -278,7 +307,7 @@ fn main() -> Result<()> {
     );
     println!(
         "CPU over {} s after {} s warm-up, % of one core (utime+stime of the process tree); medians of {runs} run(s), modes in rotating order; (+x %) is against off",
-        WINDOW.as_secs(),
+        window().as_secs(),
         WARMUP.as_secs()
     );
     println!();
@@ -289,11 +318,12 @@ fn main() -> Result<()> {
     println!("{head}");
     println!("{}", "-".repeat(head.len()));
     type Pick = fn(&Sample) -> f64;
-    let rows: [(&str, Pick); 4] = [
+    let rows: [(&str, Pick); 5] = [
         ("master CPU %", |s| s.master.cpu_pct),
         ("backup CPU %", |s| s.backup.cpu_pct),
         ("master RSS MiB", |s| s.master.rss_kib as f64 / 1024.0),
         ("backup RSS MiB", |s| s.backup.rss_kib as f64 / 1024.0),
+        ("scrape ms", |s| s.scrape_ms),
     ];
     let med = |v: &[Sample], f: Pick| median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
     for (label, pick) in rows {
