@@ -64,8 +64,10 @@ pub struct TelemetryOptions {
 
 /// Keeps telemetry running; [`TelemetryGuard::shutdown`] flushes the OTLP exporters.
 pub struct TelemetryGuard {
-    /// Meter provider (Prometheus reader, OTLP periodic reader).
-    meters: SdkMeterProvider,
+    /// Meter provider (Prometheus reader, OTLP periodic reader); `None` when telemetry
+    /// is off (neither `--metrics-listen` nor `--otlp-endpoint`): no instrument, no
+    /// aggregation memory, and recordings (checker rounds) go to the no-op global meter.
+    meters: Option<SdkMeterProvider>,
     /// Tracer provider when OTLP is on (also installed as the global one).
     tracer: Option<SdkTracerProvider>,
     /// The `/metrics` server task.
@@ -100,7 +102,9 @@ impl TelemetryGuard {
         if let Some(s) = self.server.take() {
             s.abort();
         }
-        export::shutdown_providers(self.meters.clone(), self.tracer.take()).await;
+        if let Some(m) = self.meters.take() {
+            export::shutdown_providers(m, self.tracer.take()).await;
+        }
     }
 }
 
@@ -133,6 +137,14 @@ pub async fn start(
     stats: watch::Receiver<Arc<Stats>>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    if opts.metrics_listen.is_none() && opts.otlp_endpoint.is_none() {
+        return Ok(TelemetryGuard {
+            meters: None,
+            tracer: None,
+            server: None,
+            metrics_addr: None,
+        });
+    }
     let (page, prom) = export::prometheus_reader()?;
     let mut builder = SdkMeterProvider::builder()
         .with_resource(resource(&opts.node))
@@ -165,7 +177,7 @@ pub async fn start(
         None => (None, None),
     };
     Ok(TelemetryGuard {
-        meters,
+        meters: Some(meters),
         tracer,
         server,
         metrics_addr,
