@@ -1452,7 +1452,7 @@ mod bench {
     }
 
     #[test]
-    #[ignore = "micro-benchmark"]
+    #[ignore = "micro-benchmark: prints one scrape's cost, run by hand with --ignored; asserts nothing"]
     fn scrape_cost() {
         let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
         let (page, prom) = export::prometheus_reader().unwrap();

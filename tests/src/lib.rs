@@ -22,6 +22,7 @@ pub mod netns;
 pub mod otlp;
 pub mod proc;
 pub mod scenario;
+pub mod web;
 
 pub use lan::{Host, Lan};
 pub use netns::Netns;

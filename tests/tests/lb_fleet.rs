@@ -18,7 +18,6 @@
 //! - rs2's server stops: its checker fails; history has CHECKER and REAL_SERVER events
 //!   for the virtual server, status shows rs2 dead; it comes back: alive again.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -26,7 +25,7 @@ use ha_tests::conf::{global, instance};
 use ha_tests::fleet::{connected, node, Fleet};
 use ha_tests::proc::wait_until;
 use ha_tests::scenario::CLIENT;
-use ha_tests::{Daemon, Netns};
+use ha_tests::web::{ask, dr_helper, httpd};
 use serde_json::Value;
 
 const VIP: &str = "192.0.2.10";
@@ -48,41 +47,9 @@ fn conf() -> String {
     )
 }
 
-fn helper() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lvs-dr-realserver.sh")
-}
-
-fn http_server(ns: &Netns, dir: &Path, who: &str) -> Result<Daemon> {
-    let root = dir.join(format!("www-{who}"));
-    std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("index.html"), format!("{who}\n"))?;
-    let d = Daemon::start(
-        ns,
-        dir,
-        &format!("httpd-{who}"),
-        Path::new("/usr/bin/busybox"),
-        &["httpd", "-f", "-p", "80", "-h", &root.to_string_lossy()],
-    )?;
-    wait_until(&format!("{who} listens"), Duration::from_secs(5), || {
-        ns.ok("ss -ltn | grep -q ':80 '")
-    })?;
-    Ok(d)
-}
-
 /// The distinct answers of `n` requests to the VIP ("" for a failure).
 fn answers(f: &Fleet, n: usize) -> Vec<String> {
-    let out = f
-        .classic
-        .lan
-        .ns(CLIENT)
-        .sh(&format!(
-            "for i in $(seq {n}); do r=$(curl -s --max-time 2 http://{VIP}/) || r=; echo \"x$r\"; done"
-        ))
-        .unwrap_or_default();
-    let mut v: Vec<String> = out
-        .lines()
-        .map(|l| l.trim_start_matches('x').to_string())
-        .collect();
+    let mut v = ask(f.classic.lan.ns(CLIENT), VIP, n).unwrap_or_default();
     v.sort();
     v.dedup();
     v
@@ -117,11 +84,11 @@ fn real_servers_in_status_changed_by_hactl_and_in_history() -> Result<()> {
         f.classic.lan.ns(i).sh(&format!(
             "STATE_DIR={} {} up {VIP}",
             state.display(),
-            helper().display()
+            dr_helper().display()
         ))?;
     }
-    let _h1 = http_server(f.classic.lan.ns(rs1), &dir, "rs1")?;
-    let mut h2 = Some(http_server(f.classic.lan.ns(rs2), &dir, "rs2")?);
+    let _h1 = httpd(f.classic.lan.ns(rs1), &dir, "rs1", 80)?;
+    let mut h2 = Some(httpd(f.classic.lan.ns(rs2), &dir, "rs2", 80)?);
     f.start_manager()?;
     f.start_agent(0, &conf(), None)?;
     f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
@@ -207,7 +174,7 @@ fn real_servers_in_status_changed_by_hactl_and_in_history() -> Result<()> {
         "{checks:?}"
     );
     assert_eq!(answers(&f, 6), ["rs1"], "a dead server gets no traffic");
-    h2 = Some(http_server(f.classic.lan.ns(rs2), &dir, "rs2")?);
+    h2 = Some(httpd(f.classic.lan.ns(rs2), &dir, "rs2", 80)?);
     f.wait_status("rs2 alive again", LONG, |s| {
         alive(s, "192.0.2.12") == Some(true)
     })?;

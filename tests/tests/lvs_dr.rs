@@ -11,11 +11,12 @@
 //! VIP:80 carries a real server's source MAC, never the director's.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ha_tests::proc::wait_until;
+use ha_tests::web::{ask, dr_helper, httpd};
 use ha_tests::{Agent, Daemon, Lan, Netns};
 
 const VIP: &str = "192.0.2.10";
@@ -42,39 +43,8 @@ virtual_server 192.0.2.10 80 {
 }
 "#;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lvs-dr-realserver.sh")
-}
-
 fn mac(ns: &Netns) -> Result<String> {
     Ok(ns.sh("cat /sys/class/net/eth0/address")?.trim().to_string())
-}
-
-fn http_server(ns: &Netns, dir: &Path, who: &str) -> Result<Daemon> {
-    let root = dir.join(format!("www-{who}"));
-    std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("index.html"), format!("{who}\n"))?;
-    let d = Daemon::start(
-        ns,
-        dir,
-        &format!("httpd-{who}"),
-        Path::new("/usr/bin/busybox"),
-        &["httpd", "-f", "-p", "80", "-h", &root.to_string_lossy()],
-    )?;
-    wait_until(&format!("{who} listens"), Duration::from_secs(5), || {
-        ns.ok("ss -ltn | grep -q ':80 '")
-    })?;
-    Ok(d)
-}
-
-fn ask(client: &Netns, n: usize) -> Result<Vec<String>> {
-    let out = client.sh(&format!(
-        "for i in $(seq {n}); do r=$(curl -s --max-time 2 http://{VIP}/) || r=; echo \"x$r\"; done"
-    ))?;
-    Ok(out
-        .lines()
-        .map(|l| l.trim_start_matches('x').to_string())
-        .collect())
 }
 
 #[test]
@@ -95,14 +65,14 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
         lan.ns(i).sh(&format!(
             "STATE_DIR={} {} up {VIP}",
             state.display(),
-            script().display()
+            dr_helper().display()
         ))?;
-        let s = lan.ns(i).sh(&format!("{} status", script().display()))?;
+        let s = lan.ns(i).sh(&format!("{} status", dr_helper().display()))?;
         assert!(s.contains("net.ipv4.conf.all.arp_ignore=1"), "{s}");
         assert!(s.contains("net.ipv4.conf.lo.arp_announce=2"), "{s}");
     }
-    let _h1 = http_server(lan.ns(rs[0]), &dir, "rs1")?;
-    let mut h2 = Some(http_server(lan.ns(rs[1]), &dir, "rs2")?);
+    let _h1 = httpd(lan.ns(rs[0]), &dir, "rs1", 80)?;
+    let mut h2 = Some(httpd(lan.ns(rs[1]), &dir, "rs2", 80)?);
     let rs_macs: BTreeSet<String> = rs.iter().map(|&i| mac(lan.ns(i))).collect::<Result<_>>()?;
     let dir_mac = mac(lan.ns(director))?;
 
@@ -134,7 +104,7 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
     wait_until("tcpdump listens", Duration::from_secs(10), || {
         cap.log_text().contains("listening on")
     })?;
-    let answers = ask(lan.ns(client), 40)?;
+    let answers = ask(lan.ns(client), VIP, 40)?;
     cap.signal("INT")?;
     cap.wait_exit(Duration::from_secs(10))?;
 
@@ -166,19 +136,19 @@ fn dr_real_servers_answer_the_client_directly() -> Result<()> {
     // rs2 stops: its checker takes it out, rs1 answers everything.
     drop(h2.take());
     wait_until("rs2 leaves rotation", NOTICE, || {
-        ask(lan.ns(client), 12).is_ok_and(|a| a.iter().all(|x| x == "rs1"))
+        ask(lan.ns(client), VIP, 12).is_ok_and(|a| a.iter().all(|x| x == "rs1"))
     })?;
 
     // The helper's undo puts the real server back as it was.
     lan.ns(rs[0]).sh(&format!(
         "STATE_DIR={} {} undo {VIP}",
         state.display(),
-        script().display()
+        dr_helper().display()
     ))?;
     assert!(!lan.ns(rs[0]).has_addr(VIP));
     let s = lan
         .ns(rs[0])
-        .sh(&format!("{} status", script().display()))?;
+        .sh(&format!("{} status", dr_helper().display()))?;
     assert!(s.contains("net.ipv4.conf.all.arp_ignore=0"), "{s}");
     drop(lb);
     let _ = std::fs::remove_dir_all(&dir);

@@ -25,6 +25,7 @@ use anyhow::{Context, Result};
 use ha_tests::conf::{global, instance};
 use ha_tests::proc::wait_until;
 use ha_tests::scenario::{Classic, Impl, CLIENT};
+use ha_tests::web::{ask, dr_helper, httpd};
 use ha_tests::{Daemon, Netns};
 
 const VIP1: &str = "192.0.2.10";
@@ -55,38 +56,6 @@ fn director(node: &str, p1: u8, p2: u8) -> String {
         virtual_server(VIP1),
         virtual_server(VIP2)
     )
-}
-
-fn helper() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lvs-dr-realserver.sh")
-}
-
-fn http_server(ns: &Netns, dir: &Path, who: &str) -> Result<Daemon> {
-    let root = dir.join(format!("www-{who}"));
-    std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("index.html"), format!("{who}\n"))?;
-    let d = Daemon::start(
-        ns,
-        dir,
-        &format!("httpd-{who}"),
-        Path::new("/usr/bin/busybox"),
-        &["httpd", "-f", "-p", "80", "-h", &root.to_string_lossy()],
-    )?;
-    wait_until(&format!("{who} listens"), Duration::from_secs(5), || {
-        ns.ok("ss -ltn | grep -q ':80 '")
-    })?;
-    Ok(d)
-}
-
-/// `n` requests to `vip`; each answer ("rs1", "rs2") or "" for a failure.
-fn ask(client: &Netns, vip: &str, n: usize) -> Result<Vec<String>> {
-    let out = client.sh(&format!(
-        "for i in $(seq {n}); do r=$(curl -s --max-time 2 http://{vip}/) || r=; echo \"x$r\"; done"
-    ))?;
-    Ok(out
-        .lines()
-        .map(|l| l.trim_start_matches('x').to_string())
-        .collect())
 }
 
 /// Every answer from a real server, and both real servers used.
@@ -148,11 +117,11 @@ fn lvs_dr_dual_master_survives_a_director_link_cut() -> Result<()> {
         c.lan.ns(i).sh(&format!(
             "STATE_DIR={} {} up {VIP1} {VIP2}",
             state.display(),
-            helper().display()
+            dr_helper().display()
         ))?;
     }
-    let _h1 = http_server(c.lan.ns(rs1), &dir, "rs1")?;
-    let _h2 = http_server(c.lan.ns(rs2), &dir, "rs2")?;
+    let _h1 = httpd(c.lan.ns(rs1), &dir, "rs1", 80)?;
+    let _h2 = httpd(c.lan.ns(rs2), &dir, "rs2", 80)?;
 
     c.start(0, Impl::HaAgent, &director("lb1", 150, 100))?;
     c.start(1, Impl::HaAgent, &director("lb2", 100, 150))?;
@@ -254,7 +223,7 @@ fn lvs_dr_dual_master_survives_a_director_link_cut() -> Result<()> {
         c.lan.ns(i).sh(&format!(
             "STATE_DIR={} {} undo {VIP1} {VIP2}",
             state.display(),
-            helper().display()
+            dr_helper().display()
         ))?;
     }
     Ok(())

@@ -9,13 +9,14 @@
 //! The client asks http://192.0.2.10/ and gets a page naming the server that answered.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ha_tests::netns::ip;
 use ha_tests::proc::wait_until;
-use ha_tests::{Agent, Daemon, Lan, Netns};
+use ha_tests::web::{self, httpd};
+use ha_tests::{Agent, Lan, Netns};
 
 const VIP: &str = "192.0.2.10";
 /// Generous bound on a checker noticing a change (delay_loop 1 s x (retry 1 + 1), plus
@@ -26,32 +27,11 @@ fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ha-lvs-{name}-{}", std::process::id()))
 }
 
-/// busybox httpd on :8080 serving one page that says `who`.
-fn http_server(ns: &Netns, dir: &Path, who: &str) -> Result<Daemon> {
-    let root = dir.join(format!("www-{who}"));
-    std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("index.html"), format!("{who}\n"))?;
-    let d = Daemon::start(
-        ns,
-        dir,
-        &format!("httpd-{who}"),
-        Path::new("/usr/bin/busybox"),
-        &["httpd", "-f", "-p", "8080", "-h", &root.to_string_lossy()],
-    )?;
-    wait_until(&format!("{who} listens"), Duration::from_secs(5), || {
-        ns.ok("ss -ltn | grep -q ':8080 '")
-    })?;
-    Ok(d)
-}
-
 /// `n` requests from the client; count of answers per server name ("" = failed).
 fn ask(client: &Netns, n: usize) -> Result<BTreeMap<String, usize>> {
-    let out = client.sh(&format!(
-        "for i in $(seq {n}); do r=$(curl -s --max-time 2 http://{VIP}/) || r=; echo \"x$r\"; done"
-    ))?;
     let mut m = BTreeMap::new();
-    for l in out.lines() {
-        *m.entry(l.trim_start_matches('x').to_string()).or_insert(0) += 1;
+    for a in web::ask(client, VIP, n)? {
+        *m.entry(a).or_insert(0) += 1;
     }
     Ok(m)
 }
@@ -154,9 +134,9 @@ fn wait_answers(t: &Topo, what: &str, ok: impl Fn(&BTreeMap<String, usize>) -> b
 #[test]
 fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
     let t = topology("nat")?;
-    let mut rs1 = Some(http_server(t.lan.ns(1), &t.dir, "rs1")?);
-    let mut rs2 = Some(http_server(t.lan.ns(2), &t.dir, "rs2")?);
-    let _sorry = http_server(t.lan.ns(3), &t.dir, "sorry")?;
+    let mut rs1 = Some(httpd(t.lan.ns(1), &t.dir, "rs1", 8080)?);
+    let mut rs2 = Some(httpd(t.lan.ns(2), &t.dir, "rs2", 8080)?);
+    let _sorry = httpd(t.lan.ns(3), &t.dir, "sorry", 8080)?;
     let lb = start_lb(&t)?;
     wait_answers(&t, "the VIP answers from both servers", |m| {
         m.contains_key("rs1") && m.contains_key("rs2")
@@ -181,7 +161,7 @@ fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
     drop(rs2.take());
     wait_answers(&t, "rs2 leaves rotation", |m| m.get("rs1") == Some(&12))?;
     // rs2 starts again: it returns.
-    rs2 = Some(http_server(t.lan.ns(2), &t.dir, "rs2")?);
+    rs2 = Some(httpd(t.lan.ns(2), &t.dir, "rs2", 8080)?);
     wait_answers(&t, "rs2 returns", |m| {
         m.contains_key("rs2") && m.contains_key("rs1")
     })?;
@@ -192,7 +172,7 @@ fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
         m.get("sorry") == Some(&12)
     })?;
     // rs1 back: quorum regained, sorry server out.
-    rs1 = Some(http_server(t.lan.ns(1), &t.dir, "rs1")?);
+    rs1 = Some(httpd(t.lan.ns(1), &t.dir, "rs1", 8080)?);
     wait_answers(&t, "quorum back", |m| {
         m.contains_key("rs1") && m.contains_key("rs2") && !m.contains_key("sorry")
     })?;
@@ -229,8 +209,8 @@ fn nat_weights_failover_return_and_sorry_server() -> Result<()> {
 #[test]
 fn nat_drift_is_healed_by_resync() -> Result<()> {
     let t = topology("drift")?;
-    let _rs1 = http_server(t.lan.ns(1), &t.dir, "rs1")?;
-    let _rs2 = http_server(t.lan.ns(2), &t.dir, "rs2")?;
+    let _rs1 = httpd(t.lan.ns(1), &t.dir, "rs1", 8080)?;
+    let _rs2 = httpd(t.lan.ns(2), &t.dir, "rs2", 8080)?;
     let _lb = start_lb(&t)?;
     wait_answers(&t, "the VIP answers", |m| m.contains_key("rs1"))?;
     // Someone deletes our table: the periodic resync puts it back.
