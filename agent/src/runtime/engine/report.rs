@@ -79,7 +79,9 @@ impl Engine {
 
     /// Publish the stats for the metrics exporter (every second and after transitions).
     pub(super) fn publish(&self) {
-        if let Some(tx) = &self.stats_tx {
+        // Nobody reads it with telemetry off: skip building the snapshot (every instance
+        // and every real server) on the engine's loop.
+        if let Some(tx) = self.stats_tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
             tx.send_replace(std::sync::Arc::new(self.stats()));
         }
     }
