@@ -138,7 +138,8 @@ pub struct CheckerSpec {
     pub retry: u32,
     /// Pause between attempts (`delay_before_retry`).
     pub delay_before_retry: Duration,
-    /// Random delay in `0..=warmup` before the first check (`warmup`).
+    /// Random delay in `0..=warmup` before the first check (`warmup`; default: the
+    /// `delay_loop`, as keepalived).
     pub warmup: Duration,
     /// Time between rounds (`delay_loop`).
     pub delay_loop: Duration,
@@ -345,9 +346,11 @@ impl CheckerSpec {
             Some(n) => secs_of(n)?,
             None => DEFAULT_DELAY_BEFORE_RETRY,
         };
+        // keepalived's default: first checks spread at random over one delay_loop, so
+        // a thousand checkers do not all connect in the same instant every round.
         let warmup = match lookup("warmup") {
             Some(n) => secs_of(n)?,
-            None => Duration::ZERO,
+            None => delay_loop,
         };
         let alpha = match lookup("alpha") {
             Some(n) => flag_of(n)?,

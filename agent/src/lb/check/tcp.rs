@@ -9,8 +9,17 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::runner::Outcome;
 use super::spec::Target;
 
-/// Connect to the target, from `bind` when set.
+/// Connect to the target, from `bind` when set, with `TCP_NODELAY` (the TLS handshake
+/// and the request go out without waiting for ACKs).
 pub async fn connect(t: &Target) -> io::Result<TcpStream> {
+    let s = connect_plain(t).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Connect to the target, from `bind` when set; nothing else (TCP_CHECK sends nothing,
+/// so it spares the `setsockopt`).
+async fn connect_plain(t: &Target) -> io::Result<TcpStream> {
     let sock = match t.connect {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -21,14 +30,12 @@ pub async fn connect(t: &Target) -> io::Result<TcpStream> {
         }
         sock.bind(b)?;
     }
-    let s = sock.connect(t.connect).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
+    sock.connect(t.connect).await
 }
 
 /// TCP_CHECK: up when the connection is accepted; it is closed at once.
 pub async fn probe(t: &Target) -> Outcome {
-    match connect(t).await {
+    match connect_plain(t).await {
         Ok(_) => Outcome::up(format!("connected to {}", t.connect)),
         Err(e) => Outcome::down(format!("connect to {}: {e}", t.connect)),
     }
