@@ -5,7 +5,8 @@
 //!
 //! One metrics API (OTel) feeds both outputs: every instrument is observable and reads
 //! the latest snapshot from the engine's watch channel (published every second), so the
-//! VRRP loop never touches telemetry. Names follow Prometheus conventions with units in
+//! VRRP loop never touches telemetry beyond that publication: the `/metrics` server and
+//! the OTLP connections run on a thread of their own (`ha-telemetry`). Names follow Prometheus conventions with units in
 //! the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
 //! suffix; the Collector's Prometheus exporter appends it the same way).
 //!
@@ -34,7 +35,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::lb::dataplane::reconcile::TickOutcome;
 use crate::link::stats::LinkStats;
@@ -42,8 +42,6 @@ use crate::runtime::stats::{InstanceStats, ObjectCounters, RsStats, Stats, VsSta
 use crate::vrrp::fsm::State;
 use crate::vrrp::instance::Instance;
 
-/// Interval of the OTLP metrics export.
-pub const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// How long `/metrics` serves a page again while the engine has published no new stats
 /// snapshot (it publishes every second; the checkers' duration histogram and the link's
 /// gauges, recorded live, show at most this late).
@@ -64,16 +62,35 @@ pub struct TelemetryOptions {
 
 /// Keeps telemetry running; [`TelemetryGuard::shutdown`] flushes the OTLP exporters.
 pub struct TelemetryGuard {
-    /// Meter provider (Prometheus reader, OTLP periodic reader); `None` when telemetry
+    /// Meter providers (see [`build`]); `None` when telemetry
     /// is off (neither `--metrics-listen` nor `--otlp-endpoint`): no instrument, no
     /// aggregation memory, and recordings (checker rounds) go to the no-op global meter.
-    meters: Option<SdkMeterProvider>,
+    meters: Option<Vec<SdkMeterProvider>>,
     /// Tracer provider when OTLP is on (also installed as the global one).
     tracer: Option<SdkTracerProvider>,
-    /// The `/metrics` server task.
-    server: Option<JoinHandle<()>>,
+    /// The thread the `/metrics` server and the OTLP connections run on.
+    io: Option<IoThread>,
     /// Where `/metrics` is served (the bound address, port 0 resolved).
     metrics_addr: Option<SocketAddr>,
+}
+
+/// The thread telemetry's network I/O runs on: the `/metrics` server and the OTLP
+/// exporters' gRPC connections (tonic spawns them on the runtime they are built in) live
+/// on its own single-threaded runtime, so a scrape or an export never takes a turn of
+/// the agent's single-threaded VRRP loop. Stopping it drops that runtime and its tasks.
+struct IoThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IoThread {
+    /// Asks the thread to end; its handle, to join.
+    fn stop(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.join.take()
+    }
 }
 
 impl std::fmt::Debug for TelemetryGuard {
@@ -96,22 +113,22 @@ impl TelemetryGuard {
         self.tracer.as_ref()
     }
 
-    /// Stops the HTTP server and flushes and stops the exporters. Runs the blocking
-    /// flush on a blocking thread (the agent's runtime is single-threaded).
+    /// Flushes and stops the exporters (on a blocking thread: the agent's runtime is
+    /// single-threaded), then the telemetry thread, which the last export still needs.
     pub async fn shutdown(mut self) {
-        if let Some(s) = self.server.take() {
-            s.abort();
-        }
         if let Some(m) = self.meters.take() {
             export::shutdown_providers(m, self.tracer.take()).await;
+        }
+        if let Some(join) = self.io.take().and_then(|mut io| io.stop()) {
+            let _ = tokio::task::spawn_blocking(move || join.join()).await;
         }
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.abort();
+        if let Some(io) = self.io.as_mut() {
+            io.stop();
         }
     }
 }
@@ -141,47 +158,131 @@ pub async fn start(
         return Ok(TelemetryGuard {
             meters: None,
             tracer: None,
-            server: None,
+            io: None,
             metrics_addr: None,
         });
     }
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let join = std::thread::Builder::new()
+        .name("ha-telemetry".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(TelemetryError::Thread(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match build(opts, stats, link).await {
+                    // Runs (serves, exports) until stopped or the guard is gone.
+                    Ok(parts) => {
+                        if ready_tx.send(Ok(parts)).is_ok() {
+                            let _ = stop_rx.await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(TelemetryError::Thread)?;
+    let mut io = IoThread {
+        stop: Some(stop_tx),
+        join: Some(join),
+    };
+    let built = ready_rx.await.unwrap_or_else(|_| {
+        Err(TelemetryError::Thread(std::io::Error::other(
+            "telemetry thread ended while starting",
+        )))
+    });
+    match built {
+        Ok((meters, tracer, metrics_addr)) => Ok(TelemetryGuard {
+            meters: Some(meters),
+            tracer,
+            io: Some(io),
+            metrics_addr,
+        }),
+        Err(e) => {
+            io.stop();
+            Err(e)
+        }
+    }
+}
+
+/// What [`build`] sets up: the meter providers, the tracer provider, the `/metrics`
+/// address.
+type Built = (
+    Vec<SdkMeterProvider>,
+    Option<SdkTracerProvider>,
+    Option<SocketAddr>,
+);
+
+/// The providers, instruments and `/metrics` server, on the telemetry thread's runtime.
+///
+/// Two meter providers, so that no series is collected for nothing:
+/// - the global one, read by the `/metrics` page and by OTLP: what is recorded live
+///   (checker round durations) and the manager link's gauges;
+/// - with OTLP only, one read by OTLP alone: the instance, real-server and data-plane
+///   families observed from the stats snapshot. The page writes those itself from the
+///   same snapshot ([`write_page`]); on a provider the page also read, every OTLP export
+///   would record them into the page's aggregators too, to be collected and thrown away
+///   at each scrape.
+async fn build(
+    opts: TelemetryOptions,
+    stats: watch::Receiver<Arc<Stats>>,
+    link: Option<Arc<LinkStats>>,
+) -> Result<Built, TelemetryError> {
     let (page, prom) = export::prometheus_reader()?;
-    let mut builder = SdkMeterProvider::builder()
+    let mut live = SdkMeterProvider::builder()
         .with_resource(resource(&opts.node))
         .with_reader(prom);
+    let mut observed = None;
     let mut tracer = None;
     if let Some(ep) = &opts.otlp_endpoint {
-        builder = builder.with_reader(export::otlp_metrics_reader(ep, OTLP_METRICS_INTERVAL)?);
+        let every = export::otlp_metrics_interval();
+        live = live.with_reader(export::otlp_metrics_reader(ep, every)?);
+        observed = Some(
+            SdkMeterProvider::builder()
+                .with_resource(resource(&opts.node))
+                .with_reader(export::otlp_metrics_reader(ep, every)?)
+                .build(),
+        );
         let provider = export::otlp_tracer_provider(ep, resource(&opts.node))?;
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracer = Some(provider);
     }
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let meters = builder.build();
+    let live = live.build();
     // Instruments recorded where things happen (checker rounds) use the global provider.
-    opentelemetry::global::set_meter_provider(meters.clone());
+    opentelemetry::global::set_meter_provider(live.clone());
     let labels = Labels::new(stats.clone());
     let fams = Arc::new(families());
-    register(&meters.meter(SCOPE), &labels, &fams);
-    if let Some(l) = link {
-        register_link(&meters.meter(SCOPE), l);
+    if let Some(o) = &observed {
+        register(&o.meter(SCOPE), &labels, &fams);
     }
-    let (server, metrics_addr) = match opts.metrics_listen {
+    if let Some(l) = link {
+        register_link(&live.meter(SCOPE), l);
+    }
+    let metrics_addr = match opts.metrics_listen {
         Some(addr) => {
             let page = page
                 .cache_while(PAGE_REUSE, snapshot_version(stats))
-                .with_writer(names(&fams), move |out| write_page(&labels, &fams, out));
-            let (h, a) = serve_metrics(addr, page).await?;
-            (Some(h), Some(a))
+                .with_writer(names(&fams), move |out| write_page(&labels, &fams, out))
+                .collect_inline();
+            // The server task lives as long as the thread's runtime.
+            let (_server, a) = serve_metrics(addr, page).await?;
+            Some(a)
         }
-        None => (None, None),
+        None => None,
     };
-    Ok(TelemetryGuard {
-        meters: Some(meters),
-        tracer,
-        server,
-        metrics_addr,
-    })
+    let meters = std::iter::once(live).chain(observed).collect();
+    Ok((meters, tracer, metrics_addr))
 }
 
 /// A number that changes with every snapshot published on `rx` (for the page cache).

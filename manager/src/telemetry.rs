@@ -39,8 +39,6 @@ use crate::core::Core;
 
 /// Instrumentation scope and service name.
 const SCOPE: &str = "ha-manager";
-/// Interval of the OTLP metrics export.
-pub const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// Alert kinds that always have a series (0 when none is active).
 pub const ALERT_KINDS: [&str; 4] = [
     "split-brain",
@@ -105,7 +103,7 @@ impl TelemetryGuard {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        export::shutdown_providers(self.meters.clone(), self.tracer.take()).await;
+        export::shutdown_providers(vec![self.meters.clone()], self.tracer.take()).await;
     }
 }
 
@@ -136,7 +134,10 @@ pub async fn start(
         .with_reader(prom);
     let mut tracer = None;
     if let Some(ep) = &opts.otlp_endpoint {
-        builder = builder.with_reader(export::otlp_metrics_reader(ep, OTLP_METRICS_INTERVAL)?);
+        builder = builder.with_reader(export::otlp_metrics_reader(
+            ep,
+            export::otlp_metrics_interval(),
+        )?);
         let provider = export::otlp_tracer_provider(ep, resource)?;
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracer = Some(provider);

@@ -116,21 +116,31 @@ pub fn measure<const N: usize>(
     tck: u64,
     during: impl FnOnce() -> Result<()>,
 ) -> Result<[Usage; N]> {
-    let before = pids.map(TreeSample::take);
+    let v = measure_all(&pids, tck, during)?;
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("one usage per process tree"))
+}
+
+/// [`measure`] for any number of process trees, all over the same window.
+pub fn measure_all(
+    pids: &[u32],
+    tck: u64,
+    during: impl FnOnce() -> Result<()>,
+) -> Result<Vec<Usage>> {
+    let before: Vec<TreeSample> = pids.iter().copied().map(TreeSample::take).collect();
     let start = Instant::now();
     during()?;
-    let after = pids.map(TreeSample::take);
+    let after: Vec<TreeSample> = pids.iter().copied().map(TreeSample::take).collect();
     let secs = start.elapsed().as_secs_f64();
-    let mut i = 0;
-    Ok(after.map(|z| {
-        let a = &before[i];
-        i += 1;
-        Usage {
+    Ok(after
+        .iter()
+        .zip(&before)
+        .map(|(z, a)| Usage {
             cpu_pct: z.ticks_since(a) as f64 / tck as f64 / secs * 100.0,
             rss_kib: z.rss_kib,
             procs: z.ticks.len(),
-        }
-    }))
+        })
+        .collect())
 }
 
 /// The pids of the daemons on both nodes.

@@ -50,6 +50,9 @@ pub enum TelemetryError {
         /// The socket error.
         source: std::io::Error,
     },
+    /// The thread (or its runtime) telemetry's I/O runs on could not start.
+    #[error("telemetry thread: {0}")]
+    Thread(std::io::Error),
 }
 
 fn otlp_error(endpoint: &str, e: impl std::fmt::Display) -> TelemetryError {
@@ -70,8 +73,27 @@ pub fn prometheus_reader() -> Result<(PromPage, PromReader), TelemetryError> {
         cache: Arc::new(Mutex::new(None)),
         version: None,
         writer: None,
+        inline: false,
     };
     Ok((page, PromReader(reader)))
+}
+
+/// The OTLP metrics export interval when `OTEL_METRIC_EXPORT_INTERVAL` does not say:
+/// Prometheus' usual scrape interval (the SDK's own default is 60 s). Every export
+/// collects and encodes every series, so this is most of what OTLP costs.
+pub const OTLP_METRICS_INTERVAL_DEFAULT: Duration = Duration::from_secs(15);
+
+/// The OTLP metrics export interval: `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds, the
+/// OpenTelemetry variable) when set to a positive number, else
+/// [`OTLP_METRICS_INTERVAL_DEFAULT`].
+pub fn otlp_metrics_interval() -> Duration {
+    interval_from(std::env::var("OTEL_METRIC_EXPORT_INTERVAL").ok().as_deref())
+}
+
+fn interval_from(var: Option<&str>) -> Duration {
+    var.and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(OTLP_METRICS_INTERVAL_DEFAULT, Duration::from_millis)
 }
 
 /// A reader that exports every metric over OTLP/gRPC to `endpoint` each `interval`.
@@ -107,12 +129,14 @@ pub fn otlp_tracer_provider(
 
 /// Flushes and stops the providers on a blocking thread (their shutdown blocks, and the
 /// agent's runtime has a single thread).
-pub async fn shutdown_providers(meters: SdkMeterProvider, tracer: Option<SdkTracerProvider>) {
+pub async fn shutdown_providers(meters: Vec<SdkMeterProvider>, tracer: Option<SdkTracerProvider>) {
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(t) = tracer {
             let _ = t.shutdown();
         }
-        let _ = meters.shutdown();
+        for m in meters {
+            let _ = m.shutdown();
+        }
     })
     .await;
 }
@@ -143,6 +167,8 @@ pub struct PromPage {
     /// Writes the families the page takes straight from their source, and their
     /// instrument names (which the page then never takes from the SDK's collection).
     writer: Option<(Writer, Arc<[&'static str]>)>,
+    /// Build the page on the server's own thread ([`PromPage::collect_inline`]).
+    inline: bool,
 }
 
 /// See [`PromPage::with_writer`].
@@ -222,6 +248,14 @@ impl PromPage {
         writer: impl Fn(&mut String) + Send + Sync + 'static,
     ) -> Self {
         self.writer = Some((Arc::new(writer), names.into_iter().collect()));
+        self
+    }
+
+    /// Builds the page on the thread that serves it, for a server on a thread of its
+    /// own (the agent's telemetry thread); by default it is built on a blocking thread,
+    /// off the runtime's workers.
+    pub fn collect_inline(mut self) -> Self {
+        self.inline = true;
         self
     }
 
@@ -721,11 +755,14 @@ pub async fn serve_metrics(
             let p = page.clone();
             async move {
                 // Collecting runs every instrument's callback: off the runtime's
-                // threads, so that the agent's single-threaded VRRP loop never waits on
-                // a scrape.
-                let body = tokio::task::spawn_blocking(move || p.body())
-                    .await
-                    .unwrap_or_default();
+                // workers, unless the server has a thread of its own.
+                let body = if p.inline {
+                    p.body()
+                } else {
+                    tokio::task::spawn_blocking(move || p.body())
+                        .await
+                        .unwrap_or_default()
+                };
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
@@ -748,6 +785,14 @@ pub async fn serve_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_interval_from_the_otel_variable() {
+        assert_eq!(interval_from(None), OTLP_METRICS_INTERVAL_DEFAULT);
+        assert_eq!(interval_from(Some("2500")), Duration::from_millis(2500));
+        assert_eq!(interval_from(Some("0")), OTLP_METRICS_INTERVAL_DEFAULT);
+        assert_eq!(interval_from(Some("5s")), OTLP_METRICS_INTERVAL_DEFAULT);
+    }
 
     #[test]
     fn state_values_follow_keepalived_order() {

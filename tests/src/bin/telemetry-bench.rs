@@ -4,26 +4,31 @@
 //! ```text
 //! cargo build --release -p ha-agent --bin ha-agent     # else the debug build is used
 //! cargo run -p ha-tests --bin telemetry-bench -- [--runs N] [--window SECS] [--detail] [--keep]
+//!                                                [--modes off,on,on-fast,scrape,otlp]
 //! ```
 //!
 //! The idle pair of `ha_tests::idle` (lb1 MASTER, lb2 BACKUP of 50 v3 instances at
-//! advert_int 0.01), measured twice per run on fresh namespaces:
+//! advert_int 0.01), one pair per mode, each on its own fresh namespaces, all running at
+//! once and measured over the same window (so the machine's load and its drift, which
+//! move a 3 % agent by more than the 5 % sought, hit every mode alike):
 //! - off: no telemetry flags;
 //! - on: `--metrics-listen <own address>:9464` and `--otlp-endpoint
 //!   http://192.0.2.100:4317`, a real OTLP/gRPC receiver run by this program in the client
-//!   namespace (metrics exported every 5 s; spans only on transitions, none when idle),
-//!   and the client scraping both agents' `/metrics` with curl every second, as
-//!   Prometheus would.
+//!   namespace (metrics exported at the agent's default interval, 15 s; spans only on
+//!   transitions, none when idle), and the client scraping both agents' `/metrics` with
+//!   curl every 5 s, the `scrape_interval` of the lab's Prometheus;
+//! - on, 1s scrape: the same with a scrape every second (a stress).
 //!
 //! - `--detail` adds "scrape only" (no OTLP) and "otlp only" (no `/metrics`), to tell
-//!   the two costs apart.
+//!   the two costs apart; `--modes` picks the modes (the first is the baseline;
+//!   `--modes off,off` shows the method's own noise).
 //!
-//! After a 3 s warm-up, CPU (utime+stime of the agent's process tree) over a 10 s window
-//! (`--window`: CPU is counted in clock ticks of 10 ms, so a 10 s window resolves 0.1 % of
-//! a core, a 5 % difference on an agent at 3 % needs longer windows or more runs). Each
-//! scrape's duration as curl sees it (`time_total`, on the client) is reported too.
-//! Each run starts with the next mode (off/on, on/off, ...) so drift of the machine's
-//! load does not favour one mode; the figures are medians over the runs.
+//! After a 3 s warm-up, CPU (utime+stime of the agent's process tree) over a 30 s window
+//! (`--window`). Each scrape's duration as curl sees it (`time_total`, on the client) is
+//! reported too.
+//! The order the pairs start in rotates from run to run. Figures: medians over the runs
+//! of each mode, and the median over the runs of each run's change against off (the
+//! paired figure, the one to read).
 //!
 //! The binary is `$HA_BIN_DIR/ha-agent` if set, else `target/release/ha-agent` when
 //! present, else the debug build next to this program.
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ha_tests::bench::{check_interrupted, install_signal_flag, interrupted, pause, wait_for};
-use ha_tests::idle::{self, Usage, WARMUP, WINDOW};
+use ha_tests::idle::{self, Usage, WARMUP};
 use ha_tests::measure::{clock_ticks_per_sec, median};
 use ha_tests::otlp::Receiver;
 use ha_tests::scenario::{Classic, Node, CLIENT};
@@ -43,8 +48,13 @@ use ha_tests::Agent;
 const CLIENT_ADDR: &str = "192.0.2.100";
 const OTLP_PORT: u16 = 4317;
 const METRICS_PORT: u16 = 9464;
-/// Between two scrapes of each agent.
-const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+/// Between two scrapes of each agent: the lab's Prometheus `scrape_interval`
+/// (deploy/prometheus/prometheus.yml).
+const SCRAPE_EVERY: u64 = 5;
+/// The stress mode's scrape interval.
+const SCRAPE_FAST: u64 = 1;
+/// Default window: two OTLP exports (every 15 s by default), six scrapes.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 
 /// `--keep`: keep the scratch directories (configs, logs).
 static KEEP: AtomicBool = AtomicBool::new(false);
@@ -54,7 +64,7 @@ static WINDOW_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// The measurement window (`--window`, else the idle benchmarks' 10 s).
 fn window() -> Duration {
     match WINDOW_SECS.load(Ordering::SeqCst) {
-        0 => WINDOW,
+        0 => DEFAULT_WINDOW,
         n => Duration::from_secs(n),
     }
 }
@@ -63,8 +73,10 @@ fn window() -> Duration {
 enum Mode {
     /// No telemetry flags.
     Off,
-    /// Everything: `/metrics` scraped every second and OTLP export.
+    /// Everything: `/metrics` scraped every 5 s and OTLP export.
     On,
+    /// As `On`, with a scrape every second (a stress: 5 times the lab's Prometheus).
+    OnFast,
     /// `--detail`: `/metrics` scraped every second, no OTLP.
     Scrape,
     /// `--detail`: OTLP export only (no `--metrics-listen`).
@@ -76,17 +88,27 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::On => "on",
+            Mode::OnFast => "on, 1s scrape",
             Mode::Scrape => "scrape only",
             Mode::Otlp => "otlp only",
         }
     }
 
     fn metrics(self) -> bool {
-        matches!(self, Mode::On | Mode::Scrape)
+        matches!(self, Mode::On | Mode::OnFast | Mode::Scrape)
+    }
+
+    /// Seconds between two scrapes.
+    fn scrape_every(self) -> u64 {
+        if self == Mode::OnFast {
+            SCRAPE_FAST
+        } else {
+            SCRAPE_EVERY
+        }
     }
 
     fn otlp(self) -> bool {
-        matches!(self, Mode::On | Mode::Otlp)
+        matches!(self, Mode::On | Mode::OnFast | Mode::Otlp)
     }
 }
 
@@ -149,74 +171,139 @@ fn scrape(t: &Classic) -> (usize, usize, Vec<f64>) {
     (ok, size, took)
 }
 
-fn measure_on(t: &mut Classic, mode: Mode, tck: u64) -> Result<Sample> {
-    let rt = tokio::runtime::Runtime::new()?;
-    let received = Receiver::default();
-    if mode.otlp() {
-        received.serve_in(&rt, t.lan.ns(CLIENT), &format!("{CLIENT_ADDR}:{OTLP_PORT}"))?;
+/// One scenario (its own namespaces: lb1, lb2, client) running the pair in `mode`.
+struct Setup {
+    mode: Mode,
+    t: Classic,
+    /// The OTLP receiver (serving only when the mode exports), and its runtime.
+    received: Receiver,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Setup {
+    fn start(mode: Mode, rep: usize, slot: usize) -> Result<Setup> {
+        let name = format!("telbench-{}-{rep}-{slot}", mode.name().replace(' ', "-"));
+        let mut t = Classic::new(&name)?;
+        let rt = tokio::runtime::Runtime::new()?;
+        let received = Receiver::default();
+        if mode.otlp() {
+            received.serve_in(&rt, t.lan.ns(CLIENT), &format!("{CLIENT_ADDR}:{OTLP_PORT}"))?;
+        }
+        for (idx, state, prio) in [(0, "MASTER", 150), (1, "BACKUP", 100)] {
+            let dir = t.dir.join(format!("lb{}", idx + 1));
+            let args = agent_args(idx, mode);
+            let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+            t.nodes[idx] = None;
+            let a = Agent::start_with(t.lan.ns(idx), &dir, &idle::conf(state, prio), &extra)?;
+            t.nodes[idx] = Some(Node::Agent(a));
+        }
+        Ok(Setup {
+            mode,
+            t,
+            received,
+            _rt: rt,
+        })
     }
-    for (idx, state, prio) in [(0, "MASTER", 150), (1, "BACKUP", 100)] {
-        let dir = t.dir.join(format!("lb{}", idx + 1));
-        let args = agent_args(idx, mode);
-        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
-        t.nodes[idx] = None;
-        let a = Agent::start_with(t.lan.ns(idx), &dir, &idle::conf(state, prio), &extra)?;
-        t.nodes[idx] = Some(Node::Agent(a));
+
+    fn node(&self, i: usize) -> Result<&Node> {
+        self.t.nodes[i].as_ref().context("node not started")
     }
-    let node = |i: usize| t.nodes[i].as_ref().context("node not started");
-    idle::wait_settled(&t.nodes)?;
-    if mode.metrics() {
-        wait_for(
-            "first scrape of both agents",
-            Duration::from_secs(10),
-            || scrape(t).0 == 2,
-        )?;
+
+    fn changes(&self) -> Result<usize> {
+        Ok(idle::state_changes(self.node(0)?) + idle::state_changes(self.node(1)?))
+    }
+
+    /// Settled, and (with `/metrics`) both agents answer a scrape.
+    fn ready(&self) -> Result<()> {
+        idle::wait_settled(&self.t.nodes)?;
+        if self.mode.metrics() {
+            wait_for(
+                "first scrape of both agents",
+                Duration::from_secs(10),
+                || scrape(&self.t).0 == 2,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Remove the scratch directory (unless `--keep`, or after a failure).
+    fn finish(self, ok: bool) {
+        let dir = self.t.dir.clone();
+        drop(self.t);
+        if ok && KEEP.load(Ordering::SeqCst) {
+            eprintln!("kept {}", dir.display());
+        } else if ok {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            eprintln!("scratch directory kept: {}", dir.display());
+        }
+    }
+}
+
+/// One run: every mode's pair on its own namespaces, all at once, measured over the
+/// same window (machine load and drift hit every mode alike).
+fn run(modes: &[Mode], rep: usize, tck: u64) -> Result<Vec<Sample>> {
+    let mut setups = Vec::new();
+    for (slot, &m) in modes.iter().enumerate() {
+        setups.push(Setup::start(m, rep, slot)?);
+    }
+    let r = measure_all(&setups, tck);
+    let ok = r.is_ok() && !interrupted();
+    for s in setups {
+        s.finish(ok);
+    }
+    r
+}
+
+fn measure_all(setups: &[Setup], tck: u64) -> Result<Vec<Sample>> {
+    for s in setups {
+        s.ready()?;
     }
     pause(WARMUP)?;
-    let changes0 = idle::state_changes(node(0)?) + idle::state_changes(node(1)?);
-    let exports0 = received.got().exports;
-    let (mut scrapes, mut page_bytes, mut took) = (0, 0, Vec::new());
-    let [master, backup] = idle::measure(idle::pids(&t.nodes)?, tck, || {
+    let changes0 = setups
+        .iter()
+        .map(Setup::changes)
+        .collect::<Result<Vec<_>>>()?;
+    let exports0: Vec<u64> = setups.iter().map(|s| s.received.got().exports).collect();
+    let mut pids = Vec::new();
+    for s in setups {
+        pids.extend(idle::pids(&s.t.nodes)?);
+    }
+    let n = setups.len();
+    let mut scrapes = vec![0usize; n];
+    let mut page_bytes = vec![0usize; n];
+    let mut took: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let usage = idle::measure_all(&pids, tck, || {
         let end = Instant::now() + window();
+        let mut second = 0u64;
         while Instant::now() < end {
-            let next = Instant::now() + SCRAPE_EVERY;
-            if mode.metrics() {
-                let (n, size, ms) = scrape(t);
-                scrapes += n;
-                page_bytes = page_bytes.max(size);
-                took.extend(ms);
+            let next = Instant::now() + Duration::from_secs(1);
+            for (i, s) in setups.iter().enumerate() {
+                if s.mode.metrics() && second % s.mode.scrape_every() == 0 {
+                    let (k, size, ms) = scrape(&s.t);
+                    scrapes[i] += k;
+                    page_bytes[i] = page_bytes[i].max(size);
+                    took[i].extend(ms);
+                }
             }
             pause(next.min(end).saturating_duration_since(Instant::now()))?;
+            second += 1;
         }
         Ok(())
     })?;
-    let changes = idle::state_changes(node(0)?) + idle::state_changes(node(1)?) - changes0;
-    let exports = received.got().exports - exports0;
-    Ok(Sample {
-        master,
-        backup,
-        scrapes,
-        page_bytes,
-        scrape_ms: median(&took).unwrap_or(0.0),
-        exports,
-        changes,
-    })
-}
-
-/// One measurement on fresh namespaces; the scratch directory is kept after a failure.
-fn run(mode: Mode, rep: usize, tck: u64) -> Result<Sample> {
-    let mut t = Classic::new(&format!("telbench-{}-{rep}", mode.name()))?;
-    let dir = t.dir.clone();
-    let r = measure_on(&mut t, mode, tck);
-    drop(t);
-    if r.is_ok() || interrupted() {
-        if KEEP.load(Ordering::SeqCst) && !interrupted() {
-            eprintln!("kept {}", dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+    let mut out = Vec::new();
+    for (i, s) in setups.iter().enumerate() {
+        out.push(Sample {
+            master: usage[2 * i],
+            backup: usage[2 * i + 1],
+            scrapes: scrapes[i],
+            page_bytes: page_bytes[i],
+            scrape_ms: median(&took[i]).unwrap_or(0.0),
+            exports: s.received.got().exports - exports0[i],
+            changes: s.changes()? - changes0[i],
+        });
     }
-    r.with_context(|| format!("scratch directory {}", dir.display()))
+    Ok(out)
 }
 
 /// `$HA_BIN_DIR`, else the release build if present, else this program's directory.
@@ -246,19 +333,35 @@ fn pct_over(on: f64, off: f64) -> String {
 fn main() -> Result<()> {
     install_signal_flag();
     let mut runs = 3usize;
-    let mut modes = vec![Mode::Off, Mode::On];
+    let mut modes = vec![Mode::Off, Mode::On, Mode::OnFast];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs needs N")?.parse()?,
             "--detail" => modes.extend([Mode::Scrape, Mode::Otlp]),
+            "--modes" => {
+                // The first is the baseline; `--modes off,off` measures the method's
+                // own noise (two identical pairs side by side).
+                let list = args.next().context("--modes needs LIST")?;
+                modes = list
+                    .split(',')
+                    .map(|m| match m {
+                        "off" => Ok(Mode::Off),
+                        "on" => Ok(Mode::On),
+                        "on-fast" => Ok(Mode::OnFast),
+                        "scrape" => Ok(Mode::Scrape),
+                        "otlp" => Ok(Mode::Otlp),
+                        other => bail!("--modes: off|on|scrape|otlp, not {other:?}"),
+                    })
+                    .collect::<Result<_>>()?;
+            }
             "--keep" => KEEP.store(true, Ordering::SeqCst),
             "--window" => {
                 let n: u64 = args.next().context("--window needs SECS")?.parse()?;
                 WINDOW_SECS.store(n.max(1), Ordering::SeqCst);
             }
             "-h" | "--help" => {
-                println!("telemetry-bench [--runs N] [--window SECS] [--detail] [--keep]");
+                println!("telemetry-bench [--runs N] [--window SECS] [--detail | --modes off,on,on-fast,scrape,otlp] [--keep]");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
@@ -272,18 +375,18 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); modes.len()];
     for rep in 0..runs {
-        // Each run starts with the next mode, so none always runs first or last.
-        for k in 0..modes.len() {
-            let m = (k + rep) % modes.len();
-            let mode = modes[m];
-            check_interrupted()?;
-            let s = run(mode, rep, tck)?;
+        check_interrupted()?;
+        // Modes side by side; the order they start in rotates from run to run.
+        let order: Vec<usize> = (0..modes.len()).map(|k| (k + rep) % modes.len()).collect();
+        let ms: Vec<Mode> = order.iter().map(|&m| modes[m]).collect();
+        let got = run(&ms, rep, tck)?;
+        for (&m, s) in order.iter().zip(got) {
             eprintln!(
                 "[{:>5.1}s] run {}/{runs} telemetry {:<11}: master {:.2} % backup {:.2} % \
                  (scrapes {}, page {} B, scrape {:.1} ms, OTLP exports {}, state changes {})",
                 started.elapsed().as_secs_f64(),
                 rep + 1,
-                mode.name(),
+                modes[m].name(),
                 s.master.cpu_pct,
                 s.backup.cpu_pct,
                 s.scrapes,
@@ -302,11 +405,10 @@ fn main() -> Result<()> {
         idle::INSTANCES
     );
     println!(
-        "on = --metrics-listen + --otlp-endpoint to a live OTLP/gRPC receiver (this program) + a /metrics scrape per agent every {} s",
-        SCRAPE_EVERY.as_secs()
+        "on = --metrics-listen + --otlp-endpoint to a live OTLP/gRPC receiver (this program; export interval: the agent's default) + a /metrics scrape per agent every {SCRAPE_EVERY} s (the lab's Prometheus); \"on, 1s scrape\" scrapes every {SCRAPE_FAST} s"
     );
     println!(
-        "CPU over {} s after {} s warm-up, % of one core (utime+stime of the process tree); medians of {runs} run(s), modes in rotating order; (+x %) is against off",
+        "CPU over {} s after {} s warm-up, % of one core (utime+stime of the process tree); medians of {runs} run(s), every mode side by side in each run's window; (+x %) is against off",
         window().as_secs(),
         WARMUP.as_secs()
     );
@@ -339,6 +441,31 @@ fn main() -> Result<()> {
             line += &format!(" | {cell:>20}");
         }
         println!("{line}");
+    }
+    println!();
+    // Each run measured every mode in the same window: the change against off within a
+    // run is the figure machine drift does not move.
+    for (m, v) in modes.iter().zip(&samples).skip(1) {
+        let paired = |f: Pick| {
+            let r: Vec<f64> = v
+                .iter()
+                .zip(&samples[0])
+                .filter(|(_, off)| f(off) > 0.0)
+                .map(|(on, off)| (f(on) / f(off) - 1.0) * 100.0)
+                .collect();
+            let each = r.iter().map(|x| format!("{x:+.0}")).collect::<Vec<_>>();
+            format!(
+                "{:+.1} % (runs: {} %)",
+                median(&r).unwrap_or(0.0),
+                each.join(" ")
+            )
+        };
+        println!(
+            "{:<11} vs off, same window, median of runs: master {}, backup {}",
+            m.name(),
+            paired(|s| s.master.cpu_pct),
+            paired(|s| s.backup.cpu_pct)
+        );
     }
     println!();
     for (m, v) in modes.iter().zip(&samples) {
