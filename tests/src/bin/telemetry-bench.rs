@@ -279,7 +279,7 @@ fn measure_all(setups: &[Setup], tck: u64) -> Result<Vec<Sample>> {
         while Instant::now() < end {
             let next = Instant::now() + Duration::from_secs(1);
             for (i, s) in setups.iter().enumerate() {
-                if s.mode.metrics() && second % s.mode.scrape_every() == 0 {
+                if s.mode.metrics() && second.is_multiple_of(s.mode.scrape_every()) {
                     let (k, size, ms) = scrape(&s.t);
                     scrapes[i] += k;
                     page_bytes[i] = page_bytes[i].max(size);
