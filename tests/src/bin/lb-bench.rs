@@ -31,7 +31,7 @@
 //!    (checker only; parent plus checker child measured) and the program under test on
 //!    the same generated config, one after the other (which goes first alternates per
 //!    case), and prints one result line each (plus `ipvsadm -Ln`'s destination count). The VM is TCG-emulated on one vCPU,
-//!    shared with the listener: 1000 checks/s are not sustained there, so `--vm-n`
+//!    shared with the listener: 1000 checks/s are barely sustained there, so `--vm-n`
 //!    takes a list (default 1000,300: the asked N, and one both programs sustain on a
 //!    loaded 2-core host); a note flags any N whose checks/s stayed under 90 % of N.
 //! 3. **Throughput**: clients -- director -- real server namespaces; nginx on the real
