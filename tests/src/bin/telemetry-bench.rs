@@ -126,6 +126,17 @@ struct Sample {
     exports: u64,
     /// State changes logged during the window by both nodes (0 when stable).
     changes: usize,
+    /// On-CPU time of each agent's main thread (the VRRP loop), % of one core, master
+    /// then backup; the rest of `Usage::cpu_pct` is its other threads (telemetry, SDK).
+    main_pct: [f64; 2],
+}
+
+/// On-CPU nanoseconds of thread `tid` of `pid` so far (`schedstat`, exact).
+fn thread_ns(pid: u32, tid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
 }
 
 fn agent_args(idx: usize, mode: Mode) -> Vec<String> {
@@ -273,6 +284,8 @@ fn measure_all(setups: &[Setup], tck: u64) -> Result<Vec<Sample>> {
     let mut scrapes = vec![0usize; n];
     let mut page_bytes = vec![0usize; n];
     let mut took: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let main0: Vec<u64> = pids.iter().map(|&p| thread_ns(p, p)).collect();
+    let t0 = Instant::now();
     let usage = idle::measure_all(&pids, tck, || {
         let end = Instant::now() + window();
         let mut second = 0u64;
@@ -291,9 +304,16 @@ fn measure_all(setups: &[Setup], tck: u64) -> Result<Vec<Sample>> {
         }
         Ok(())
     })?;
+    let secs = t0.elapsed().as_secs_f64();
+    let main_pct: Vec<f64> = pids
+        .iter()
+        .zip(&main0)
+        .map(|(&p, &a)| thread_ns(p, p).saturating_sub(a) as f64 / 1e9 / secs * 100.0)
+        .collect();
     let mut out = Vec::new();
     for (i, s) in setups.iter().enumerate() {
         out.push(Sample {
+            main_pct: [main_pct[2 * i], main_pct[2 * i + 1]],
             master: usage[2 * i],
             backup: usage[2 * i + 1],
             scrapes: scrapes[i],
@@ -413,16 +433,20 @@ fn main() -> Result<()> {
         WARMUP.as_secs()
     );
     println!();
-    let mut head = format!("{:<16}", "measure");
+    let mut head = format!("{:<17}", "measure");
     for m in &modes {
         head += &format!(" | {:>20}", m.name());
     }
     println!("{head}");
     println!("{}", "-".repeat(head.len()));
     type Pick = fn(&Sample) -> f64;
-    let rows: [(&str, Pick); 5] = [
+    let rows: [(&str, Pick); 9] = [
         ("master CPU %", |s| s.master.cpu_pct),
         ("backup CPU %", |s| s.backup.cpu_pct),
+        ("master main thr %", |s| s.main_pct[0]),
+        ("backup main thr %", |s| s.main_pct[1]),
+        ("master others %", |s| (s.master.cpu_pct - s.main_pct[0]).max(0.0)),
+        ("backup others %", |s| (s.backup.cpu_pct - s.main_pct[1]).max(0.0)),
         ("master RSS MiB", |s| s.master.rss_kib as f64 / 1024.0),
         ("backup RSS MiB", |s| s.backup.rss_kib as f64 / 1024.0),
         ("scrape ms", |s| s.scrape_ms),
@@ -430,7 +454,7 @@ fn main() -> Result<()> {
     let med = |v: &[Sample], f: Pick| median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
     for (label, pick) in rows {
         let base = med(&samples[0], pick);
-        let mut line = format!("{label:<16}");
+        let mut line = format!("{label:<17}");
         for (i, v) in samples.iter().enumerate() {
             let x = med(v, pick);
             let cell = if i == 0 {
