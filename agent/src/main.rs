@@ -136,6 +136,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 sockets: Vec::new(),
                 lb: None,
             }));
+        let stats_wanted = ha_agent::runtime::stats::Wanted::default();
         let telemetry = ha_agent::telemetry::start(
             ha_agent::telemetry::TelemetryOptions {
                 metrics_listen: args.metrics_listen,
@@ -143,6 +144,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 node: plan.node.clone(),
             },
             stats_rx,
+            Some(stats_wanted.clone()),
             link_stats,
         )
         .await
@@ -161,6 +163,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             link,
             initial,
             stats_tx: Some(stats_tx),
+            stats_wanted: Some(stats_wanted),
         })
         .await;
         telemetry.shutdown().await;

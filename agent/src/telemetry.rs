@@ -4,8 +4,8 @@
 //! trace through the W3C `traceparent` the manager puts in pushed overrides.
 //!
 //! One metrics API (OTel) feeds both outputs: every instrument is observable and reads
-//! the latest snapshot from the engine's watch channel (published every second), so the
-//! VRRP loop never touches telemetry beyond that publication: the `/metrics` server and
+//! the latest snapshot from the engine's watch channel (built when a reader asks, at most
+//! a second old when read), so the VRRP loop never touches telemetry beyond that publication: the `/metrics` server and
 //! the OTLP connections run on a thread of their own (`ha-telemetry`). Names follow Prometheus conventions with units in
 //! the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
 //! suffix; the Collector's Prometheus exporter appends it the same way).
@@ -38,13 +38,13 @@ use tokio::sync::watch;
 
 use crate::lb::dataplane::reconcile::TickOutcome;
 use crate::link::stats::LinkStats;
-use crate::runtime::stats::{InstanceStats, ObjectCounters, RsStats, Stats, VsStats};
+use crate::runtime::stats::{InstanceStats, ObjectCounters, RsStats, Stats, VsStats, Wanted};
 use crate::vrrp::fsm::State;
 use crate::vrrp::instance::Instance;
 
 /// How long `/metrics` serves a page again while the engine has published no new stats
-/// snapshot (it publishes every second; the checkers' duration histogram and the link's
-/// gauges, recorded live, show at most this late).
+/// snapshot (it publishes when a reader asks; the checkers' duration histogram and the
+/// link's gauges, recorded live, show at most this late).
 pub const PAGE_REUSE: Duration = Duration::from_millis(500);
 /// Instrumentation scope of every instrument and span.
 const SCOPE: &str = "ha-agent";
@@ -152,6 +152,7 @@ fn resource(node: &str) -> Resource {
 pub async fn start(
     opts: TelemetryOptions,
     stats: watch::Receiver<Arc<Stats>>,
+    wanted: Option<Wanted>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<TelemetryGuard, TelemetryError> {
     if opts.metrics_listen.is_none() && opts.otlp_endpoint.is_none() {
@@ -178,7 +179,7 @@ pub async fn start(
                 }
             };
             rt.block_on(async move {
-                match build(opts, stats, link).await {
+                match build(opts, stats, wanted, link).await {
                     // Runs (serves, exports) until stopped or the guard is gone.
                     Ok(parts) => {
                         if ready_tx.send(Ok(parts)).is_ok() {
@@ -236,6 +237,7 @@ type Built = (
 async fn build(
     opts: TelemetryOptions,
     stats: watch::Receiver<Arc<Stats>>,
+    wanted: Option<Wanted>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<Built, TelemetryError> {
     let (page, prom) = export::prometheus_reader()?;
@@ -261,7 +263,7 @@ async fn build(
     let live = live.build();
     // Instruments recorded where things happen (checker rounds) use the global provider.
     opentelemetry::global::set_meter_provider(live.clone());
-    let labels = Labels::new(stats.clone());
+    let labels = Labels::new(stats.clone(), wanted);
     let fams = Arc::new(families());
     if let Some(o) = &observed {
         register(&o.meter(SCOPE), &labels, &fams);
@@ -430,7 +432,7 @@ fn shared(k: &'static str, v: &str) -> KeyValue {
 }
 
 /// The label values of one stats snapshot, built once per snapshot (the engine
-/// publishes one a second) and shared by every callback of every collection (a scrape,
+/// publishes one when a reader asks) and shared by every callback of every collection (a scrape,
 /// an OTLP export): observing clones shared strings instead of allocating a `String`
 /// per label of each of the ~1,600 series of 50 instances.
 struct Snap {
@@ -597,37 +599,61 @@ impl Snap {
     }
 }
 
+/// How old a snapshot may be before a reader asks the engine for a fresh one.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+/// How long a reader waits for the fresh snapshot it asked for (then takes the latest).
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(100);
+
 /// The labels of the latest snapshot on the watch channel, rebuilt when the engine
-/// publishes a new one.
+/// publishes a new one. With `wanted`, the engine publishes only when asked: a reader
+/// (a scrape, an OTLP export) that finds the snapshot older than [`SNAPSHOT_MAX_AGE`]
+/// asks for one and waits for it, so the engine builds none that nobody reads.
 struct Labels {
     /// The engine's snapshots.
     rx: Rx,
-    /// Labels of the last snapshot seen.
-    cur: std::sync::Mutex<Option<Arc<Snap>>>,
+    /// Asks the engine for a snapshot (None: it publishes on its own, as in tests).
+    wanted: Option<Wanted>,
+    /// Labels of the last snapshot seen, and when the last fresh one was asked for.
+    cur: std::sync::Mutex<(Option<Arc<Snap>>, Option<std::time::Instant>)>,
 }
 
 type L = Arc<Labels>;
 
 impl Labels {
-    fn new(rx: Rx) -> L {
+    fn new(rx: Rx, wanted: Option<Wanted>) -> L {
         Arc::new(Labels {
             rx,
-            cur: std::sync::Mutex::new(None),
+            wanted,
+            cur: std::sync::Mutex::new((None, None)),
         })
     }
 
-    /// The latest snapshot and its labels.
+    /// The latest snapshot and its labels (asked for first when too old). Blocks the
+    /// caller for at most [`SNAPSHOT_WAIT`]: it runs on the telemetry thread or the
+    /// SDK's export thread, never on the engine's.
     fn get(&self) -> Arc<Snap> {
-        let stats = self.rx.borrow().clone();
         let mut cur = self
             .cur
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*cur {
+        if let Some(w) = &self.wanted {
+            if cur.1.is_none_or(|t| t.elapsed() >= SNAPSHOT_MAX_AGE) {
+                let before = self.rx.borrow().clone();
+                w.notify_one();
+                let until = std::time::Instant::now() + SNAPSHOT_WAIT;
+                while Arc::ptr_eq(&self.rx.borrow(), &before) && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Also after a timeout (engine busy or gone): not asked again for a while.
+                cur.1 = Some(std::time::Instant::now());
+            }
+        }
+        let stats = self.rx.borrow().clone();
+        match &cur.0 {
             Some(s) if Arc::ptr_eq(&s.stats, &stats) => s.clone(),
             _ => {
                 let s = Arc::new(Snap::new(stats));
-                *cur = Some(s.clone());
+                cur.0 = Some(s.clone());
                 s
             }
         }
@@ -1227,6 +1253,48 @@ mod tests {
         text.lines().any(|l| l == line)
     }
 
+    /// A reader asks the engine for a fresh snapshot when the one it has is too old, and
+    /// takes it; within the age limit it asks nothing.
+    #[test]
+    fn a_reader_asks_for_a_fresh_snapshot() {
+        let (tx, rx) = watch::channel(Arc::new(stats(1, "BACKUP", 10)));
+        let wanted = Wanted::default();
+        let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // The engine's side: publish a snapshot on each request.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (w, a) = (wanted.clone(), asked.clone());
+        let engine = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let mut n = 1;
+                while tokio::time::timeout(Duration::from_millis(300), w.notified())
+                    .await
+                    .is_ok()
+                {
+                    n += 1;
+                    a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = tx.send(Arc::new(stats(n, "MASTER", n)));
+                }
+            })
+        });
+        let labels = Labels::new(rx, Some(wanted));
+        let s = labels.get();
+        assert_eq!(
+            s.stats.dump_seq, 2,
+            "the first read waits for a fresh snapshot"
+        );
+        assert_eq!(s.stats.instances[0].state, "MASTER");
+        let again = labels.get();
+        assert!(
+            Arc::ptr_eq(&s, &again),
+            "a fresh snapshot is not asked for again"
+        );
+        engine.join().unwrap();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn metrics_follow_the_latest_stats() {
         let (tx, rx) = watch::channel(Arc::new(stats(1, "BACKUP", 10)));
@@ -1238,7 +1306,7 @@ mod tests {
             otlp_endpoint: None,
             node: "lb1".into(),
         };
-        let g = start(opts, rx, Some(link)).await.unwrap();
+        let g = start(opts, rx, None, Some(link)).await.unwrap();
         let addr = g.metrics_addr().unwrap();
         let text = scrape(addr).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -1345,7 +1413,7 @@ mod tests {
             .with_reader(prom)
             .with_reader(Shared(otlp.clone()))
             .build();
-        let labels = Labels::new(rx);
+        let labels = Labels::new(rx, None);
         let fams = Arc::new(families());
         register(&meters.meter(SCOPE), &labels, &fams);
         let f = fams.clone();
@@ -1561,7 +1629,7 @@ mod bench {
             .with_resource(resource("lb1"))
             .with_reader(prom)
             .build();
-        let labels = Labels::new(rx);
+        let labels = Labels::new(rx, None);
         let fams = Arc::new(families());
         register(&meters.meter(SCOPE), &labels, &fams);
         let l = labels.clone();
@@ -1590,7 +1658,7 @@ mod bench {
             .with_reader(super::tests::Shared(reader.clone()))
             .build();
         let (tx, rx) = watch::channel(Arc::new(big_stats(1, 50)));
-        let labels = Labels::new(rx);
+        let labels = Labels::new(rx, None);
         register(&sdk.meter(SCOPE), &labels, &fams);
         let mut collect = Vec::new();
         for k in 0..iters {

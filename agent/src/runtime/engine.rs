@@ -194,8 +194,10 @@ pub struct RunOptions {
     pub link: Option<LinkEnds>,
     /// Overrides persisted by the last run, applied before any instance starts.
     pub initial: Option<OverrideSet>,
-    /// Where to publish stats every second (metrics).
+    /// Where to publish stats (metrics), when `stats_wanted` asks for them.
     pub stats_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<stats::Stats>>>,
+    /// Notified by the readers of `stats_tx` when they want a fresh snapshot.
+    pub stats_wanted: Option<stats::Wanted>,
 }
 
 /// The engine's ends of the manager link channels.
@@ -217,6 +219,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         link,
         initial,
         stats_tx,
+        stats_wanted,
     } = opts;
     let nl = netlink::spawn(netlink::Options::default()).map_err(EngineError::Start)?;
     match nl.cleanup_leftovers().await {
@@ -298,14 +301,12 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     for i in 0..engine.slots.len() {
         engine.refresh(i).await;
     }
-    let mut publish = tokio::time::interval(Duration::from_secs(1));
-    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Protocol deadlines wait on a timerfd: tokio's millisecond wheel fires ~1 ms late.
     let wake = crate::net::wake::Wakeup::new();
     loop {
         let deadline = engine.next_deadline();
         tokio::select! {
-            _ = publish.tick() => engine.publish(),
+            _ = wanted(&stats_wanted) => engine.publish(),
             _ = wake.sleep_until(deadline) => engine.tick().await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
@@ -321,6 +322,14 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     }
     engine.shutdown().await;
     Ok(())
+}
+
+/// A reader asked for a fresh stats snapshot (never, without readers).
+async fn wanted(w: &Option<stats::Wanted>) {
+    match w {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_opt(rx: &mut Option<mpsc::Receiver<FromLink>>) -> Option<FromLink> {

@@ -13,7 +13,7 @@
 //!   VipState / SetOverrides / Shutdown ------------+--> load-balancer thread (runtime/lb.rs):
 //!   LbEvent (history, log lines) <------------------    checkers, lb::service, nft / IPVS
 //!   LbStatus (watch) --> manager link, metrics
-//!   Stats (watch, each second) --> telemetry thread (telemetry.rs; own runtime):
+//!   Stats (watch, when wanted) <-> telemetry thread (telemetry.rs; own runtime):
 //!                                  /metrics server, OTLP gRPC connections
 //! ```
 

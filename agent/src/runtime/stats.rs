@@ -267,3 +267,7 @@ pub fn write(dir: &Path, stats: &Stats) -> std::io::Result<()> {
     f.sync_all()?;
     fs::rename(&tmp, dir.join("stats.json"))
 }
+
+/// How a reader of the stats snapshots (telemetry) asks the engine for a fresh one: the
+/// engine builds a snapshot only when asked, so none is built that nobody reads.
+pub type Wanted = std::sync::Arc<tokio::sync::Notify>;

@@ -445,8 +445,12 @@ fn main() -> Result<()> {
         ("backup CPU %", |s| s.backup.cpu_pct),
         ("master main thr %", |s| s.main_pct[0]),
         ("backup main thr %", |s| s.main_pct[1]),
-        ("master others %", |s| (s.master.cpu_pct - s.main_pct[0]).max(0.0)),
-        ("backup others %", |s| (s.backup.cpu_pct - s.main_pct[1]).max(0.0)),
+        ("master others %", |s| {
+            (s.master.cpu_pct - s.main_pct[0]).max(0.0)
+        }),
+        ("backup others %", |s| {
+            (s.backup.cpu_pct - s.main_pct[1]).max(0.0)
+        }),
         ("master RSS MiB", |s| s.master.rss_kib as f64 / 1024.0),
         ("backup RSS MiB", |s| s.backup.rss_kib as f64 / 1024.0),
         ("scrape ms", |s| s.scrape_ms),

@@ -77,7 +77,7 @@ impl Engine {
         }
     }
 
-    /// Publish the stats for the metrics exporter (every second and after transitions).
+    /// Publish the stats for the metrics exporter (when it asks: a scrape, an export).
     pub(super) fn publish(&self) {
         // Nobody reads it with telemetry off: skip building the snapshot (every instance
         // and every real server) on the engine's loop.
