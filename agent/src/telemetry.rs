@@ -5,9 +5,9 @@
 //!
 //! One metrics API (OTel) feeds both outputs: every instrument is observable and reads
 //! the latest snapshot from the engine's watch channel (built when a reader asks, at most
-//! a second old when read), so the VRRP loop never touches telemetry beyond that publication: the `/metrics` server and
-//! the OTLP connections run on a thread of their own (`ha-telemetry`). Names follow Prometheus conventions with units in
-//! the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
+//! a second old when read), so the VRRP loop never touches telemetry beyond building
+//! that snapshot: the `/metrics` server and the OTLP connections run on a thread of their
+//! own (`ha-telemetry`). Names follow Prometheus conventions with units in the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
 //! suffix; the Collector's Prometheus exporter appends it the same way).
 //!
 //! VRRP state transitions ([`transition_span`]) and load-balancer reconciler runs
@@ -240,9 +240,10 @@ async fn build(
     wanted: Option<Wanted>,
     link: Option<Arc<LinkStats>>,
 ) -> Result<Built, TelemetryError> {
+    let res = resource(&opts.node);
     let (page, prom) = export::prometheus_reader()?;
     let mut live = SdkMeterProvider::builder()
-        .with_resource(resource(&opts.node))
+        .with_resource(res.clone())
         .with_reader(prom);
     let mut observed = None;
     let mut tracer = None;
@@ -251,11 +252,11 @@ async fn build(
         live = live.with_reader(export::otlp_metrics_reader(ep, every)?);
         observed = Some(
             SdkMeterProvider::builder()
-                .with_resource(resource(&opts.node))
+                .with_resource(res.clone())
                 .with_reader(export::otlp_metrics_reader(ep, every)?)
                 .build(),
         );
-        let provider = export::otlp_tracer_provider(ep, resource(&opts.node))?;
+        let provider = export::otlp_tracer_provider(ep, res)?;
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracer = Some(provider);
     }
@@ -263,7 +264,7 @@ async fn build(
     let live = live.build();
     // Instruments recorded where things happen (checker rounds) use the global provider.
     opentelemetry::global::set_meter_provider(live.clone());
-    let labels = Labels::new(stats.clone(), wanted);
+    let labels = Labels::new(stats, wanted);
     let fams = Arc::new(families());
     if let Some(o) = &observed {
         register(&o.meter(SCOPE), &labels, &fams);
@@ -273,8 +274,9 @@ async fn build(
     }
     let metrics_addr = match opts.metrics_listen {
         Some(addr) => {
+            let version = labels.clone();
             let page = page
-                .cache_while(PAGE_REUSE, snapshot_version(stats))
+                .cache_while(PAGE_REUSE, move || version.get().generation)
                 .with_writer(names(&fams), move |out| write_page(&labels, &fams, out))
                 .collect_inline();
             // The server task lives as long as the thread's runtime.
@@ -285,23 +287,6 @@ async fn build(
     };
     let meters = std::iter::once(live).chain(observed).collect();
     Ok((meters, tracer, metrics_addr))
-}
-
-/// A number that changes with every snapshot published on `rx` (for the page cache).
-fn snapshot_version(rx: Rx) -> impl Fn() -> u64 + Send + Sync + 'static {
-    let seen = std::sync::Mutex::new((rx, 0u64));
-    move || {
-        let mut g = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rx, n) = &mut *g;
-        // A closed channel (engine gone) keeps the last version.
-        if rx.has_changed().unwrap_or(false) {
-            rx.mark_unchanged();
-            *n += 1;
-        }
-        *n
-    }
 }
 
 /// A `tracing` layer that exports `tracing` spans through the guard's tracer provider
@@ -436,6 +421,8 @@ fn shared(k: &'static str, v: &str) -> KeyValue {
 /// an OTLP export): observing clones shared strings instead of allocating a `String`
 /// per label of each of the ~1,600 series of 50 instances.
 struct Snap {
+    /// Counts the snapshots [`Labels`] has taken (the `/metrics` page cache's version).
+    generation: u64,
     /// The snapshot.
     stats: Arc<Stats>,
     /// `node`.
@@ -471,7 +458,7 @@ struct VsLabels {
 }
 
 impl Snap {
-    fn new(stats: Arc<Stats>) -> Snap {
+    fn new(stats: Arc<Stats>, generation: u64) -> Snap {
         let inst = stats
             .instances
             .iter()
@@ -555,6 +542,7 @@ impl Snap {
             .map(|c| shared("object", &c.object))
             .collect();
         Snap {
+            generation,
             node: shared("node", &stats.node),
             stats,
             inst,
@@ -613,8 +601,17 @@ struct Labels {
     rx: Rx,
     /// Asks the engine for a snapshot (None: it publishes on its own, as in tests).
     wanted: Option<Wanted>,
-    /// Labels of the last snapshot seen, and when the last fresh one was asked for.
-    cur: std::sync::Mutex<(Option<Arc<Snap>>, Option<std::time::Instant>)>,
+    /// What was seen and asked so far.
+    cur: std::sync::Mutex<Seen>,
+}
+
+/// The state of [`Labels`].
+#[derive(Default)]
+struct Seen {
+    /// Labels of the last snapshot seen.
+    snap: Option<Arc<Snap>>,
+    /// When a fresh snapshot was last asked for.
+    asked: Option<std::time::Instant>,
 }
 
 type L = Arc<Labels>;
@@ -624,7 +621,7 @@ impl Labels {
         Arc::new(Labels {
             rx,
             wanted,
-            cur: std::sync::Mutex::new((None, None)),
+            cur: std::sync::Mutex::new(Seen::default()),
         })
     }
 
@@ -637,7 +634,7 @@ impl Labels {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(w) = &self.wanted {
-            if cur.1.is_none_or(|t| t.elapsed() >= SNAPSHOT_MAX_AGE) {
+            if cur.asked.is_none_or(|t| t.elapsed() >= SNAPSHOT_MAX_AGE) {
                 let before = self.rx.borrow().clone();
                 w.notify_one();
                 let until = std::time::Instant::now() + SNAPSHOT_WAIT;
@@ -645,15 +642,16 @@ impl Labels {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 // Also after a timeout (engine busy or gone): not asked again for a while.
-                cur.1 = Some(std::time::Instant::now());
+                cur.asked = Some(std::time::Instant::now());
             }
         }
         let stats = self.rx.borrow().clone();
-        match &cur.0 {
+        match &cur.snap {
             Some(s) if Arc::ptr_eq(&s.stats, &stats) => s.clone(),
-            _ => {
-                let s = Arc::new(Snap::new(stats));
-                cur.0 = Some(s.clone());
+            prev => {
+                let generation = prev.as_ref().map_or(0, |p| p.generation + 1);
+                let s = Arc::new(Snap::new(stats, generation));
+                cur.snap = Some(s.clone());
                 s
             }
         }
