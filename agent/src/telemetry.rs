@@ -828,6 +828,21 @@ fn families() -> Vec<Fam> {
             "Priority-0 advertisements received",
             |i| i.counters.prio0_received,
         ),
+        inst_counter(
+            "ha_vrrp_stalls",
+            "Timers acted on much later than their deadline (this process was not scheduled)",
+            |i| i.counters.stalls,
+        ),
+        inst_counter(
+            "ha_vrrp_stall_deferrals",
+            "Master_Down expiries postponed after a stall to hear the master first",
+            |i| i.counters.stall_deferrals,
+        ),
+        inst_counter(
+            "ha_vrrp_peer_master_adverts",
+            "Adverts heard as MASTER from another, lower-priority master",
+            |i| i.counters.peer_master_adverts,
+        ),
         inst_counter("ha_notify_runs", "Notify script runs", |i| i.notify_runs),
         inst_counter(
             "ha_notify_failures",
@@ -1215,6 +1230,9 @@ mod tests {
                     became_master: 2,
                     prio0_sent: 1,
                     prio0_received: 4,
+                    stalls: 0,
+                    stall_deferrals: 0,
+                    peer_master_adverts: 0,
                     drops,
                 },
                 transitions,
@@ -1526,6 +1544,7 @@ mod tests {
             auth: None,
             unicast_peers: Vec::new(),
             garp: GarpConfig::default(),
+            timer_expired_backup: None,
         };
         let inst = Instance::new(cfg, "192.0.2.1".parse().unwrap());
         transition_span("VI_7", &inst, State::Backup, State::Master, "master down");
@@ -1601,6 +1620,9 @@ mod bench {
                         became_master: 0,
                         prio0_sent: 0,
                         prio0_received: 0,
+                        stalls: 0,
+                        stall_deferrals: 0,
+                        peer_master_adverts: 0,
                         drops: drops(),
                     },
                     transitions: [("BACKUP startup".to_string(), 1)].into_iter().collect(),

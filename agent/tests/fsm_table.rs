@@ -131,6 +131,7 @@ fn parse_config(words: &[&str]) -> (InstanceConfig, IpAddr) {
         auth: None,
         unicast_peers: Vec::new(),
         garp: GarpConfig::default(),
+        timer_expired_backup: None,
     };
     let mut primary: IpAddr = "192.0.2.1".parse().unwrap();
     for (k, v) in kv(words) {
@@ -158,6 +159,7 @@ fn parse_config(words: &[&str]) -> (InstanceConfig, IpAddr) {
             "garp_refresh_repeat" => cfg.garp.refresh_repeat = v.parse().unwrap(),
             "lower_prio_delay" => cfg.garp.lower_prio_delay = Some(parse_time(&v)),
             "lower_prio_repeat" => cfg.garp.lower_prio_repeat = v.parse().unwrap(),
+            "timer_expired_backup" => cfg.timer_expired_backup = Some(Priority(v.parse().unwrap())),
             _ => panic!("unknown config key {k}"),
         }
     }
@@ -242,6 +244,10 @@ fn fmt_action(a: &Action) -> String {
         Action::Transition { from, to, reason } => format!("transition {from} -> {to} ({reason})"),
         Action::LogDrop { reason, src } => format!("log-drop {} from {src}", reason.as_str()),
         Action::AddressListMismatch { src } => format!("address-list-mismatch from {src}"),
+        Action::Stalled { late, deferred } => {
+            format!("stalled late={}ms deferred={deferred}", late.as_millis())
+        }
+        Action::PeerMaster { src, priority } => format!("peer-master {src} prio={priority}"),
     }
 }
 
@@ -261,6 +267,9 @@ fn check_expect(inst: &Instance, words: &[&str], line_no: usize, case: &Path) {
             "prio0_received" => c.prio0_received.to_string(),
             "ignored" => c.ignored.to_string(),
             "address_list_mismatch" => c.address_list_mismatch.to_string(),
+            "stalls" => c.stalls.to_string(),
+            "stall_deferrals" => c.stall_deferrals.to_string(),
+            "peer_master_adverts" => c.peer_master_adverts.to_string(),
             "drops" => c.total_dropped().to_string(),
             other => match other.strip_prefix("drop.") {
                 Some(r) => c.dropped(drop_reason(r)).to_string(),

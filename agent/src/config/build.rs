@@ -28,11 +28,17 @@ pub(super) fn origin(loc: &Loc) -> Origin {
 /// Collects errors while reading values.
 pub(super) struct Ctx<'a> {
     pub errors: &'a mut Vec<Diagnostic>,
+    /// What keepalived reports and then corrects ("... - resetting"): loaded, and said.
+    pub notes: &'a mut Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
     fn err(&mut self, n: &Node, msg: impl Into<String>) {
         self.errors.push(n.diag(msg));
+    }
+
+    fn note(&mut self, n: &Node, msg: impl Into<String>) {
+        self.notes.push(n.diag(msg));
     }
 
     /// The `i`-th argument, or an error "KEYWORD needs a value".
@@ -143,8 +149,8 @@ pub(super) fn parse_micros(s: &str) -> Option<u64> {
 }
 
 /// Build the model. Errors go to `errors`; `None` if any was found.
-pub fn build(tree: &[Node], errors: &mut Vec<Diagnostic>) -> Config {
-    let mut cx = Ctx { errors };
+pub fn build(tree: &[Node], errors: &mut Vec<Diagnostic>, notes: &mut Vec<Diagnostic>) -> Config {
+    let mut cx = Ctx { errors, notes };
     let mut cfg = Config::default();
     for n in tree.iter().filter(|n| n.name == "global_defs") {
         global_defs(&mut cx, n, &mut cfg.global);
@@ -175,7 +181,7 @@ pub fn build(tree: &[Node], errors: &mut Vec<Diagnostic>) -> Config {
     validate::references(&drafts, &cfg, cx.errors);
     cfg.vrrp_instances = drafts
         .into_iter()
-        .filter_map(|d| finish_instance(d, &cfg.global))
+        .filter_map(|d| finish_instance(d, &cfg.global, cx.notes))
         .collect();
     cfg
 }
@@ -267,6 +273,16 @@ fn global_defs(cx: &mut Ctx<'_>, g: &Node, out: &mut GlobalDefs) {
             "vrrp_strict" => out.vrrp_strict = true,
             "vrrp_skip_check_adv_addr" => out.vrrp_skip_check_adv_addr = cx.flag(n),
             "vrrp_higher_prio_send_advert" => out.vrrp_higher_prio_send_advert = cx.flag(n),
+            // keepalived's process tuning of its VRRP process: here, of the agent's VRRP
+            // thread (the engine), applied at start (runtime/sched.rs).
+            "vrrp_priority" => {
+                out.process.nice = cx.int(n, 0, -20, 19).map(|v| v as i32);
+            }
+            "vrrp_rt_priority" => {
+                // keepalived: 1..99 (sched_get_priority_max(SCHED_RR)).
+                out.process.rt_priority = cx.int(n, 0, 1, 99).map(|v| v as u32);
+            }
+            "vrrp_no_swap" => out.process.no_swap = true,
             "vrrp_lower_prio_no_advert" => out.vrrp_lower_prio_no_advert = Some(cx.flag(n)),
             "vrrp_mcast_group4" => {
                 if let Some(s) = cx.arg(n, 0) {
@@ -348,6 +364,8 @@ pub(super) struct InstanceDraft {
     pub lower_prio_no_advert: Option<bool>,
     pub higher_prio_send_advert: Option<bool>,
     pub skip_check_adv_addr: Option<bool>,
+    /// `timer_expired_backup [PRIO]` (or its alias `thread_timer_expired`), with its place.
+    pub timer_expired_backup: Option<(Priority, Loc)>,
     pub notify: Notify,
     pub other: Vec<Node>,
     /// Set when a value error already made this instance unusable.
@@ -568,6 +586,7 @@ fn instance(cx: &mut Ctx<'_>, inst: &Node) -> Option<InstanceDraft> {
         lower_prio_no_advert: None,
         higher_prio_send_advert: None,
         skip_check_adv_addr: None,
+        timer_expired_backup: None,
         notify: Notify::default(),
         other: Vec::new(),
         broken: false,
@@ -761,6 +780,23 @@ fn instance(cx: &mut Ctx<'_>, inst: &Node) -> Option<InstanceDraft> {
             "lower_prio_no_advert" => d.lower_prio_no_advert = Some(cx.flag(n)),
             "higher_prio_send_advert" => d.higher_prio_send_advert = Some(cx.flag(n)),
             "skip_check_adv_addr" => d.skip_check_adv_addr = Some(cx.flag(n)),
+            "timer_expired_backup" | "thread_timer_expired" => {
+                if n.name == "thread_timer_expired" {
+                    cx.note(
+                        n,
+                        "thread_timer_expired - please replace with keyword 'timer_expired_backup'",
+                    );
+                }
+                // keepalived: the highest priority of the other routers, default 254 (the
+                // quickest takeover another router can make).
+                let prio = match n.arg(0) {
+                    None => Some(254),
+                    Some(_) => cx.int(n, 0, 1, 254),
+                };
+                if let Some(p) = prio {
+                    d.timer_expired_backup = Some((Priority(p as u8), n.loc.clone()));
+                }
+            }
             _ => d.other.push(n.clone()),
         }
     }
@@ -777,7 +813,23 @@ pub(super) fn effective_version(d: &InstanceDraft, g: &GlobalDefs) -> Version {
     d.version.or(g.vrrp_version).unwrap_or_default()
 }
 
-fn finish_instance(d: InstanceDraft, g: &GlobalDefs) -> Option<VrrpInstance> {
+fn finish_instance(
+    d: InstanceDraft,
+    g: &GlobalDefs,
+    notes: &mut Vec<Diagnostic>,
+) -> Option<VrrpInstance> {
+    // keepalived: "expired_timer_backup requires nopreempt - resetting".
+    let timer_expired_backup = match &d.timer_expired_backup {
+        Some((p, _)) if d.nopreempt.is_some() => Some(*p),
+        Some((_, loc)) => {
+            notes.push(loc.diag(format!(
+                "({}) timer_expired_backup requires nopreempt - ignored",
+                d.name
+            )));
+            None
+        }
+        None => None,
+    };
     let version = effective_version(&d, g);
     let vrid = d
         .vrid
@@ -856,6 +908,7 @@ fn finish_instance(d: InstanceDraft, g: &GlobalDefs) -> Option<VrrpInstance> {
             .higher_prio_send_advert
             .unwrap_or(g.vrrp_higher_prio_send_advert),
         skip_check_adv_addr: d.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
+        timer_expired_backup,
         notify: d.notify,
         other: d.other,
     })

@@ -203,12 +203,13 @@ pub static GLOBAL_DEFS: Block = Block {
         kw("nftables_ipvs_start_fwmark", L),
         kw("checker_log_all_failures", L),
         kw("rs_init_notifies", L),
-        // Process tuning of keepalived's own daemons: no meaning for ha-agent.
-        kw("vrrp_priority", X),
-        kw("vrrp_rt_priority", X),
+        // Process tuning: the VRRP ones apply to the agent's VRRP thread; the others
+        // are keepalived's own daemons', with no meaning for ha-agent.
+        kw("vrrp_priority", A),
+        kw("vrrp_rt_priority", A),
         kw("vrrp_rlimit_rtime", X),
         kw("vrrp_rlimit_rttime", X),
-        kw("vrrp_no_swap", X),
+        kw("vrrp_no_swap", A),
         kw("vrrp_cpu_affinity", X),
         kw("vrrp_process_name", X),
         kw("vrrp_netlink_cmd_rcv_bufs", X),
@@ -298,6 +299,9 @@ pub static VRRP_INSTANCE: Block = Block {
         kw("lower_prio_no_advert", A),
         kw("higher_prio_send_advert", A),
         kw("skip_check_adv_addr", A),
+        // keepalived 2.2.8 / 2.3.2 (the second an alias of the first).
+        kw("timer_expired_backup", A),
+        kw("thread_timer_expired", A),
         // For later issues.
         vals("track_script", A),
         vals("track_file", A),

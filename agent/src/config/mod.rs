@@ -108,7 +108,7 @@ pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec
     let nodes = tree::parse(lexed.toks, &mut errors);
     keywords::check(&nodes, &keywords::ROOT, false, &mut errors, &mut notes);
     let config = if errors.is_empty() {
-        build::build(&nodes, &mut errors)
+        build::build(&nodes, &mut errors, &mut notes)
     } else {
         // Still run the typed checks on the statements that are known, so one run
         // reports as many errors as possible.
@@ -117,7 +117,7 @@ pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec
             .into_iter()
             .filter(|n| keywords::ROOT.lookup(&n.name).is_some())
             .collect();
-        let _ = build::build(&known, &mut more);
+        let _ = build::build(&known, &mut more, &mut Vec::new());
         errors.extend(more);
         Config::default()
     };

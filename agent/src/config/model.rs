@@ -148,6 +148,8 @@ pub struct GlobalDefs {
     pub vrrp_mcast_group4: Ipv4Addr,
     /// `vrrp_mcast_group6` (default ff02::12).
     pub vrrp_mcast_group6: Ipv6Addr,
+    /// `vrrp_priority`, `vrrp_rt_priority`, `vrrp_no_swap`: scheduling of the VRRP thread.
+    pub process: ProcessTuning,
     /// Where `global_defs` is (None if absent).
     pub origin: Option<Origin>,
     /// Every other global statement (lvs, checker, process tuning, ...), raw.
@@ -170,10 +172,22 @@ impl Default for GlobalDefs {
             vrrp_lower_prio_no_advert: None,
             vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
             vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+            process: ProcessTuning::default(),
             origin: None,
             other: Vec::new(),
         }
     }
+}
+
+/// keepalived's tuning of its VRRP process, applied to the agent's VRRP (engine) thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessTuning {
+    /// `vrrp_priority`: nice value, -20..19.
+    pub nice: Option<i32>,
+    /// `vrrp_rt_priority`: SCHED_RR priority, 1..99.
+    pub rt_priority: Option<u32>,
+    /// `vrrp_no_swap`: lock memory (mlockall), so a page-in never stalls VRRP.
+    pub no_swap: bool,
 }
 
 /// Initial state asked for by `state`.
@@ -384,6 +398,8 @@ pub struct VrrpInstance {
     pub higher_prio_send_advert: bool,
     /// `skip_check_adv_addr` / global.
     pub skip_check_adv_addr: bool,
+    /// `timer_expired_backup` (kept only with nopreempt, as keepalived).
+    pub timer_expired_backup: Option<crate::units::Priority>,
     /// `notify*` scripts (parsed, not active yet).
     pub notify: Notify,
     /// Every other statement of the instance (parsed, not active yet), raw.

@@ -3,5 +3,6 @@
 
 pub mod garp;
 pub mod netlink;
+pub mod receive;
 pub mod socket;
 pub mod wake;

@@ -185,6 +185,16 @@ impl VrrpSocket {
         }
     }
 
+    /// One datagram if one is queued now, without waiting (`None`: the queue is empty).
+    /// The engine drains every socket this way before acting on a protocol deadline.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<RecvInfo>> {
+        match recv_once(self.fd.get_ref().as_raw_fd(), buf, self.src) {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Send one VRRP message (no IP header: the kernel builds it) to `dst`, which is the
     /// group or a unicast peer. Never blocks: a full socket buffer is `WouldBlock`.
     pub fn send_to(&self, payload: &[u8], dst: IpAddr) -> io::Result<()> {

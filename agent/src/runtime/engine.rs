@@ -20,6 +20,7 @@ use crate::lb::service::LbEvent;
 use crate::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet, ToLink};
 use crate::net::garp::Announcer;
 use crate::net::netlink::{self, Family, LinkEvent, NetlinkHandle, VipEntry};
+use crate::net::receive::{self, RxMsg};
 use crate::net::socket::{Mode, VrrpSocket, RECV_BUF_LEN, VRRP_GROUP_V4, VRRP_GROUP_V6};
 use crate::notify::{NotifyEvent, NotifyReport, NotifyState};
 use crate::runtime::lb::Lb;
@@ -35,8 +36,9 @@ use crate::units::{Mono, Priority};
 use crate::vrrp::fsm::{Action, Input};
 use crate::vrrp::fsm::{Reason, State};
 use crate::vrrp::instance::Instance;
-use crate::vrrp::packet::{parse_ipv4, Advert, ChecksumMode, DecodeError, DropReason, Received};
+use crate::vrrp::packet::{Advert, ChecksumMode, DropReason};
 
+mod alerts;
 mod lb;
 mod reload;
 mod report;
@@ -68,19 +70,6 @@ pub enum EngineError {
     /// The netlink task could not start.
     #[error("netlink: {0}")]
     Start(netlink::NetError),
-}
-
-/// One received datagram, decoded by its socket's receive task.
-#[derive(Debug)]
-struct RxMsg {
-    /// Index into `Engine::sockets`.
-    sock: usize,
-    /// The VRID byte, if the packet was long enough to carry one.
-    vrid: Option<u8>,
-    /// Sender.
-    src: IpAddr,
-    /// The decode result.
-    result: Result<Received, DecodeError>,
 }
 
 /// A VRRP socket shared by the instances on one interface and source address.
@@ -117,8 +106,10 @@ struct Slot {
     base_vips: Vec<VipEntry>,
     /// Priority override in force.
     override_prio: Option<Priority>,
-    /// Local alerts in force (VRID collision): text and when last seen.
+    /// Local alerts in force (VRID collision, peer master): text and when last seen.
     alerts: Vec<(String, Mono)>,
+    /// As master: another master heard (lower priority), since when and until when.
+    peer_master: Option<alerts::PeerSeen>,
     /// Source of the last advert accepted.
     last_advert_from: Option<IpAddr>,
     /// Until when a transition is attributed to an override (reason "priority override").
@@ -150,6 +141,8 @@ struct Engine {
     sockets: Vec<SockSlot>,
     origin: Instant,
     drop_log: RateLimit<(DropReason, IpAddr)>,
+    /// Stall warnings, per instance.
+    stall_log: RateLimit<usize>,
     dump_seq: u64,
     /// Events for the manager link (None: no manager configured).
     to_link: Option<mpsc::UnboundedSender<ToLink>>,
@@ -177,6 +170,8 @@ struct Engine {
     lb: Option<Lb>,
     /// Its history events come back here (kept for restarts on reload).
     lb_events_tx: mpsc::UnboundedSender<LbEvent>,
+    /// Receive buffer of the drain before a deadline.
+    drain_buf: Vec<u8>,
 }
 
 /// Everything `run` needs.
@@ -240,6 +235,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         sockets: Vec::new(),
         origin: Instant::now(),
         drop_log: RateLimit::new(Duration::from_secs(10), 5),
+        stall_log: RateLimit::new(Duration::from_secs(10), 3),
         // Starts from the wall clock so a restarted agent never repeats an earlier dump's
         // number (readers wait for a new one).
         dump_seq: u64::try_from(wall_ms()).unwrap_or_default() * 1000,
@@ -256,6 +252,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         stats_tx,
         lb: None,
         lb_events_tx,
+        drain_buf: vec![0u8; RECV_BUF_LEN],
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -307,7 +304,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         let deadline = engine.next_deadline();
         tokio::select! {
             _ = wanted(&stats_wanted) => engine.publish(),
-            _ = wake.sleep_until(deadline) => engine.tick().await,
+            _ = wake.sleep_until(deadline) => engine.tick(&mut rx).await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
@@ -450,6 +447,7 @@ impl Engine {
             base_vips: vips_base,
             override_prio: None,
             alerts: Vec::new(),
+            peer_master: None,
             last_advert_from: None,
             override_cause_until: None,
             trackers,
@@ -518,7 +516,7 @@ impl Engine {
         })?;
         let sock = Arc::new(sock);
         let idx = self.sockets.len();
-        tokio::spawn(receive(
+        tokio::spawn(receive::task(
             idx,
             Arc::clone(&sock),
             self.checksum,
@@ -556,7 +554,34 @@ impl Engine {
             .map(|m| self.origin + m.0)
     }
 
-    async fn tick(&mut self) {
+    /// A protocol deadline is due. First every advert already received is fed (the
+    /// channel, then each socket's queue): after a stall of this process the deadline and
+    /// the adverts that would have cancelled it are ready together, and the deadline must
+    /// not win (a false takeover). Then every due instance gets its `Tick`.
+    async fn tick(&mut self, rx: &mut mpsc::Receiver<RxMsg>) {
+        /// Per socket and per tick, so a flood cannot hold the loop here.
+        const DRAIN_MAX: usize = 4096;
+        let mut queued = Vec::new();
+        while queued.len() < DRAIN_MAX {
+            match rx.try_recv() {
+                Ok(m) => queued.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut buf = std::mem::take(&mut self.drain_buf);
+        for (idx, s) in self.sockets.iter().enumerate() {
+            queued.extend(receive::drain(
+                idx,
+                &s.sock,
+                self.checksum,
+                &mut buf,
+                DRAIN_MAX,
+            ));
+        }
+        self.drain_buf = buf;
+        for m in queued {
+            self.dispatch(m).await;
+        }
         self.expire_alerts();
         let now = self.now();
         for i in 0..self.slots.len() {
@@ -887,6 +912,9 @@ impl Engine {
                     &reason,
                     "",
                 );
+                if from == State::Master {
+                    self.left_master(i);
+                }
                 self.propagate_group(i, from, to, fsm_reason, queue);
             }
             Action::LogDrop { reason, src } => {
@@ -899,6 +927,8 @@ impl Engine {
                 warn!(instance = %name, %src, "advert address list differs from ours");
                 self.raise_collision(i, src);
             }
+            Action::Stalled { late, deferred } => self.stalled(i, late, deferred),
+            Action::PeerMaster { src, priority } => self.peer_master(i, src, priority),
         }
     }
 
@@ -943,43 +973,6 @@ impl Engine {
         }
     }
 
-    /// Another router advertises our VRID with a different address list.
-    fn raise_collision(&mut self, i: usize, src: IpAddr) {
-        let now = self.now();
-        let name = self.slots[i].plan.cfg.name.clone();
-        let vrid = self.slots[i].plan.cfg.vrid;
-        let text =
-            format!("vrid-collision: {src} advertises VRID {vrid} with another address list");
-        let slot = &mut self.slots[i];
-        if let Some(a) = slot.alerts.iter_mut().find(|a| a.0 == text) {
-            a.1 = now;
-            return;
-        }
-        slot.alerts.push((text.clone(), now));
-        warn!(instance = %name, %src, "({name}) {text}");
-        self.event(kind::ALERT_RAISED, &name, "", "", "vrid-collision", &text);
-    }
-
-    /// Clear collision alerts not seen for a while.
-    fn expire_alerts(&mut self) {
-        let now = self.now();
-        let mut cleared = Vec::new();
-        for s in &mut self.slots {
-            let keep = Duration::from_secs(10).max(s.inst.master_down_interval() * 3);
-            s.alerts.retain(|(text, seen)| {
-                let live = now.since(*seen) < keep;
-                if !live {
-                    cleared.push((s.plan.cfg.name.clone(), text.clone()));
-                }
-                live
-            });
-        }
-        for (name, text) in cleared {
-            info!(instance = %name, "({name}) cleared: {text}");
-            self.event(kind::ALERT_CLEARED, &name, "", "", "vrid-collision", &text);
-        }
-    }
-
     /// Priority 0 and VIP removal for every master, then wait until netlink applied it.
     async fn shutdown(&mut self) {
         self.event(kind::AGENT_STOP, "", "", "", "signal", "");
@@ -1007,69 +1000,6 @@ impl Engine {
         }
         self.dump_stats();
         info!("stopped");
-    }
-}
-
-/// Receive task of one socket: decode every datagram and hand it to the engine.
-async fn receive(
-    idx: usize,
-    sock: Arc<VrrpSocket>,
-    checksum: ChecksumMode,
-    tx: mpsc::Sender<RxMsg>,
-) {
-    let mut buf = vec![0u8; RECV_BUF_LEN];
-    loop {
-        let info = match sock.recv(&mut buf).await {
-            Ok(i) => i,
-            Err(e) => {
-                warn!(error = %e, "VRRP receive failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let data = &buf[..info.len];
-        let meta = info.meta();
-        let (payload, meta) = match info.src {
-            IpAddr::V4(_) => match parse_ipv4(data) {
-                Ok((h, p)) => (
-                    p,
-                    crate::vrrp::packet::RxMeta {
-                        src: IpAddr::V4(h.src),
-                        dst: IpAddr::V4(h.dst),
-                        ttl: h.ttl,
-                        ifindex: meta.ifindex,
-                    },
-                ),
-                Err(e) => {
-                    let msg = RxMsg {
-                        sock: idx,
-                        vrid: None,
-                        src: info.src,
-                        result: Err(e),
-                    };
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            },
-            IpAddr::V6(_) => (data, meta),
-        };
-        let vrid = payload.get(1).copied();
-        let result =
-            Advert::decode(payload, &meta, checksum).map(|advert| Received { meta, advert });
-        if tx
-            .send(RxMsg {
-                sock: idx,
-                vrid,
-                src: info.src,
-                result,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
     }
 }
 

@@ -132,6 +132,7 @@ fn instance(i: &VrrpInstance) -> InstancePlan {
             lower_prio_delay: g.lower_prio_delay,
             lower_prio_repeat: g.lower_prio_repeat,
         },
+        timer_expired_backup: i.timer_expired_backup,
     };
     InstancePlan {
         cfg,

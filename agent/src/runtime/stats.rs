@@ -69,6 +69,12 @@ pub struct CounterStats {
     pub prio0_sent: u64,
     /// Priority-0 adverts received.
     pub prio0_received: u64,
+    /// Timers acted on much later than their deadline (stalls of this process).
+    pub stalls: u64,
+    /// Master_Down expiries postponed after a stall to hear the master first.
+    pub stall_deferrals: u64,
+    /// Adverts heard, as master, from another (lower-priority) master.
+    pub peer_master_adverts: u64,
     /// Drops by reason name.
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }

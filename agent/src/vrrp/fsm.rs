@@ -78,6 +78,9 @@ pub enum Reason {
     /// Effective priority changed (trackers or an override); reserved for the runtime's
     /// events: a priority change never forces a transition by itself (the next advert decides).
     PriorityChanged,
+    /// As master with `timer_expired_backup`: we woke so late that another router has
+    /// probably taken over, so we step back instead of preempting it (keepalived 2.2.8).
+    TimerExpired,
 }
 
 impl Reason {
@@ -98,6 +101,7 @@ impl Reason {
             Reason::TrackerRecovered => "tracker recovered",
             Reason::SyncGroup => "sync group",
             Reason::PriorityChanged => "priority changed",
+            Reason::TimerExpired => "VRRP thread timer expired",
         }
     }
 }
@@ -188,6 +192,22 @@ pub enum Action {
         /// Sender.
         src: IpAddr,
     },
+    /// A timer was acted on much later than its deadline: our own process was not run
+    /// (a scheduling stall). The runtime counts and logs it.
+    Stalled {
+        /// How late the wake-up was.
+        late: std::time::Duration,
+        /// A backup's Master_Down expiry was postponed once to hear the master first.
+        deferred: bool,
+    },
+    /// As master: another router advertises this VRID as master at a lower priority
+    /// (each such advert; the runtime decides when that is a split brain).
+    PeerMaster {
+        /// Sender.
+        src: IpAddr,
+        /// Its advertised priority.
+        priority: Priority,
+    },
 }
 
 impl Instance {
@@ -210,6 +230,7 @@ impl Instance {
         self.timers.clear();
         self.preempting = false;
         self.stop_pending = false;
+        self.stall_grace = false;
         self.state = to;
 
         // Entry actions.

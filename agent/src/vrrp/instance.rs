@@ -87,6 +87,9 @@ pub struct InstanceConfig {
     pub unicast_peers: Vec<IpAddr>,
     /// GARP / NA settings.
     pub garp: GarpConfig,
+    /// keepalived `timer_expired_backup` (needs nopreempt): the highest priority of the
+    /// other routers; a master that wakes later than their quickest takeover steps back.
+    pub timer_expired_backup: Option<Priority>,
 }
 
 /// Per-instance statistics.
@@ -106,6 +109,12 @@ pub struct Counters {
     pub address_list_mismatch: u64,
     /// Packets received while in INIT or FAULT (not checked, not acted on).
     pub ignored: u64,
+    /// Timers acted on much later than their deadline (our own scheduling stalls).
+    pub stalls: u64,
+    /// Master_Down expiries postponed after a stall to hear the master first.
+    pub stall_deferrals: u64,
+    /// Adverts heard, as master, from another master of lower priority.
+    pub peer_master_adverts: u64,
     /// Drops, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::ALL.len()],
 }
@@ -148,6 +157,9 @@ pub struct Instance {
     pub(super) stop_pending: bool,
     /// v3: an address-list mismatch was reported and no matching list seen since.
     pub(super) addr_mismatch_reported: bool,
+    /// Backup: a Master_Down expiry was postponed after a stall; the next one is acted on
+    /// unless an advert arrives first.
+    pub(super) stall_grace: bool,
 }
 
 impl Instance {
@@ -168,6 +180,7 @@ impl Instance {
             preempting: false,
             stop_pending: false,
             addr_mismatch_reported: false,
+            stall_grace: false,
         }
     }
 
@@ -416,6 +429,7 @@ impl Instance {
 
     /// RFC 5798 §6.4.2: an accepted advert in BACKUP.
     fn backup_rx(&mut self, now: Mono, adv: &Advert) {
+        self.stall_grace = false;
         if adv.priority == Priority::STOP {
             // "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer
             // to Skew_Time".
@@ -479,6 +493,11 @@ impl Instance {
                 out.extend(self.change_state(now, State::Backup, reason));
             }
             std::cmp::Ordering::Less => {
+                out.push(Action::PeerMaster {
+                    src: rx.meta.src,
+                    priority: adv.priority,
+                });
+                self.counters.peer_master_adverts += 1;
                 // RFC: discard. keepalived (vrrp_state_master_rx) answers with an advert so
                 // the lower-priority router steps down at once, and with GARP/NA when
                 // garp_lower_prio_repeat is set, again after garp_lower_prio_delay: this
@@ -504,7 +523,26 @@ impl Instance {
         let mut out = Vec::new();
         match self.state {
             State::Backup => {
+                let due = self.timers.master_down.get();
                 if self.timers.master_down.fire(now) {
+                    let late = due.map_or(Duration::ZERO, |d| now.since(d));
+                    if late >= timers::stall_threshold(self.master_adver_interval) {
+                        // Our own stall: the runtime has fed every advert that was already
+                        // queued, and none reset the timer. A master that is alive was
+                        // probably stalled with us; give it one advert interval (plus our
+                        // skew) to be heard before taking over, once. A priority-0
+                        // advert needs no such chance: that master said it is leaving.
+                        self.counters.stalls += 1;
+                        let deferred = !self.stall_grace && !self.stop_pending;
+                        out.push(Action::Stalled { late, deferred });
+                        if deferred {
+                            self.stall_grace = true;
+                            self.counters.stall_deferrals += 1;
+                            let wait = self.master_adver_interval.as_duration() + self.skew_time();
+                            self.timers.master_down.arm(now, wait);
+                            return out;
+                        }
+                    }
                     // RFC 5798 §6.4.2: "If the Master_Down_Timer fires, then: Send an
                     // ADVERTISEMENT, Broadcast a gratuitous ARP / Send an unsolicited ND
                     // NA, Transition to the Master state".
@@ -515,11 +553,40 @@ impl Instance {
                     } else {
                         Reason::MasterDown
                     };
-                    out = self.change_state(now, State::Master, reason);
+                    out.extend(self.change_state(now, State::Master, reason));
                 }
             }
             State::Master => {
+                let due = self.timers.adver.get();
                 if self.timers.adver.fire(now) {
+                    let late = due.map_or(Duration::ZERO, |d| now.since(d));
+                    if late >= timers::stall_threshold(self.cfg.interval) {
+                        self.counters.stalls += 1;
+                        out.push(Action::Stalled {
+                            late,
+                            deferred: false,
+                        });
+                        // keepalived `timer_expired_backup`: our last advert went out one
+                        // interval before `due`; past the quickest takeover of the others,
+                        // one of them is master by now, and with nopreempt we step back
+                        // rather than take the VIPs back from it.
+                        if let Some(other) = self.cfg.timer_expired_backup {
+                            let since_sent = late + self.cfg.interval.as_duration();
+                            let takeover = timers::quickest_takeover(
+                                self.cfg.version,
+                                other,
+                                self.cfg.interval,
+                            );
+                            if since_sent >= takeover {
+                                out.extend(self.change_state(
+                                    now,
+                                    State::Backup,
+                                    Reason::TimerExpired,
+                                ));
+                                return out;
+                            }
+                        }
+                    }
                     // RFC 5798 §6.4.3: "If the Adver_Timer fires, then: Send an
                     // ADVERTISEMENT, Reset the Adver_Timer to Advertisement_Interval".
                     let prio = self.effective;
@@ -628,6 +695,7 @@ mod tests {
             auth: None,
             unicast_peers: Vec::new(),
             garp: GarpConfig::default(),
+            timer_expired_backup: None,
         }
     }
 
@@ -912,7 +980,8 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
         );
         i.handle(at(Duration::ZERO), Input::Start);
-        i.handle(at(Duration::from_secs(10)), Input::Tick);
+        let due = i.next_deadline().unwrap();
+        i.handle(due, Input::Tick);
         assert_eq!(i.state(), State::Master);
         i
     }

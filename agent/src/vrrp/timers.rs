@@ -60,6 +60,21 @@ pub fn master_down_interval(
     master_adver_interval.as_duration() * 3 + skew_time(version, priority, master_adver_interval)
 }
 
+/// How late a wake-up must be to count as our own scheduling stall: one advert interval
+/// (the time in which a live master sends another advert), bounded to 5 ms..100 ms so that
+/// a 10 ms instance is not flagged by ordinary jitter and a 1 s one by a 200 ms pause.
+pub fn stall_threshold(master_adver_interval: Centiseconds) -> Duration {
+    master_adver_interval
+        .as_duration()
+        .clamp(Duration::from_millis(5), Duration::from_millis(100))
+}
+
+/// keepalived `timer_expired_backup`: how long after our last advert another router of
+/// priority `other` may have taken over (three intervals plus its skew).
+pub fn quickest_takeover(version: Version, other: Priority, interval: Centiseconds) -> Duration {
+    interval.as_duration() * 3 + skew_time(version, other, interval)
+}
+
 /// One deadline on the monotonic clock, armed or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Deadline(Option<Mono>);
