@@ -179,7 +179,7 @@ up() {
   for n in lb1 lb2; do
     "$bin" --check --config "$here/lab/$n.conf" >/dev/null
     ip netns exec "ha-$n" env RUST_LOG=${RUST_LOG:-info} setsid "$bin" --config "$here/lab/$n.conf" \
-      --state-dir "$run/$n" --node "$n" --manager https://192.0.2.50:7400 \
+      --state-dir "$run/$n" --runtime-dir "$run/$n" --node "$n" --manager https://192.0.2.50:7400 \
       --tls-ca "$run/pki/ca.pem" --tls-cert "$run/pki/$n.pem" --tls-key "$run/pki/$n.key" \
       --metrics-listen "192.0.2.${n#lb}:$METRICS_PORT" \
       >"$run/$n.log" 2>&1 < /dev/null &

@@ -24,9 +24,20 @@ struct Args {
     /// Node name (default: router_id from global_defs, then the hostname).
     #[arg(long)]
     node: Option<String>,
-    /// Directory for runtime state (stats.json on SIGUSR2).
-    #[arg(long, default_value = "/run/ha-agent")]
+    /// Remove what an earlier run left (marked addresses, its vmacs, nftables tables, the
+    /// config's IPVS services) and exit: for ExecStopPost after an unclean exit.
+    #[arg(long, conflicts_with = "check")]
+    cleanup: bool,
+    /// Directory for state that must survive a reboot (persisted manager overrides).
+    #[arg(long, default_value = "/var/lib/ha-agent")]
     state_dir: PathBuf,
+    /// Directory for runtime files (stats.json on SIGUSR2, keepalived.data and
+    /// keepalived.json on SIGUSR1).
+    #[arg(long, default_value = "/run/ha-agent")]
+    runtime_dir: PathBuf,
+    /// Test hook: panic in a separate thread after this many milliseconds.
+    #[arg(long, hide = true)]
+    test_panic_after_ms: Option<u64>,
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -71,6 +82,9 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args);
     }
+    if args.cleanup {
+        return cleanup(&args);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,6 +113,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _log = ha_agent::runtime::logging::init(log_opts)?;
     for n in &loaded.notes {
         tracing::info!("{n}");
+    }
+    // A panic in any thread: priority 0 from every master, then `--cleanup`, then exit.
+    ha_agent::runtime::crash::install(vec![
+        "--cleanup".into(),
+        "--config".into(),
+        args.config.to_string_lossy().into_owned(),
+    ]);
+    if let Some(ms) = args.test_panic_after_ms {
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            panic!("test hook: --test-panic-after-ms {ms}");
+        });
     }
     // Scripts we kill leave grandchildren; as a subreaper we collect them (PID 1 may not).
     if let Err(e) = ha_agent::script::become_subreaper() {
@@ -132,6 +158,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             tokio::sync::watch::channel(std::sync::Arc::new(ha_agent::runtime::stats::Stats {
                 dump_seq: 0,
                 node: plan.node.clone(),
+                stalls: 0,
+                stall_max_us: 0,
                 instances: Vec::new(),
                 sockets: Vec::new(),
                 lb: None,
@@ -157,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         });
         let res = ha_agent::runtime::engine::run(RunOptions {
             plan,
-            state_dir: args.state_dir,
+            runtime_dir: args.runtime_dir,
             config_path: args.config,
             node_override: args.node,
             link,
@@ -170,6 +198,52 @@ fn run(args: Args) -> anyhow::Result<()> {
         res.map_err(anyhow::Error::from)
     })?;
     Ok(())
+}
+
+/// `--cleanup`: remove an earlier run's leftovers. A config that does not load still lets
+/// the marked addresses and the nftables tables go (its vmacs and IPVS services need it).
+fn cleanup(args: &Args) -> ExitCode {
+    let cfg = match ha_agent::config::load(&args.config) {
+        Ok(l) => l.config,
+        Err(errors) => {
+            eprintln!(
+                "ha-agent --cleanup: {}: {} error(s); removing marked addresses and nftables tables only",
+                args.config.display(),
+                errors.len()
+            );
+            ha_agent::config::model::Config::default()
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ha-agent --cleanup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(ha_agent::runtime::cleanup::run(&cfg));
+    println!(
+        "ha-agent --cleanup: removed {} address(es), {} vmac(s), {} IPVS service(s){}",
+        r.addresses,
+        r.vmacs,
+        r.ipvs_services,
+        if r.nft {
+            ", nftables tables cleared"
+        } else {
+            ""
+        }
+    );
+    for e in &r.errors {
+        eprintln!("ha-agent --cleanup: {e}");
+    }
+    if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn check(args: &Args) -> ExitCode {

@@ -904,6 +904,12 @@ fn families() -> Vec<Fam> {
             },
         ),
         fam(
+            "ha_agent_stalls",
+            "Engine wake-ups much later than their deadline (the agent was not scheduled)",
+            Inst::CounterU64,
+            |s, o| o(Num::U(s.stats.stalls), &[]),
+        ),
+        fam(
             "ha_vrrp_socket_drops",
             "VRRP packets dropped before reaching an instance (foreign VRID, undecodable), by reason",
             Inst::CounterU64,
@@ -1216,6 +1222,8 @@ mod tests {
         Stats {
             dump_seq: seq,
             node: "lb1".into(),
+            stalls: 0,
+            stall_max_us: 0,
             instances: vec![InstanceStats {
                 name: "VI_1".into(),
                 vrid: 51,
@@ -1246,6 +1254,14 @@ mod tests {
                 notify_runs: 5,
                 notify_failures: 1,
                 override_priority: None,
+                version: 2,
+                sync_group: None,
+                source: "192.0.2.1".into(),
+                master_adver_interval_us: 1_000_000,
+                last_advert_from: None,
+                vips: Vec::new(),
+                preempt: true,
+                alerts: Vec::new(),
             }],
             sockets: vec![SocketStats {
                 interface: "eth0".into(),
@@ -1605,6 +1621,8 @@ mod bench {
         Stats {
             dump_seq: seq,
             node: "lb1".into(),
+            stalls: 0,
+            stall_max_us: 0,
             instances: (1..=n)
                 .map(|v| InstanceStats {
                     name: format!("VI_{v}"),
@@ -1630,6 +1648,14 @@ mod bench {
                     notify_runs: 0,
                     notify_failures: 0,
                     override_priority: None,
+                    version: 2,
+                    sync_group: None,
+                    source: "192.0.2.1".into(),
+                    master_adver_interval_us: 1_000_000,
+                    last_advert_from: None,
+                    vips: Vec::new(),
+                    preempt: true,
+                    alerts: Vec::new(),
                 })
                 .collect(),
             sockets: vec![SocketStats {

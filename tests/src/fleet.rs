@@ -243,6 +243,8 @@ impl Fleet {
             cfg.to_string_lossy().into_owned(),
             "--state-dir".into(),
             state_dir.to_string_lossy().into_owned(),
+            "--runtime-dir".into(),
+            state_dir.to_string_lossy().into_owned(),
             "--node".into(),
             name.clone(),
             "--manager".into(),

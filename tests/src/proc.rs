@@ -147,7 +147,7 @@ impl Agent {
         let state_dir = dir.join("state");
         let bin = bin("ha-agent")?;
         let (c, s) = (cfg.to_string_lossy(), state_dir.to_string_lossy());
-        let mut args = vec!["--config", &c, "--state-dir", &s];
+        let mut args = vec!["--config", &c, "--state-dir", &s, "--runtime-dir", &s];
         args.extend_from_slice(extra);
         let daemon = Daemon::start(ns, dir, "ha-agent", &bin, &args)?;
         Ok(Agent { daemon, state_dir })

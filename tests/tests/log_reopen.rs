@@ -116,6 +116,8 @@ fn agent_reopens_its_log_file_on_sighup() -> Result<()> {
             &c,
             "--state-dir",
             &s,
+            "--runtime-dir",
+            &s,
             "--log-file",
             &l,
             "--log-format",

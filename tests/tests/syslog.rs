@@ -77,6 +77,8 @@ fn start_agent(lan: &Lan, dir: &Path, idx: usize, inst: Inst, log_args: &[&str])
         cfg.to_string_lossy().into_owned(),
         "--state-dir".to_string(),
         state.to_string_lossy().into_owned(),
+        "--runtime-dir".to_string(),
+        state.to_string_lossy().into_owned(),
     ];
     args.extend(log_args.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

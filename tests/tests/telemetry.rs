@@ -129,6 +129,8 @@ fn start_agent(f: &mut Fleet, idx: usize, otlp: Option<&str>) -> Result<()> {
         c.as_str(),
         "--state-dir",
         s.as_str(),
+        "--runtime-dir",
+        s.as_str(),
         "--node",
         name.as_str(),
         "--manager",

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -28,6 +27,7 @@ use crate::runtime::overrides;
 use crate::runtime::plan::{InstancePlan, Plan};
 use crate::runtime::ratelimit::{RateLimit, Verdict};
 use crate::runtime::services::{self, Services};
+use crate::runtime::signals::{SignalEvent, Signals};
 use crate::runtime::stats;
 use crate::track::{
     effective_priority, interface::interface_event, PriorityOutcome, TrackerEvent, TrackerState,
@@ -135,7 +135,7 @@ struct Slot {
 /// Owns every instance; see the module docs.
 struct Engine {
     node: String,
-    state_dir: PathBuf,
+    runtime_dir: PathBuf,
     nl: NetlinkHandle,
     slots: Vec<Slot>,
     sockets: Vec<SockSlot>,
@@ -172,6 +172,10 @@ struct Engine {
     lb_events_tx: mpsc::UnboundedSender<LbEvent>,
     /// Receive buffer of the drain before a deadline.
     drain_buf: Vec<u8>,
+    /// Wake-ups much later than their deadline (stalls of this process), and the worst.
+    stalls: u64,
+    /// The longest stall seen.
+    stall_max: Duration,
 }
 
 /// Everything `run` needs.
@@ -180,7 +184,7 @@ pub struct RunOptions {
     /// What to run.
     pub plan: Plan,
     /// `--state-dir`.
-    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
     /// The config file (re-read on SIGHUP).
     pub config_path: PathBuf,
     /// `--node`.
@@ -208,7 +212,7 @@ pub struct LinkEnds {
 pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     let RunOptions {
         plan,
-        state_dir,
+        runtime_dir,
         config_path,
         node_override,
         link,
@@ -229,7 +233,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     let (lb_events_tx, mut lb_events_rx) = mpsc::unbounded_channel::<LbEvent>();
     let mut engine = Engine {
         node: plan.node.clone(),
-        state_dir,
+        runtime_dir,
         nl,
         slots: Vec::new(),
         sockets: Vec::new(),
@@ -253,6 +257,8 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         lb: None,
         lb_events_tx,
         drain_buf: vec![0u8; RECV_BUF_LEN],
+        stalls: 0,
+        stall_max: Duration::ZERO,
     };
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
@@ -269,20 +275,16 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         engine.reports_tx.clone(),
     ));
     engine.start_lb(&plan.config);
+    // After the other threads exist, so only the VRRP thread gets it.
+    crate::runtime::sched::apply(&plan.config.global.process);
     drop(rx_tx);
     engine.set_interface_sysctls();
 
-    let sig = |k| {
-        signal(k).map_err(|source| EngineError::Io {
-            instance: "-".into(),
-            what: "install signal handler".into(),
-            source,
-        })
-    };
-    let mut term = sig(SignalKind::terminate())?;
-    let mut int = sig(SignalKind::interrupt())?;
-    let mut usr2 = sig(SignalKind::user_defined2())?;
-    let mut hup = sig(SignalKind::hangup())?;
+    let mut signals = Signals::install().map_err(|source| EngineError::Io {
+        instance: "-".into(),
+        what: "install signal handlers".into(),
+        source,
+    })?;
 
     if let Some(set) = initial {
         match engine.apply_overrides(set) {
@@ -304,17 +306,25 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         let deadline = engine.next_deadline();
         tokio::select! {
             _ = wanted(&stats_wanted) => engine.publish(),
-            _ = wake.sleep_until(deadline) => engine.tick(&mut rx).await,
+            _ = wake.sleep_until(deadline) => engine.tick(&mut rx, deadline).await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
             Some(ev) = trackers_rx.recv() => engine.tracker(ev).await,
             Some(r) = reports_rx.recv() => engine.notify_report(r),
             Some(ev) = lb_events_rx.recv() => engine.lb_event(&ev),
-            _ = usr2.recv() => engine.dump_stats(),
-            _ = hup.recv() => { crate::runtime::logging::reopen_on_hangup(); engine.reload().await }
-            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            sig = signals.recv() => match sig {
+                SignalEvent::Stats => engine.dump_stats(),
+                SignalEvent::Dump => engine.dump_data(),
+                SignalEvent::Reload => {
+                    crate::runtime::logging::reopen_on_hangup();
+                    engine.reload().await
+                }
+                SignalEvent::Stop(name) => {
+                    info!("{name}: stopping");
+                    break;
+                }
+            },
         }
     }
     engine.shutdown().await;
@@ -558,9 +568,12 @@ impl Engine {
     /// channel, then each socket's queue): after a stall of this process the deadline and
     /// the adverts that would have cancelled it are ready together, and the deadline must
     /// not win (a false takeover). Then every due instance gets its `Tick`.
-    async fn tick(&mut self, rx: &mut mpsc::Receiver<RxMsg>) {
+    async fn tick(&mut self, rx: &mut mpsc::Receiver<RxMsg>, slept_until: Option<Instant>) {
         /// Per socket and per tick, so a flood cannot hold the loop here.
         const DRAIN_MAX: usize = 4096;
+        if let Some(d) = slept_until {
+            self.count_stall(Instant::now().saturating_duration_since(d));
+        }
         let mut queued = Vec::new();
         while queued.len() < DRAIN_MAX {
             match rx.try_recv() {
@@ -588,6 +601,27 @@ impl Engine {
             if self.slots[i].inst.next_deadline().is_some_and(|d| d <= now) {
                 self.feed(i, Input::Tick).await;
             }
+        }
+    }
+
+    /// A wake-up `late` after its deadline: past the smallest stall threshold of the
+    /// instances, our process was not run in time; counted and logged (rate-limited).
+    fn count_stall(&mut self, late: Duration) {
+        let threshold = self
+            .slots
+            .iter()
+            .map(|s| crate::vrrp::timers::stall_threshold(s.inst.master_adver_interval()))
+            .min();
+        if threshold.is_none_or(|t| late < t) {
+            return;
+        }
+        self.stalls += 1;
+        self.stall_max = self.stall_max.max(late);
+        let now = self.now();
+        if let Verdict::Log { suppressed } = self.stall_log.check(usize::MAX, now) {
+            let late_ms = late.as_secs_f64() * 1000.0;
+            warn!(late_ms, suppressed, stalls = self.stalls,
+                  "woke {late_ms:.1} ms after a protocol deadline: this process was not scheduled (a stall); queued adverts are fed first");
         }
     }
 
@@ -915,6 +949,7 @@ impl Engine {
                 if from == State::Master {
                     self.left_master(i);
                 }
+                self.crash_guard(i);
                 self.propagate_group(i, from, to, fsm_reason, queue);
             }
             Action::LogDrop { reason, src } => {
@@ -937,11 +972,24 @@ impl Engine {
         let Some(sock) = self.sockets.get(slot.sock) else {
             return;
         };
-        let src = sock.sock.src();
         let name = &slot.plan.cfg.name;
         if adv.priority.get() == 0 {
             info!(instance = %name, "({name}) sending priority 0 advert");
         }
+        for (dst, bytes) in self.packets(i, adv) {
+            if let Err(e) = sock.sock.send_to(&bytes, dst) {
+                debug!(instance = %name, %dst, error = %e, "advert send failed");
+            }
+        }
+    }
+
+    /// `adv` encoded for each destination of instance `i` (the group, or each peer).
+    fn packets(&self, i: usize, adv: &Advert) -> Vec<(IpAddr, Vec<u8>)> {
+        let slot = &self.slots[i];
+        let Some(sock) = self.sockets.get(slot.sock) else {
+            return Vec::new();
+        };
+        let src = sock.sock.src();
         let dsts: Vec<IpAddr> = if slot.plan.cfg.unicast_peers.is_empty() {
             vec![match src {
                 IpAddr::V4(_) => IpAddr::V4(VRRP_GROUP_V4),
@@ -950,11 +998,21 @@ impl Engine {
         } else {
             slot.plan.cfg.unicast_peers.clone()
         };
-        for dst in dsts {
-            let bytes = adv.encode(src, dst, slot.plan.checksum);
-            if let Err(e) = sock.sock.send_to(&bytes, dst) {
-                debug!(instance = %name, %dst, error = %e, "advert send failed");
+        dsts.into_iter()
+            .map(|dst| (dst, adv.encode(src, dst, slot.plan.checksum)))
+            .collect()
+    }
+
+    /// Keep the crash path's priority-0 advert of instance `i` in step with its state.
+    fn crash_guard(&self, i: usize) {
+        let slot = &self.slots[i];
+        let name = &slot.plan.cfg.name;
+        match (slot.inst.state(), self.sockets.get(slot.sock)) {
+            (State::Master, Some(sock)) => {
+                let packets = self.packets(i, &slot.inst.advert(Priority::STOP));
+                crate::runtime::crash::master(name, Arc::clone(&sock.sock), packets);
             }
+            _ => crate::runtime::crash::not_master(name),
         }
     }
 

@@ -304,6 +304,19 @@ pub fn syslog_line(
     line
 }
 
+/// Now, for dumps: seconds since the epoch and the local time ("1764748800.123 (Dec  3
+/// 07:00:00)").
+pub fn wall_timestamp() -> String {
+    let now = std::time::SystemTime::now();
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{}.{:03} ({})",
+        d.as_secs(),
+        d.subsec_millis(),
+        local_time(now)
+    )
+}
+
 /// Local time of `now` for syslog timestamps (UTC if the C library cannot tell).
 fn local_time(now: std::time::SystemTime) -> SyslogTime {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

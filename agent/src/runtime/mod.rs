@@ -17,6 +17,9 @@
 //!                                  /metrics server, OTLP gRPC connections
 //! ```
 
+pub mod cleanup;
+pub mod crash;
+pub mod datadump;
 pub mod engine;
 pub mod lb;
 pub mod logging;
@@ -24,5 +27,7 @@ pub mod overrides;
 pub mod plan;
 pub mod ratelimit;
 pub mod reload;
+pub mod sched;
 pub mod services;
+pub mod signals;
 pub mod stats;

@@ -39,6 +39,22 @@ pub struct InstanceStats {
     pub notify_failures: u64,
     /// Priority override in force.
     pub override_priority: Option<u8>,
+    /// VRRP version (2 or 3).
+    pub version: u8,
+    /// `vrrp_sync_group` it belongs to.
+    pub sync_group: Option<String>,
+    /// Source address of our adverts.
+    pub source: String,
+    /// Master_Adver_Interval (v3: learned from the master), microseconds.
+    pub master_adver_interval_us: u64,
+    /// Source of the last advert accepted.
+    pub last_advert_from: Option<String>,
+    /// Virtual addresses (with prefix) in force.
+    pub vips: Vec<String>,
+    /// Preemption on (no `nopreempt`).
+    pub preempt: bool,
+    /// Local alerts in force (vrid-collision, peer-master).
+    pub alerts: Vec<String>,
 }
 
 /// One tracker of an instance.
@@ -96,6 +112,13 @@ pub struct Stats {
     pub dump_seq: u64,
     /// Node name.
     pub node: String,
+    /// Wake-ups of the engine much later than the deadline it slept for (this process was
+    /// not scheduled: a stall).
+    #[serde(default)]
+    pub stalls: u64,
+    /// The longest such lateness, microseconds.
+    #[serde(default)]
+    pub stall_max_us: u64,
     /// Instances.
     pub instances: Vec<InstanceStats>,
     /// Per-socket drops.
@@ -259,8 +282,14 @@ impl LbStats {
 
 /// Write `stats` to `dir/stats.json` atomically.
 pub fn write(dir: &Path, stats: &Stats) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?;
+    write_file(dir, "stats.json", &text)
+}
+
+/// Write `bytes` to `dir/name` atomically (a 0600 temp file, synced, renamed).
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(".stats.json.tmp");
+    let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -268,10 +297,9 @@ pub fn write(dir: &Path, stats: &Stats) -> std::io::Result<()> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
-    let text = serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?;
-    f.write_all(&text)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    fs::rename(&tmp, dir.join("stats.json"))
+    fs::rename(&tmp, dir.join(name))
 }
 
 /// How a reader of the stats snapshots (telemetry) asks the engine for a fresh one: the

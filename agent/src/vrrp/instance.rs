@@ -281,18 +281,24 @@ impl Instance {
         if priority == Priority::STOP {
             self.counters.prio0_sent += 1;
         }
+        Action::SendAdvert(self.advert(priority))
+    }
+
+    /// The advert we would send at `priority` (not counted: the runtime prebuilds the
+    /// priority-0 one that a crash sends).
+    pub fn advert(&self, priority: Priority) -> Advert {
         let auth = match (self.cfg.version, self.cfg.auth) {
             (Version::V2, Some(pw)) => Auth::Pass(pw),
             _ => Auth::None,
         };
-        Action::SendAdvert(Advert {
+        Advert {
             version: self.cfg.version,
             vrid: self.cfg.vrid,
             priority,
             interval: self.cfg.interval,
             addrs: self.cfg.vips.clone(),
             auth,
-        })
+        }
     }
 
     /// RFC 5798 §6.4.1: leave INIT.

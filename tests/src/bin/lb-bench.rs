@@ -525,7 +525,14 @@ fn lb_args(bin: &Path, cfg: &Path, state: &Path) -> Vec<String> {
         vec!["--config".into(), cfg, "--status".into(), status]
     } else {
         let state = state.to_string_lossy().into_owned();
-        vec!["--config".into(), cfg, "--state-dir".into(), state]
+        vec![
+            "--config".into(),
+            cfg,
+            "--state-dir".into(),
+            state.clone(),
+            "--runtime-dir".into(),
+            state,
+        ]
     }
 }
 

@@ -3,12 +3,25 @@
 use super::*;
 
 impl Engine {
-    /// SIGUSR2: write the current stats to `<state-dir>/stats.json`.
+    /// SIGUSR2: write the current stats to `<runtime-dir>/stats.json`.
     pub(super) fn dump_stats(&mut self) {
         self.dump_seq += 1;
         let s = self.stats();
-        if let Err(e) = stats::write(&self.state_dir, &s) {
-            warn!(dir = %self.state_dir.display(), error = %e, "cannot write stats");
+        if let Err(e) = stats::write(&self.runtime_dir, &s) {
+            warn!(dir = %self.runtime_dir.display(), error = %e, "cannot write stats");
+        }
+    }
+
+    /// SIGUSR1: the data dump (text and JSON) in the runtime directory.
+    pub(super) fn dump_data(&mut self) {
+        self.dump_seq += 1;
+        let s = self.stats();
+        let wall = crate::runtime::logging::wall_timestamp();
+        match crate::runtime::datadump::write(&self.runtime_dir, &s, &wall) {
+            Ok(()) => info!(dir = %self.runtime_dir.display(), "data dump written"),
+            Err(e) => {
+                warn!(dir = %self.runtime_dir.display(), error = %e, "cannot write the data dump")
+            }
         }
     }
 
@@ -23,6 +36,8 @@ impl Engine {
         stats::Stats {
             dump_seq: self.dump_seq,
             node: self.node.clone(),
+            stalls: self.stalls,
+            stall_max_us: u64::try_from(self.stall_max.as_micros()).unwrap_or(u64::MAX),
             instances: self
                 .slots
                 .iter()
@@ -62,6 +77,21 @@ impl Engine {
                         notify_runs: s.notify_runs,
                         notify_failures: s.notify_failures,
                         override_priority: s.override_prio.map(|p| p.get()),
+                        version: s.plan.cfg.version.wire(),
+                        sync_group: s.plan.sync_group.clone(),
+                        source: s.inst.primary().to_string(),
+                        master_adver_interval_us: u64::try_from(
+                            s.inst.master_adver_interval().as_duration().as_micros(),
+                        )
+                        .unwrap_or(u64::MAX),
+                        last_advert_from: s.last_advert_from.map(|a| a.to_string()),
+                        vips: s
+                            .vips
+                            .iter()
+                            .map(|v| format!("{}/{}", v.addr, v.prefix_len))
+                            .collect(),
+                        preempt: s.plan.cfg.preempt,
+                        alerts: s.alerts.iter().map(|(t, _)| t.clone()).collect(),
                     }
                 })
                 .collect(),
