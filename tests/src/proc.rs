@@ -109,6 +109,14 @@ impl Daemon {
         }
     }
 
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()

@@ -267,6 +267,15 @@ impl Classic {
         Ok(())
     }
 
+    /// Start ha-agent on lb`idx+1` with `conf` and more arguments.
+    pub fn start_agent_with(&mut self, idx: usize, conf: &str, extra: &[&str]) -> Result<()> {
+        let dir = self.dir.join(format!("lb{}", idx + 1));
+        self.nodes[idx] = None;
+        let a = Agent::start_with(self.lan.ns(idx), &dir, conf, extra)?;
+        self.nodes[idx] = Some(Node::Agent(a));
+        Ok(())
+    }
+
     /// The node running on lb`idx+1` (panics if none was started: a test bug).
     pub fn node(&self, idx: usize) -> &Node {
         self.nodes[idx].as_ref().expect("node not started")

@@ -65,6 +65,9 @@ pub enum NetError {
     /// The interface has no address of the family asked for.
     #[error("interface {0} has no usable address")]
     NoAddress(u32),
+    /// The process is crashing: addresses are not added any more.
+    #[error("not adding addresses: the agent is exiting after a crash")]
+    Frozen,
 }
 
 /// Address family of a lookup.
@@ -385,6 +388,15 @@ impl NetlinkHandle {
     pub async fn delete_vmac(&self, ifindex: u32) -> Result<(), NetError> {
         self.call(|r| Request::DeleteVmac(ifindex, r)).await
     }
+}
+
+/// Set by the crash path: from then on no address is added (the cleanup that follows must
+/// not race with the resync healing the VIPs back).
+static FROZEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stop adding addresses for the rest of the process's life (the crash path).
+pub fn freeze() {
+    FROZEN.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The virtual MAC of a VRID: 00:00:5e:00:01:VRID (IPv4) or 00:00:5e:00:02:VRID (IPv6)
@@ -727,6 +739,9 @@ impl Task {
 
     /// Add `e`; `Ok(false)` if the kernel already had it (EEXIST: idempotent).
     async fn add_addr(&self, e: &VipEntry) -> Result<bool, NetError> {
+        if FROZEN.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(NetError::Frozen);
+        }
         let mut req = self.handle.address().add(e.ifindex, e.addr, e.prefix_len);
         *req.message_mut() = vip_message(e);
         match req.execute().await {

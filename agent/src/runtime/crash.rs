@@ -72,6 +72,9 @@ pub fn not_master(name: &str) {
 }
 
 fn on_panic() {
+    // The other threads run on while this hook does: the netlink task must not heal the
+    // VIPs back after the cleanup removed them.
+    crate::net::netlink::freeze();
     let cleanup = match registry().try_lock() {
         Ok(r) => {
             for (name, res) in &r.masters {

@@ -302,11 +302,18 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     }
     // Protocol deadlines wait on a timerfd: tokio's millisecond wheel fires ~1 ms late.
     let wake = crate::net::wake::Wakeup::new();
+    let mut slept_for: Option<Instant> = None;
     loop {
+        // Whichever input woke us, if the deadline we slept for is long past we were not
+        // run in time: a stall, counted once per wait.
+        if let Some(d) = slept_for.take() {
+            engine.count_stall(Instant::now().saturating_duration_since(d));
+        }
         let deadline = engine.next_deadline();
+        slept_for = deadline;
         tokio::select! {
             _ = wanted(&stats_wanted) => engine.publish(),
-            _ = wake.sleep_until(deadline) => engine.tick(&mut rx, deadline).await,
+            _ = wake.sleep_until(deadline) => engine.tick(&mut rx).await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
             Some(req) = recv_opt(&mut from_link) => engine.link_request(req).await,
@@ -568,12 +575,9 @@ impl Engine {
     /// channel, then each socket's queue): after a stall of this process the deadline and
     /// the adverts that would have cancelled it are ready together, and the deadline must
     /// not win (a false takeover). Then every due instance gets its `Tick`.
-    async fn tick(&mut self, rx: &mut mpsc::Receiver<RxMsg>, slept_until: Option<Instant>) {
+    async fn tick(&mut self, rx: &mut mpsc::Receiver<RxMsg>) {
         /// Per socket and per tick, so a flood cannot hold the loop here.
         const DRAIN_MAX: usize = 4096;
-        if let Some(d) = slept_until {
-            self.count_stall(Instant::now().saturating_duration_since(d));
-        }
         let mut queued = Vec::new();
         while queued.len() < DRAIN_MAX {
             match rx.try_recv() {
