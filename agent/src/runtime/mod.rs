@@ -3,12 +3,14 @@
 //!
 //! Tasks and channels:
 //! ```text
-//!  rx task (one per VRRP socket) --RxMsg--> +------------------+ --set/clear VIPs--> netlink task
-//!  netlink link monitor --LinkEvent-------> |  engine (1 task) |     (desired VIP table,
-//!  signals TERM/INT/USR2 ------------------> |  all Instances   |      vmac, link monitor)
+//!  rx task (net/receive.rs) --RxMsg-------> +------------------+ --set/clear VIPs--> netlink task
+//!  (and drained before every deadline) ---> |  engine (1 task) |     (desired VIP table,
+//!  netlink link monitor --LinkEvent-------> |  all Instances   |      vmac, link monitor)
+//!  signals (signals.rs) TERM/INT/HUP/USR1/2> |                  |
 //!  deadline sleep (next_deadline) --------> +------------------+ --send_to--> VRRP sockets
 //!                                                  |  --announce--> GARP / NA sockets
-//!                                                  +--> logs, <state-dir>/stats.json
+//!                                                  +--> logs, <runtime-dir>/stats.json, keepalived.data
+//!  panic hook (crash.rs): priority 0 from the masters' prebuilt adverts, then --cleanup
 //!                                                  |
 //!   VipState / SetOverrides / Shutdown ------------+--> load-balancer thread (runtime/lb.rs):
 //!   LbEvent (history, log lines) <------------------    checkers, lb::service, nft / IPVS
