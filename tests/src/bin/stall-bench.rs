@@ -338,7 +338,10 @@ fn main() -> Result<()> {
         "{:<8} | {:<28} | {:<28} | {:<22} | ha-agent stalls counted",
         "load", "keepalived", "ha-agent", "ratio ha-agent/keepal."
     );
-    println!("{:-<8}-+-{:-<28}-+-{:-<28}-+-{:-<22}-+-{:-<23}", "", "", "", "", "");
+    println!(
+        "{:-<8}-+-{:-<28}-+-{:-<28}-+-{:-<22}-+-{:-<23}",
+        "", "", "", "", ""
+    );
     let empty = Cell::default();
     for (n, cells) in &table {
         let k = ka.map_or(&empty, |i| &cells[i]);
@@ -364,7 +367,10 @@ fn main() -> Result<()> {
         );
         for (name, c) in [("keepalived", k), ("ha-agent", h)] {
             if c.demotions.iter().any(|d| *d > 0) {
-                println!("{:<8} |   {name}: master demoted to BACKUP {:?}", "", c.demotions);
+                println!(
+                    "{:<8} |   {name}: master demoted to BACKUP {:?}",
+                    "", c.demotions
+                );
             }
             for e in &c.errors {
                 println!("{:<8} |   {name}: error: {e}", "");
