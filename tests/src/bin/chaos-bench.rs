@@ -5,8 +5,9 @@
 //! ```text
 //! cargo build --workspace --bins
 //! target/debug/chaos-bench [--minutes M] [--seed S] [--only ha-agent|keepalived]
-//!     [--max-hog N] [--keep]
+//!     [--max-hog N] [--keep] [--dry-run]
 //! ```
+//! `--dry-run` prints the schedule and stops.
 //! A run is replayed with the seed it printed (same --minutes and --max-hog).
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
     let mut seed = None;
     let mut max_hog = 4;
     let mut keep = false;
+    let mut dry_run = false;
     let mut impls = vec![Impl::HaAgent, Impl::Keepalived];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -40,25 +42,16 @@ fn main() -> Result<()> {
                     .clamp(1, 16)
             }
             "--keep" => keep = true,
-            "--only" => {
-                impls = vec![match args.next().as_deref() {
-                    Some("keepalived") => Impl::Keepalived,
-                    Some("ha-agent") => Impl::HaAgent,
-                    other => bail!("--only keepalived|ha-agent, not {other:?}"),
-                }]
-            }
+            "--dry-run" => dry_run = true,
+            "--only" => impls = vec![ha_tests::bench::parse_only(args.next().as_deref())?],
             "-h" | "--help" => {
-                println!("chaos-bench [--minutes M] [--seed S] [--only ha-agent|keepalived] [--max-hog N] [--keep]");
+                println!("chaos-bench [--minutes M] [--seed S] [--only ha-agent|keepalived] [--max-hog N] [--keep] [--dry-run]");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
         }
     }
-    if std::env::var_os("HA_BIN_DIR").is_none() {
-        if let Some(dir) = std::env::current_exe()?.parent() {
-            std::env::set_var("HA_BIN_DIR", dir);
-        }
-    }
+    ha_tests::bench::use_own_bin_dir()?;
     let seed = seed.unwrap_or_else(run::fresh_seed);
     let schedule = generate(
         seed,
@@ -66,6 +59,9 @@ fn main() -> Result<()> {
     );
     println!("chaos-bench seed {seed} ({minutes} min, max hog {max_hog}); replay: chaos-bench --minutes {minutes} --max-hog {max_hog} --seed {seed}");
     print!("{}", run::describe(&schedule));
+    if dry_run {
+        return Ok(());
+    }
     let started = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
     for which in impls {

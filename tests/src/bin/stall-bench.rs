@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ha_tests::bench::{check_interrupted, install_signal_flag, pause};
+use ha_tests::bench::{check_interrupted, impl_name, install_signal_flag, pause};
 use ha_tests::idle;
 use ha_tests::netns::Netns;
 use ha_tests::scenario::{Classic, Impl, Node};
@@ -73,13 +73,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_, _>>()
                     .context("--loads 2,4,8,16")?;
             }
-            "--only" => {
-                o.impls = vec![match args.next().as_deref() {
-                    Some("keepalived") => Impl::Keepalived,
-                    Some("ha-agent") => Impl::HaAgent,
-                    other => bail!("--only keepalived|ha-agent, not {other:?}"),
-                }]
-            }
+            "--only" => o.impls = vec![ha_tests::bench::parse_only(args.next().as_deref())?],
             "-h" | "--help" => {
                 println!(
                     "stall-bench [--quick] [--windows W] [--window S] [--loads 2,4,8,16] [--only keepalived|ha-agent] [--keep]"
@@ -91,13 +85,6 @@ fn parse_opts() -> Result<Opts> {
     }
     o.windows = windows.unwrap_or(if quick { 1 } else { 3 }).clamp(1, 100);
     Ok(o)
-}
-
-fn impl_name(i: Impl) -> &'static str {
-    match i {
-        Impl::Keepalived => "keepalived",
-        Impl::HaAgent => "ha-agent",
-    }
 }
 
 /// One running pair.
@@ -250,11 +237,7 @@ impl Cell {
 fn main() -> Result<()> {
     install_signal_flag();
     let o = parse_opts()?;
-    if std::env::var_os("HA_BIN_DIR").is_none() {
-        if let Some(dir) = std::env::current_exe()?.parent() {
-            std::env::set_var("HA_BIN_DIR", dir);
-        }
-    }
+    ha_tests::bench::use_own_bin_dir()?;
     let mut impls = o.impls.clone();
     if impls.contains(&Impl::HaAgent) {
         if let Err(e) = ha_tests::bin("ha-agent") {

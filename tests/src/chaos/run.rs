@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::bench::check_interrupted;
+pub use crate::bench::impl_name;
 use crate::chaos::invariants::{
     self, Arp, BootLog, HistEvent, Invariant, NodeView, Sample, SplitAlert, StatusPoll, Violation,
     Window, INSTANCES,
@@ -236,7 +237,7 @@ pub fn run(schedule: &Schedule, which: Impl, name: &str, log: &dyn Fn(&str)) -> 
         std::thread::sleep(Duration::from_secs(2));
     }
     log(&format!(
-        "{}: settled; {} episodes over {:.0} s; kill -9 cleanup: {}",
+        "{}: settled; {} episodes over {:.0} s; kill -9 cleanup: {}; netem: {}",
         name,
         schedule.episodes.len(),
         schedule.limits.total_ms as f64 / 1000.0,
@@ -244,6 +245,11 @@ pub fn run(schedule: &Schedule, which: Impl, name: &str, log: &dyn Fn(&str)) -> 
             "ha-agent --cleanup"
         } else {
             "restart only"
+        },
+        if trio.netem {
+            "tc netem"
+        } else {
+            "no sch_netem in this kernel: random loss on the bridge (nftables), no delay/jitter"
         }
     ));
     let actions = schedule.actions();
@@ -556,14 +562,6 @@ pub fn details(r: &Report, schedule: &Schedule) -> String {
         s += &format!("  VIOLATION {v}\n");
     }
     s
-}
-
-/// "ha-agent" or "keepalived".
-pub fn impl_name(i: Impl) -> &'static str {
-    match i {
-        Impl::HaAgent => "ha-agent",
-        Impl::Keepalived => "keepalived",
-    }
 }
 
 #[cfg(test)]

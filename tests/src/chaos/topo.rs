@@ -170,6 +170,9 @@ pub struct Trio {
     pub cleanup: bool,
     /// eth0 MACs of n1..n3.
     pub macs: [String; 3],
+    /// Whether the kernel has sch_netem; without it a netem fault is random loss on the
+    /// bridge (nftables numgen) with no delay or jitter.
+    pub netem: bool,
 }
 
 /// The manager URL.
@@ -219,7 +222,13 @@ impl Trio {
                 .ok()
                 .and_then(|b| Command::new(b).arg("--help").output().ok())
                 .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("--cleanup"));
+        let obs = lan.ns(OBSERVER);
+        let netem = obs.ok("tc qdisc add dev lo root netem delay 1ms");
+        if netem {
+            let _ = obs.ok("tc qdisc del dev lo root");
+        }
         Ok(Trio {
+            netem,
             members,
             manager: None,
             manager_runs: 0,
@@ -330,6 +339,29 @@ impl Trio {
         Ok(())
     }
 
+    /// A table `bridge chaos<id>` on the switch whose forward chain holds `rules`.
+    fn bridge_rules(&self, id: usize, rules: &[String]) -> Result<()> {
+        let t = format!("chaos{id}");
+        let mut script = format!(
+            "table bridge {t} {{\n chain forwarding {{\n  type filter hook forward priority 0; policy accept;\n"
+        );
+        for r in rules {
+            script += &format!("  {r}\n");
+        }
+        script += " }\n}\n";
+        let file = self.dir.join(format!("{t}.nft"));
+        fs::write(&file, script)?;
+        self.lan.switch.sh(&format!("nft -f {}", file.display()))?;
+        Ok(())
+    }
+
+    fn drop_bridge_rules(&self, id: usize) -> Result<()> {
+        self.lan
+            .switch
+            .sh(&format!("nft delete table bridge chaos{id}"))?;
+        Ok(())
+    }
+
     /// Apply `f` (action number `id`, unique in the run).
     pub fn apply(&mut self, id: usize, f: &Fault) -> Result<()> {
         match *f {
@@ -348,18 +380,19 @@ impl Trio {
                 if dir != Direction::Out {
                     rules.push(format!("iifname {{ {others} }} oifname \"{me}\" drop"));
                 }
-                let t = format!("chaos{id}");
-                let mut script = format!(
-                    "table bridge {t} {{\n chain fwd {{\n  type filter hook forward priority 0; policy accept;\n"
-                );
-                for r in rules {
-                    script += &format!("  {r}\n");
-                }
-                script += " }\n}\n";
-                let file = self.dir.join(format!("{t}.nft"));
-                fs::write(&file, script)?;
-                self.lan.switch.sh(&format!("nft -f {}", file.display()))?;
-                Ok(())
+                self.bridge_rules(id, &rules)
+            }
+            Fault::Netem {
+                node,
+                loss_pct,
+                delay_ms,
+                jitter_ms,
+            } if !self.netem => {
+                // No sch_netem in this kernel: random loss on the bridge, no delay.
+                let me = &self.lan.hosts[node].port;
+                let rule = format!("iifname \"{me}\" numgen random mod 100 < {loss_pct} drop");
+                let _ = (delay_ms, jitter_ms);
+                self.bridge_rules(id, &[rule])
             }
             Fault::Netem {
                 node,
@@ -435,12 +468,8 @@ impl Trio {
     pub fn heal(&mut self, id: usize, f: &Fault, t_ms: u64) -> Result<()> {
         match *f {
             Fault::LinkFlap { node, .. } => self.lan.set_link(node, true),
-            Fault::Partition { .. } => {
-                self.lan
-                    .switch
-                    .sh(&format!("nft delete table bridge chaos{id}"))?;
-                Ok(())
-            }
+            Fault::Partition { .. } => self.drop_bridge_rules(id),
+            Fault::Netem { .. } if !self.netem => self.drop_bridge_rules(id),
             Fault::Netem { node, .. } => {
                 self.lan.ns(node).sh("tc qdisc del dev eth0 root")?;
                 Ok(())
