@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::scenario::Impl;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
@@ -61,4 +63,32 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// "ha-agent" or "keepalived".
+pub fn impl_name(i: Impl) -> &'static str {
+    match i {
+        Impl::HaAgent => "ha-agent",
+        Impl::Keepalived => "keepalived",
+    }
+}
+
+/// The value of `--only keepalived|ha-agent`.
+pub fn parse_only(v: Option<&str>) -> Result<Impl> {
+    match v {
+        Some("keepalived") => Ok(Impl::Keepalived),
+        Some("ha-agent") => Ok(Impl::HaAgent),
+        other => bail!("--only keepalived|ha-agent, not {other:?}"),
+    }
+}
+
+/// Point [`crate::bin`] at the running program's own directory (a benchmark binary lives in
+/// target/<profile>/, next to ha-agent) unless `HA_BIN_DIR` says otherwise.
+pub fn use_own_bin_dir() -> Result<()> {
+    if std::env::var_os("HA_BIN_DIR").is_none() {
+        if let Some(dir) = std::env::current_exe()?.parent() {
+            std::env::set_var("HA_BIN_DIR", dir);
+        }
+    }
+    Ok(())
 }

@@ -221,49 +221,17 @@ impl Fleet {
         let cfg = dir.join("keepalived.conf");
         fs::write(&cfg, conf)?;
         let state_dir = dir.join("state");
-        let agent_bin = bin("ha-agent")?.to_string_lossy().into_owned();
         let url = self.url();
-        let mut args: Vec<String> = Vec::new();
-        let program = match wall_offset {
+        let agent = bin("ha-agent")?;
+        let (program, mut args) = match wall_offset {
             Some(off) => {
-                args.extend([
-                    format!("LD_PRELOAD={LIBFAKETIME}"),
-                    format!("FAKETIME={off}"),
-                    "FAKETIME_DONT_FAKE_MONOTONIC=1".into(),
-                    "DONT_FAKE_MONOTONIC=1".into(),
-                    "FAKETIME_NO_CACHE=1".into(),
-                    agent_bin,
-                ]);
-                PathBuf::from("/usr/bin/env")
+                let mut env = faketime_env(&FakeClock::Offset(off));
+                env.push(agent.to_string_lossy().into_owned());
+                (PathBuf::from("/usr/bin/env"), env)
             }
-            None => PathBuf::from(agent_bin),
+            None => (agent, Vec::new()),
         };
-        args.extend([
-            "--config".into(),
-            cfg.to_string_lossy().into_owned(),
-            "--state-dir".into(),
-            state_dir.to_string_lossy().into_owned(),
-            "--runtime-dir".into(),
-            state_dir.to_string_lossy().into_owned(),
-            "--node".into(),
-            name.clone(),
-            "--manager".into(),
-            url,
-        ]);
-        match &self.security {
-            Security::Insecure => args.push("--insecure".into()),
-            Security::Tls(pki) => {
-                let p = |f: String| pki.join(f).to_string_lossy().into_owned();
-                args.extend([
-                    "--tls-ca".into(),
-                    p("ca.pem".into()),
-                    "--tls-cert".into(),
-                    p(format!("{name}.pem")),
-                    "--tls-key".into(),
-                    p(format!("{name}.key")),
-                ]);
-            }
-        }
+        args.extend(agent_args(&cfg, &state_dir, &name, &url, &self.security));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         // Drop (and so stop) any earlier process on this node first.
         self.classic.nodes[idx] = None;
@@ -419,6 +387,72 @@ impl Fleet {
         }
         Ok(())
     }
+}
+
+/// How libfaketime shifts a process's wall clock; the monotonic clock is never faked.
+#[derive(Debug, Clone, Copy)]
+pub enum FakeClock<'a> {
+    /// A fixed offset for the process's whole life ("+5s").
+    Offset(&'a str),
+    /// An offset read from this file (re-read every second), so a running process can be
+    /// stepped by rewriting it ("+30", "-3600", "+0").
+    File(&'a Path),
+}
+
+/// The `env` arguments that preload libfaketime with `clock`; the program and its
+/// arguments follow them (run through `/usr/bin/env`).
+pub fn faketime_env(clock: &FakeClock) -> Vec<String> {
+    let mut v = vec![format!("LD_PRELOAD={LIBFAKETIME}")];
+    match clock {
+        FakeClock::Offset(off) => {
+            v.push(format!("FAKETIME={off}"));
+            v.push("FAKETIME_NO_CACHE=1".into());
+        }
+        FakeClock::File(f) => {
+            v.push(format!("FAKETIME_TIMESTAMP_FILE={}", f.display()));
+            v.push("FAKETIME_CACHE_DURATION=1".into());
+        }
+    }
+    v.push("FAKETIME_DONT_FAKE_MONOTONIC=1".into());
+    v.push("DONT_FAKE_MONOTONIC=1".into());
+    v
+}
+
+/// ha-agent's arguments for node `name` on `cfg`, linked to the manager at `url`.
+pub fn agent_args(
+    cfg: &Path,
+    state_dir: &Path,
+    name: &str,
+    url: &str,
+    security: &Security,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--config".into(),
+        cfg.to_string_lossy().into_owned(),
+        "--state-dir".into(),
+        state_dir.to_string_lossy().into_owned(),
+        "--runtime-dir".into(),
+        state_dir.to_string_lossy().into_owned(),
+        "--node".into(),
+        name.into(),
+        "--manager".into(),
+        url.into(),
+    ];
+    match security {
+        Security::Insecure => args.push("--insecure".into()),
+        Security::Tls(pki) => {
+            let p = |f: String| pki.join(f).to_string_lossy().into_owned();
+            args.extend([
+                "--tls-ca".into(),
+                p("ca.pem".into()),
+                "--tls-cert".into(),
+                p(format!("{name}.pem")),
+                "--tls-key".into(),
+                p(format!("{name}.key")),
+            ]);
+        }
+    }
+    args
 }
 
 /// A node of a status JSON by name.

@@ -67,6 +67,16 @@ pub fn state_changes(n: &Node) -> usize {
         .count()
 }
 
+/// How many times `n` logged entering `state` (any instance): `) Entering MASTER STATE`.
+pub fn entries(n: &Node, state: &str) -> usize {
+    let needle = format!(") Entering {state} STATE");
+    n.daemon()
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
 /// Wait (30 s at most) until lb1 is MASTER and lb2 BACKUP of every instance; the error
 /// carries the tail of both logs.
 pub fn wait_settled(nodes: &[Option<Node>; 2]) -> Result<()> {

@@ -10,9 +10,11 @@
 //! - [`Agent`]: an ha-agent (or keepalived) process running in a host namespace.
 //! - [`bin`]: where the workspace binaries are.
 //! - [`otlp`]: an OTLP/gRPC receiver; [`idle`]: the idle pair of the CPU benchmarks;
-//!   [`bench`]: interruption-aware waits of the benchmark programs.
+//!   [`bench`]: interruption-aware waits of the benchmark programs; [`chaos`]: the seeded
+//!   fault schedule, its nemeses and invariants (chaos-bench, tests/chaos.rs).
 
 pub mod bench;
+pub mod chaos;
 pub mod conf;
 pub mod fleet;
 pub mod idle;

@@ -123,6 +123,24 @@ pub fn render(router_id: &str, insts: &[Inst]) -> String {
     s
 }
 
+/// Debian's keepalived binary.
+pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
+
+/// keepalived's arguments to run `<dir>/keepalived.conf` in the foreground, logging to the
+/// console, with its pid files in `dir`.
+pub fn keepalived_args(dir: &Path) -> Vec<String> {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let mut v: Vec<String> = ["-n", "-l", "-D", "-P", "-G", "-f"]
+        .map(String::from)
+        .into();
+    v.push(p("keepalived.conf"));
+    for (flag, file) in [("-p", "k.pid"), ("-r", "v.pid"), ("-c", "c.pid")] {
+        v.push(flag.into());
+        v.push(p(file));
+    }
+    v
+}
+
 /// A node running one implementation.
 #[derive(Debug)]
 pub enum Node {
@@ -141,28 +159,9 @@ impl Node {
                 fs::create_dir_all(dir)?;
                 let cfg = dir.join("keepalived.conf");
                 fs::write(&cfg, conf)?;
-                let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-                let d = Daemon::start(
-                    ns,
-                    dir,
-                    "keepalived",
-                    Path::new("/usr/sbin/keepalived"),
-                    &[
-                        "-n",
-                        "-l",
-                        "-D",
-                        "-P",
-                        "-G",
-                        "-f",
-                        &p("keepalived.conf"),
-                        "-p",
-                        &p("k.pid"),
-                        "-r",
-                        &p("v.pid"),
-                        "-c",
-                        &p("c.pid"),
-                    ],
-                )?;
+                let args = keepalived_args(dir);
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                let d = Daemon::start(ns, dir, "keepalived", Path::new(KEEPALIVED), &argv)?;
                 Ok(Node::Keepalived(d))
             }
         }

@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use ha_tests::bench::{check_interrupted, install_signal_flag, interrupted, pause, wait_for};
+use ha_tests::bench::{
+    check_interrupted, impl_name, install_signal_flag, interrupted, pause, wait_for,
+};
 use ha_tests::idle::{self, Usage, WARMUP, WINDOW};
 use ha_tests::measure::{
     clock_ticks_per_sec, echo_reply_seq, echo_request, largest_gap, median, parse_tcpdump,
@@ -104,13 +106,7 @@ fn parse_opts() -> Result<Opts> {
             }
             "--runs" => runs = Some(args.next().context("--runs needs N")?.parse()?),
             "--json" => o.json = Some(args.next().context("--json needs FILE")?.into()),
-            "--only" => {
-                o.impls = vec![match args.next().as_deref() {
-                    Some("keepalived") => Impl::Keepalived,
-                    Some("ha-agent") => Impl::HaAgent,
-                    other => bail!("--only keepalived|ha-agent, not {other:?}"),
-                }]
-            }
+            "--only" => o.impls = vec![ha_tests::bench::parse_only(args.next().as_deref())?],
             "-h" | "--help" => {
                 println!(
                     "failover-bench [--quick] [--runs N] [--json FILE] [--only keepalived|ha-agent] [--no-failover] [--no-idle] [--keep] [--pcap] [--point v2cut|v2stop|v3cut|v3stop]... [--probe]"
@@ -122,13 +118,6 @@ fn parse_opts() -> Result<Opts> {
     }
     o.runs = runs.unwrap_or(if o.quick { 1 } else { 3 }).max(1);
     Ok(o)
-}
-
-fn impl_name(i: Impl) -> &'static str {
-    match i {
-        Impl::Keepalived => "keepalived",
-        Impl::HaAgent => "ha-agent",
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,12 +576,7 @@ fn main() -> Result<()> {
     }
     install_signal_flag();
     let o = parse_opts()?;
-    // A binary lives in target/<profile>/, next to ha-agent (ha_tests::bin assumes deps/).
-    if std::env::var_os("HA_BIN_DIR").is_none() {
-        if let Some(dir) = std::env::current_exe()?.parent() {
-            std::env::set_var("HA_BIN_DIR", dir);
-        }
-    }
+    ha_tests::bench::use_own_bin_dir()?;
     let mut impls = o.impls.clone();
     let mut skipped: HashMap<&str, String> = HashMap::new();
     if impls.contains(&Impl::HaAgent) {
