@@ -105,9 +105,17 @@ struct RunArgs {
     /// Clock offset alert threshold, ms.
     #[arg(long, default_value_t = 500)]
     clock_alert_ms: u32,
-    /// Seconds between pings to each agent (clock offset).
+    /// Seconds between pings to each agent (clock offset, liveness).
     #[arg(long, default_value_t = 5)]
     ping_interval_s: u64,
+    /// A connected agent not heard from for this many seconds is shown as unreachable
+    /// and never counted as a master (default: 3 x --ping-interval-s).
+    #[arg(long)]
+    silent_after_s: Option<u64>,
+    /// Two masters must persist for Master_Down_Interval plus this many ms before the
+    /// split-brain alert.
+    #[arg(long, default_value_t = 1000)]
+    split_margin_ms: u64,
 }
 
 /// Logging flags, the same as ha-agent's.
@@ -179,6 +187,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         insecure: a.insecure,
         clock_alert_ms: f64::from(a.clock_alert_ms),
         ping_interval: Duration::from_secs(a.ping_interval_s.max(1)),
+        silent_after: Duration::from_secs(
+            a.silent_after_s
+                .unwrap_or(3 * a.ping_interval_s.max(1))
+                .max(1),
+        ),
+        split_margin: Duration::from_millis(a.split_margin_ms),
         ..CoreOptions::default()
     };
     let core = Core::open(Arc::new(store), opts).context("starting the manager")?;

@@ -136,6 +136,7 @@ fn hello(node: &str, boot: &str, generation: u64) -> Hello {
             name: "VI_1".into(),
             vrid: 51,
             interface: "eth0".into(),
+            advert_interval_ms: 0,
         }],
         override_generation: generation,
     }
