@@ -61,6 +61,8 @@ pub struct CoreOptions {
     pub split_margin: Duration,
     /// How often the fleet view re-evaluates liveness and pending split brains.
     pub tick_interval: Duration,
+    /// Advert interval assumed for instances whose agent does not report one.
+    pub default_advert: Duration,
 }
 
 impl Default for CoreOptions {
@@ -75,7 +77,8 @@ impl Default for CoreOptions {
             watch_capacity: 4096,
             silent_after: Duration::from_secs(15),
             split_margin: Duration::from_secs(1),
-            tick_interval: Duration::from_millis(500),
+            tick_interval: Duration::from_millis(250),
+            default_advert: Duration::from_secs(1),
         }
     }
 }
@@ -271,6 +274,9 @@ impl Core {
             clock_alert_ms: opts.clock_alert_ms,
             silent_after_ms: ms(opts.silent_after),
             split_margin_ms: ms(opts.split_margin),
+            default_advert_ms: u32::try_from(opts.default_advert.as_millis())
+                .unwrap_or(u32::MAX)
+                .max(10),
         });
         fleet.load(store.nodes().map_err(std::io::Error::other)?);
         let (watch_tx, _) = broadcast::channel(opts.watch_capacity.max(16));

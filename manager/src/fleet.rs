@@ -60,6 +60,8 @@ pub struct FleetOptions {
     pub silent_after_ms: i64,
     /// Added to Master_Down_Interval before two masters count as a split brain, ms.
     pub split_margin_ms: i64,
+    /// Advert interval assumed for instances whose agent does not send one, ms.
+    pub default_advert_ms: u32,
 }
 
 impl Default for FleetOptions {
@@ -68,6 +70,7 @@ impl Default for FleetOptions {
             clock_alert_ms: 500.0,
             silent_after_ms: 15_000,
             split_margin_ms: 1_000,
+            default_advert_ms: DEFAULT_ADVERT_MS,
         }
     }
 }
@@ -184,10 +187,15 @@ impl NodeView {
         self.connected && now_ms.saturating_sub(self.last_seen_ms) <= silent_after_ms
     }
 
-    /// Master_Down_Interval plus `margin_ms` of one instance (its advert interval from
-    /// hello, its effective priority, else its base priority).
-    pub fn hold_ms(&self, instance: &str, margin_ms: i64) -> i64 {
-        let adv = self.advert_ms.get(instance).copied().unwrap_or(0);
+    /// Master_Down_Interval plus the margin of one instance (its advert interval from
+    /// hello, else the assumed one; its effective priority, else its base priority).
+    pub fn hold_ms(&self, instance: &str, opts: &FleetOptions) -> i64 {
+        let adv = self
+            .advert_ms
+            .get(instance)
+            .copied()
+            .filter(|a| *a != 0)
+            .unwrap_or(opts.default_advert_ms);
         let prio = self.instances.get(instance).map_or(0, |i| {
             if i.effective_priority != 0 {
                 i.effective_priority
@@ -195,7 +203,7 @@ impl NodeView {
                 i.base_priority
             }
         });
-        master_down_ms(adv, prio) + margin_ms
+        master_down_ms(adv, prio) + opts.split_margin_ms
     }
 
     /// Keeps `local_since` in step with the instances' local alerts.
@@ -435,7 +443,7 @@ impl Fleet {
     /// ones of reachable agents; a `vrid-collision` once it has lasted the hold).
     pub fn status(&self, now_ms: i64) -> StatusReply {
         let mut alerts: Vec<Alert> = self.alerts.values().map(|a| a.alert.clone()).collect();
-        let (silent, margin) = (self.opts.silent_after_ms, self.opts.split_margin_ms);
+        let silent = self.opts.silent_after_ms;
         for n in self.nodes.values().filter(|n| n.reachable(now_ms, silent)) {
             for i in n.instances.values() {
                 for text in &i.alerts {
@@ -445,7 +453,7 @@ impl Fleet {
                         .get(&(i.name.clone(), text.clone()))
                         .copied()
                         .unwrap_or(n.last_seen_ms);
-                    if kind == VRID_COLLISION && now_ms - since < n.hold_ms(&i.name, margin) {
+                    if kind == VRID_COLLISION && now_ms - since < n.hold_ms(&i.name, &self.opts) {
                         continue;
                     }
                     alerts.push(Alert {
@@ -878,9 +886,10 @@ impl Fleet {
             })
             .collect();
         let hold = |m: &Member| {
-            self.nodes
-                .get(&m.0)
-                .map_or(master_down_ms(0, 0) + margin, |n| n.hold_ms(&m.1, margin))
+            self.nodes.get(&m.0).map_or(
+                master_down_ms(self.opts.default_advert_ms, 0) + margin,
+                |n| n.hold_ms(&m.1, &self.opts),
+            )
         };
         let mut wanted = BTreeMap::new();
         let mut grouped = BTreeSet::new();
@@ -1130,9 +1139,16 @@ mod tests {
         s.instances[0].effective_priority = 200;
         f.snapshot("lb1", &s, 1);
         let n = f.node("lb1").unwrap();
-        assert_eq!(n.hold_ms("VI_1", 1000), 300 + 56 * 100 / 256 + 1000);
-        // Unknown instance: the defaults (1 s adverts, longest skew).
-        assert_eq!(n.hold_ms("VI_9", 0), 3996);
+        let o = FleetOptions::default();
+        assert_eq!(n.hold_ms("VI_1", &o), 300 + 56 * 100 / 256 + 1000);
+        // Unknown instance: the assumed interval, longest skew.
+        assert_eq!(n.hold_ms("VI_9", &o), 3996 + 1000);
+        let o = FleetOptions {
+            default_advert_ms: 200,
+            split_margin_ms: 0,
+            ..o
+        };
+        assert_eq!(n.hold_ms("VI_9", &o), 600 + 255 * 200 / 256);
     }
 
     #[test]

@@ -116,6 +116,10 @@ struct RunArgs {
     /// split-brain alert.
     #[arg(long, default_value_t = 1000)]
     split_margin_ms: u64,
+    /// Advert interval (ms) assumed for instances whose agent does not report one: set it
+    /// to the fleet's advert_int when that is not keepalived's default of 1 s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=40950))]
+    default_advert_ms: u64,
 }
 
 /// Logging flags, the same as ha-agent's.
@@ -193,6 +197,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                 .max(1),
         ),
         split_margin: Duration::from_millis(a.split_margin_ms),
+        default_advert: Duration::from_millis(a.default_advert_ms),
         ..CoreOptions::default()
     };
     let core = Core::open(Arc::new(store), opts).context("starting the manager")?;
