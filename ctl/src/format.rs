@@ -28,6 +28,11 @@ pub struct NodeJson {
     pub name: String,
     /// Whether its agent has a live session.
     pub connected: bool,
+    /// Connected and heard from recently; when false, the instance states are only
+    /// the last the manager heard (`state` is UNREACHABLE, `last_state` what it was).
+    pub reachable: bool,
+    /// Time since the manager last heard from the agent, ms (null if never).
+    pub silent_ms: Option<i64>,
     /// Agent wall clock minus manager wall clock, ms.
     pub clock_offset_ms: f64,
     /// Agent process identity; changes at every agent start.
@@ -133,8 +138,11 @@ pub struct InstanceJson {
     pub vrid: u32,
     /// Interface VRRP runs on.
     pub interface: String,
-    /// MASTER, BACKUP, FAULT or INIT.
+    /// MASTER, BACKUP, FAULT or INIT; UNREACHABLE when the node is not reachable
+    /// (disconnected or silent): never count such a node as a master.
     pub state: String,
+    /// The state last reported, when `state` is UNREACHABLE (null otherwise).
+    pub last_state: Option<String>,
     /// Priority from keepalived.conf.
     pub base_priority: u32,
     /// Priority in effect (overrides and trackers applied).
@@ -232,19 +240,65 @@ pub fn status_json(reply: &StatusReply) -> StatusJson {
     }
 }
 
+/// Whether the node's instance states are current: connected and not silent. (A manager
+/// that does not report reachability, silent_ms 0, is trusted on `connected`.)
+pub fn reachable(n: &NodeStatus) -> bool {
+    n.connected && (n.reachable || n.silent_ms == 0)
+}
+
 /// Convert one node.
 pub fn node_json(n: &NodeStatus) -> NodeJson {
+    let up = reachable(n);
     NodeJson {
         name: n.name.clone(),
         connected: n.connected,
+        reachable: up,
+        silent_ms: (n.last_seen_ms != 0).then_some(n.silent_ms),
         clock_offset_ms: n.clock_offset_ms,
         boot_id: n.boot_id.clone(),
         version: n.version.clone(),
         last_seen_ms: n.last_seen_ms,
         override_generation: n.override_generation,
         peer_addr: n.peer_addr.clone(),
-        instances: n.instances.iter().map(instance_json).collect(),
+        instances: n
+            .instances
+            .iter()
+            .map(|i| {
+                let mut j = instance_json(i);
+                if !up {
+                    j.last_state = Some(std::mem::replace(&mut j.state, UNREACHABLE.into()));
+                }
+                j
+            })
+            .collect(),
         virtual_servers: n.virtual_servers.iter().map(virtual_server_json).collect(),
+    }
+}
+
+/// The state shown for instances of a node that is not reachable.
+pub const UNREACHABLE: &str = "UNREACHABLE";
+
+/// The STATE cell: the state, or `unreachable (last seen MASTER 12 s ago)`.
+pub fn state_text(n: &NodeStatus, i: &InstanceState) -> String {
+    if reachable(n) {
+        return state_name(&i.state);
+    }
+    let st = state_name(&i.state);
+    if n.last_seen_ms == 0 {
+        format!("unreachable (never seen, last known {st})")
+    } else if n.silent_ms == 0 {
+        format!("unreachable (last seen {st})")
+    } else {
+        format!("unreachable (last seen {st} {} s ago)", n.silent_ms / 1000)
+    }
+}
+
+/// The CONNECTED cell: yes, no, or "yes (silent)" for a session that stopped talking.
+fn connected_text(n: &NodeStatus) -> String {
+    match (n.connected, reachable(n)) {
+        (true, true) => "yes".into(),
+        (true, false) => "yes (silent)".into(),
+        (false, _) => "no".into(),
     }
 }
 
@@ -310,6 +364,7 @@ pub fn instance_json(i: &InstanceState) -> InstanceJson {
         vrid: i.vrid,
         interface: i.interface.clone(),
         state: state_name(&i.state),
+        last_state: None,
         base_priority: i.base_priority,
         effective_priority: i.effective_priority,
         override_priority: (i.override_priority != 0).then_some(i.override_priority),
@@ -446,7 +501,7 @@ pub fn render_status(reply: &StatusReply) -> String {
     ];
     let mut rows = Vec::new();
     for n in &reply.nodes {
-        let connected = if n.connected { "yes" } else { "no" }.to_string();
+        let connected = connected_text(n);
         let offset = offset_text(n);
         if n.instances.is_empty() {
             rows.push(vec![
@@ -474,7 +529,7 @@ pub fn render_status(reply: &StatusReply) -> String {
                 offset.clone(),
                 i.name.clone(),
                 i.vrid.to_string(),
-                state_name(&i.state),
+                state_text(n, i),
                 i.base_priority.to_string(),
                 eff,
                 dash_if_empty(i.vips.join(",")),
@@ -901,10 +956,19 @@ mod tests {
         assert_eq!(n["name"], "lb2");
         assert_eq!(n["connected"], false);
         assert_eq!(n["clock_offset_ms"], 5001.0);
+        assert_eq!(n["reachable"], false);
         let i = &n["instances"][0];
         assert_eq!(i["name"], "VI_1");
         assert_eq!(i["vrid"], 51);
-        assert_eq!(i["state"], "BACKUP");
+        // Disconnected: never shown as a current state.
+        assert_eq!(i["state"], "UNREACHABLE");
+        assert_eq!(i["last_state"], "BACKUP");
+        assert_eq!(v["nodes"][0]["reachable"], true);
+        assert_eq!(v["nodes"][0]["instances"][0]["state"], "MASTER");
+        assert_eq!(
+            v["nodes"][0]["instances"][0]["last_state"],
+            serde_json::Value::Null
+        );
         assert_eq!(i["base_priority"], 100);
         assert_eq!(i["effective_priority"], 200);
         assert_eq!(i["override_priority"], 200);
@@ -919,6 +983,42 @@ mod tests {
             2,
             "only nodes and alerts: {v}"
         );
+    }
+
+    #[test]
+    fn a_silent_node_is_unreachable_with_its_last_state() {
+        let mut n = NodeStatus {
+            name: "lb1".into(),
+            connected: true,
+            reachable: false,
+            last_seen_ms: 1,
+            silent_ms: 12_400,
+            instances: vec![inst("VI_1", "MASTER", 150, 150, 0)],
+            ..Default::default()
+        };
+        let t = render_status(&StatusReply {
+            nodes: vec![n.clone()],
+            alerts: vec![],
+        });
+        assert!(
+            t.contains("yes (silent)") && t.contains("unreachable (last seen MASTER 12 s ago)"),
+            "{t}"
+        );
+        let j = serde_json::to_value(node_json(&n)).unwrap();
+        assert_eq!(j["reachable"], false);
+        assert_eq!(j["silent_ms"], 12_400);
+        assert_eq!(j["instances"][0]["state"], "UNREACHABLE");
+        assert_eq!(j["instances"][0]["last_state"], "MASTER");
+        // Fresh again.
+        n.reachable = true;
+        n.silent_ms = 300;
+        let j = serde_json::to_value(node_json(&n)).unwrap();
+        assert_eq!(j["instances"][0]["state"], "MASTER");
+        assert!(!render_status(&StatusReply {
+            nodes: vec![n],
+            alerts: vec![],
+        })
+        .contains("unreachable"));
     }
 
     #[test]

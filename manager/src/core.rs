@@ -26,13 +26,13 @@ use std::time::Duration;
 use ha_proto::auth::Identity;
 use ha_proto::v1::{
     manager_msg, CommandReply, Event, EventKind, Heartbeat, Hello, InstanceState, LbStatus,
-    ManagerMsg, NodeStatus, OverrideResult, Overrides, PriorityOverride, RealServerOverride,
+    ManagerMsg, NodeStatus, OverrideResult, Overrides, Ping, PriorityOverride, RealServerOverride,
     RealServerRequest, RsAction, SetPriorityRequest, Snapshot, StatusReply, SwitchoverRequest,
     VipChangeRequest, VipOverride, VirtualServerState,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::fleet::{Fleet, MASTER};
+use crate::fleet::{Fleet, FleetOptions, MASTER};
 use crate::now_ms;
 use crate::store::commit::{CommitOptions, Committer, Outcome};
 use crate::store::{HistoryPage, HistoryQuery, HistoryStore, StoreError};
@@ -54,6 +54,15 @@ pub struct CoreOptions {
     pub commit: CommitOptions,
     /// Capacity of the watch broadcast.
     pub watch_capacity: usize,
+    /// A connected agent silent for longer than this is unreachable (never counted as
+    /// a master).
+    pub silent_after: Duration,
+    /// Added to Master_Down_Interval before two masters are a split brain.
+    pub split_margin: Duration,
+    /// How often the fleet view re-evaluates liveness and pending split brains.
+    pub tick_interval: Duration,
+    /// Advert interval assumed for instances whose agent does not report one.
+    pub default_advert: Duration,
 }
 
 impl Default for CoreOptions {
@@ -66,6 +75,10 @@ impl Default for CoreOptions {
             switchover_timeout: Duration::from_secs(30),
             commit: CommitOptions::default(),
             watch_capacity: 4096,
+            silent_after: Duration::from_secs(15),
+            split_margin: Duration::from_secs(1),
+            tick_interval: Duration::from_millis(250),
+            default_advert: Duration::from_secs(1),
         }
     }
 }
@@ -256,7 +269,15 @@ pub enum Subject<'a> {
 impl Core {
     /// Builds the manager over `store`: loads known nodes, starts the committer.
     pub fn open(store: Arc<dyn HistoryStore>, opts: CoreOptions) -> std::io::Result<Arc<Core>> {
-        let mut fleet = Fleet::new(opts.clock_alert_ms);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let mut fleet = Fleet::with_options(FleetOptions {
+            clock_alert_ms: opts.clock_alert_ms,
+            silent_after_ms: ms(opts.silent_after),
+            split_margin_ms: ms(opts.split_margin),
+            default_advert_ms: u32::try_from(opts.default_advert.as_millis())
+                .unwrap_or(u32::MAX)
+                .max(10),
+        });
         fleet.load(store.nodes().map_err(std::io::Error::other)?);
         let (watch_tx, _) = broadcast::channel(opts.watch_capacity.max(16));
         let wt = watch_tx.clone();
@@ -269,7 +290,7 @@ impl Core {
                 }
             }),
         )?;
-        Ok(Arc::new(Core {
+        let core = Arc::new(Core {
             opts,
             store,
             committer,
@@ -281,7 +302,36 @@ impl Core {
             node_locks: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
-        }))
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(tick_loop(Arc::downgrade(&core)));
+        }
+        Ok(core)
+    }
+
+    /// One liveness pass: re-evaluates the fleet view and pings the nodes whose fresh
+    /// word a pending split brain waits for.
+    pub fn tick(&self) {
+        let now = now_ms();
+        let probes = self.mutate_fleet(|f| {
+            let evs = f.tick(now);
+            (f.probes(now), evs)
+        });
+        for node in probes {
+            let h = lock(&self.sessions).get(&node).cloned();
+            if let Some(h) = h {
+                let id = PROBE_PING_BASE + self.next_conn.fetch_add(1, Ordering::Relaxed);
+                let ping = ManagerMsg {
+                    msg: Some(manager_msg::Msg::Ping(Ping {
+                        ping_id: id,
+                        manager_ms: now_ms(),
+                    })),
+                };
+                // A full queue means the node is busy talking: its next message is
+                // the fresh word anyway.
+                let _ = h.tx.try_send(Ok(ping));
+            }
+        }
     }
 
     /// The store (for retention and tests).
@@ -321,12 +371,14 @@ impl Core {
 
     /// Status of every node and the alerts.
     pub fn status(&self) -> StatusReply {
-        self.with_fleet(Fleet::status)
+        let now = now_ms();
+        self.with_fleet(|f| f.status(now))
     }
 
     /// Every node.
     pub fn nodes(&self) -> Vec<NodeStatus> {
-        self.with_fleet(Fleet::nodes)
+        let now = now_ms();
+        self.with_fleet(|f| f.nodes(now))
     }
 
     /// One page of history.
@@ -875,7 +927,7 @@ impl Core {
                     "agent {node} not connected"
                 )));
             }
-            let master = self.with_fleet(|f| f.master_of(target.vrid, &node));
+            let master = self.with_fleet(|f| f.master_of(target.vrid, &node, now_ms()));
             let Some((mnode, mst)) = master else {
                 if target.state == MASTER {
                     return Ok(CommandReply {
@@ -1040,6 +1092,32 @@ fn list_or_none(items: &[&str]) -> String {
         "(none)".into()
     } else {
         items.join(", ")
+    }
+}
+
+/// Ping ids of liveness probes start here (session pings count up from 1).
+const PROBE_PING_BASE: u64 = 1 << 62;
+
+/// Runs [`Core::tick`] every `tick_interval` until the manager stops or is dropped.
+async fn tick_loop(core: std::sync::Weak<Core>) {
+    let (every, mut stop) = match core.upgrade() {
+        Some(c) => (
+            c.opts.tick_interval.max(Duration::from_millis(50)),
+            c.shutdown_signal(),
+        ),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match core.upgrade() {
+            Some(c) => c.tick(),
+            None => return,
+        }
     }
 }
 

@@ -2,13 +2,26 @@
 //! instance states (snapshot plus applied transitions), virtual servers (from the snapshot
 //! and each `LbStatus`, replaced whole) and clock offset; and the alerts
 //! the manager derives from it:
-//! - `split-brain`: two connected agents MASTER for the same VRID with overlapping VIPs
-//!   (the manager cannot see segments; same VRID plus a shared VIP stands for one);
+//! - `split-brain`: two reachable agents MASTER for the same VRID with overlapping VIPs
+//!   (the manager cannot see segments; same VRID plus a shared VIP stands for one), or
+//!   a reachable master whose agent reports `peer-master` (it hears another master's
+//!   adverts). Raised only from fresh state: the masters must persist longer than the
+//!   instance's Master_Down_Interval plus a margin (so a preempt, a set-priority or a
+//!   switchover, where both report MASTER for a moment, never raises it), and every
+//!   member must have been heard from after that hold ended (proof it is still master;
+//!   [`Fleet::probes`] names the nodes to ping for it). The agents' `peer-master`
+//!   evidence is quoted in the message;
+//! - `agent-unreachable`: a connected agent not heard from for longer than the silence
+//!   limit (its link is cut but the TCP session has not timed out yet). Such a node, and
+//!   a disconnected one, is never counted as a master: status shows it as unreachable
+//!   with its last reported state;
 //! - `clock-offset`: an agent's wall clock is off by more than the threshold (NTP-style
 //!   estimate from ping/heartbeat round trips);
 //! - `agent-disconnected`: a live session ended;
-//! - local alerts the agents report in `InstanceState.alerts` (e.g. `vrid-collision`),
-//!   surfaced as they are.
+//! - local alerts the agents report in `InstanceState.alerts` (`vrid-collision`,
+//!   `peer-master`), surfaced under their own kind; a `vrid-collision` is shown only once
+//!   it has been in force for the same hold as a split brain (a VIP list changed on one
+//!   node before the other is not a collision).
 //!
 //! Pure: no I/O, no clock (callers pass `now_ms`). Every mutation returns the manager
 //! events (ALERT_RAISED / ALERT_CLEARED) to record in history and broadcast.
@@ -28,6 +41,53 @@ pub const CLOCK_OFFSET: &str = "clock-offset";
 pub const AGENT_DISCONNECTED: &str = "agent-disconnected";
 /// Alert kind reported by agents for a VRID used with another VIP list.
 pub const VRID_COLLISION: &str = "vrid-collision";
+/// Alert kind reported by a MASTER agent that keeps hearing another master's adverts for
+/// its VRID: `peer-master: <addr> advertises VRID <n> as MASTER at priority <p>`.
+pub const PEER_MASTER: &str = "peer-master";
+/// Alert kind: a connected agent has not been heard from for longer than the silence
+/// limit.
+pub const AGENT_UNREACHABLE: &str = "agent-unreachable";
+
+/// Advert interval assumed when the agent does not send one (keepalived's default).
+pub const DEFAULT_ADVERT_MS: u32 = 1000;
+
+/// Liveness and debounce tuning of the fleet view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetOptions {
+    /// Clock offset alert threshold, ms.
+    pub clock_alert_ms: f64,
+    /// A connected agent silent for longer than this is unreachable, ms.
+    pub silent_after_ms: i64,
+    /// Added to Master_Down_Interval before two masters count as a split brain, ms.
+    pub split_margin_ms: i64,
+    /// Advert interval assumed for instances whose agent does not send one, ms.
+    pub default_advert_ms: u32,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            clock_alert_ms: 500.0,
+            silent_after_ms: 15_000,
+            split_margin_ms: 1_000,
+            default_advert_ms: DEFAULT_ADVERT_MS,
+        }
+    }
+}
+
+/// Master_Down_Interval of an instance with this advert interval and priority, ms:
+/// `3 x interval + skew`, skew `(256 - priority) x interval / 256` (RFC 5798 §6.1; v2's
+/// seconds give the same with interval 1000). Priority 0 (unknown) counts as 1, the
+/// longest skew.
+pub fn master_down_ms(advert_ms: u32, priority: u32) -> i64 {
+    let adv = i64::from(if advert_ms == 0 {
+        DEFAULT_ADVERT_MS
+    } else {
+        advert_ms
+    });
+    let prio = i64::from(priority.clamp(1, 255));
+    3 * adv + (256 - prio) * adv / 256
+}
 
 /// State spellings (keepalived's).
 pub const MASTER: &str = "MASTER";
@@ -115,10 +175,61 @@ pub struct NodeView {
     pub applied_seq: u64,
     /// Clock offset filter.
     pub clock: ClockFilter,
+    /// Advert interval per instance from hello, ms (0 = not sent).
+    pub advert_ms: BTreeMap<String, u32>,
+    /// Manager time each local alert (instance, text) was first seen, ms.
+    pub local_since: BTreeMap<(String, String), i64>,
 }
 
 impl NodeView {
-    /// The node as `Status` shows it.
+    /// Connected and heard from within `silent_after_ms` of `now_ms`.
+    pub fn reachable(&self, now_ms: i64, silent_after_ms: i64) -> bool {
+        self.connected && now_ms.saturating_sub(self.last_seen_ms) <= silent_after_ms
+    }
+
+    /// Master_Down_Interval plus the margin of one instance (its advert interval from
+    /// hello, else the assumed one; its effective priority, else its base priority).
+    pub fn hold_ms(&self, instance: &str, opts: &FleetOptions) -> i64 {
+        let adv = self
+            .advert_ms
+            .get(instance)
+            .copied()
+            .filter(|a| *a != 0)
+            .unwrap_or(opts.default_advert_ms);
+        let prio = self.instances.get(instance).map_or(0, |i| {
+            if i.effective_priority != 0 {
+                i.effective_priority
+            } else {
+                i.base_priority
+            }
+        });
+        master_down_ms(adv, prio) + opts.split_margin_ms
+    }
+
+    /// Keeps `local_since` in step with the instances' local alerts.
+    fn sync_local_since(&mut self, now_ms: i64) {
+        let live: BTreeSet<(String, String)> = self
+            .instances
+            .values()
+            .flat_map(|i| i.alerts.iter().map(|a| (i.name.clone(), a.clone())))
+            .collect();
+        self.local_since.retain(|k, _| live.contains(k));
+        for k in live {
+            self.local_since.entry(k).or_insert(now_ms);
+        }
+    }
+
+    /// The node as `Status` shows it at `now_ms` (reachability and silence filled in).
+    pub fn status_at(&self, now_ms: i64, silent_after_ms: i64) -> NodeStatus {
+        let mut st = self.status();
+        st.reachable = self.reachable(now_ms, silent_after_ms);
+        if self.last_seen_ms != 0 {
+            st.silent_ms = now_ms.saturating_sub(self.last_seen_ms).max(0);
+        }
+        st
+    }
+
+    /// The node as it is saved (no reachability: that is a matter of the moment).
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             name: self.name.clone(),
@@ -131,6 +242,8 @@ impl NodeView {
             override_generation: self.override_generation,
             peer_addr: self.peer_addr.clone(),
             virtual_servers: self.virtual_servers.clone(),
+            reachable: false,
+            silent_ms: 0,
         }
     }
 }
@@ -144,6 +257,18 @@ struct Active {
     members: Vec<(String, String)>,
 }
 
+/// A split brain seen but not alerted yet (debounce).
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    /// Manager time it was first seen, ms.
+    since_ms: i64,
+    /// How long it must persist: the longest Master_Down_Interval of its members plus
+    /// the margin, ms.
+    hold_ms: i64,
+    /// Nodes whose fresh word is needed to raise it.
+    nodes: Vec<String>,
+}
+
 /// The fleet view.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
@@ -151,10 +276,12 @@ pub struct Fleet {
     nodes: BTreeMap<String, NodeView>,
     /// Manager-raised alerts by (kind, subject).
     alerts: BTreeMap<(String, String), Active>,
+    /// Split brains waiting out their hold, by subject.
+    pending: BTreeMap<String, Pending>,
     /// VRID -> (node, instance) pairs using it, for split-brain checks.
     by_vrid: HashMap<u32, BTreeSet<(String, String)>>,
-    /// Clock offset alert threshold, ms.
-    clock_alert_ms: f64,
+    /// Thresholds.
+    opts: FleetOptions,
 }
 
 fn vip_addr(v: &str) -> &str {
@@ -249,12 +376,25 @@ fn alert_event(kind: EventKind, member: &(String, String), a: &Alert, now_ms: i6
 }
 
 impl Fleet {
-    /// An empty fleet with the clock alert threshold.
+    /// An empty fleet with the clock alert threshold (other options default).
     pub fn new(clock_alert_ms: f64) -> Self {
-        Fleet {
+        Fleet::with_options(FleetOptions {
             clock_alert_ms,
+            ..FleetOptions::default()
+        })
+    }
+
+    /// An empty fleet with these options.
+    pub fn with_options(opts: FleetOptions) -> Self {
+        Fleet {
+            opts,
             ..Default::default()
         }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> FleetOptions {
+        self.opts
     }
 
     /// Seeds the view with nodes known from the store (all disconnected).
@@ -290,28 +430,43 @@ impl Fleet {
         self.nodes.keys().cloned().collect()
     }
 
-    /// Every node as `Status`/`Nodes` show it.
-    pub fn nodes(&self) -> Vec<NodeStatus> {
-        self.nodes.values().map(NodeView::status).collect()
+    /// Every node as `Status`/`Nodes` show it at `now_ms`.
+    pub fn nodes(&self, now_ms: i64) -> Vec<NodeStatus> {
+        let silent = self.opts.silent_after_ms;
+        self.nodes
+            .values()
+            .map(|n| n.status_at(now_ms, silent))
+            .collect()
     }
 
-    /// The full status: nodes and alerts (manager-raised, then agents' local ones).
-    pub fn status(&self) -> StatusReply {
+    /// The full status at `now_ms`: nodes and alerts (manager-raised, then the local
+    /// ones of reachable agents; a `vrid-collision` once it has lasted the hold).
+    pub fn status(&self, now_ms: i64) -> StatusReply {
         let mut alerts: Vec<Alert> = self.alerts.values().map(|a| a.alert.clone()).collect();
-        for n in self.nodes.values().filter(|n| n.connected) {
+        let silent = self.opts.silent_after_ms;
+        for n in self.nodes.values().filter(|n| n.reachable(now_ms, silent)) {
             for i in n.instances.values() {
                 for text in &i.alerts {
+                    let kind = local_alert_kind(text);
+                    let since = n
+                        .local_since
+                        .get(&(i.name.clone(), text.clone()))
+                        .copied()
+                        .unwrap_or(n.last_seen_ms);
+                    if kind == VRID_COLLISION && now_ms - since < n.hold_ms(&i.name, &self.opts) {
+                        continue;
+                    }
                     alerts.push(Alert {
-                        kind: local_alert_kind(text).to_string(),
+                        kind: kind.to_string(),
                         subject: format!("{}/{}", n.name, i.name),
                         message: text.clone(),
-                        since_ms: n.last_seen_ms,
+                        since_ms: since,
                     });
                 }
             }
         }
         StatusReply {
-            nodes: self.nodes(),
+            nodes: self.nodes(now_ms),
             alerts,
         }
     }
@@ -321,14 +476,21 @@ impl Fleet {
         self.alerts.values().map(|a| a.alert.clone()).collect()
     }
 
-    /// Among connected nodes other than `except`, the (node, instance) that is MASTER
+    /// Among reachable nodes other than `except`, the (node, instance) that is MASTER
     /// for `vrid`.
-    pub fn master_of(&self, vrid: u32, except: &str) -> Option<(String, InstanceState)> {
+    pub fn master_of(
+        &self,
+        vrid: u32,
+        except: &str,
+        now_ms: i64,
+    ) -> Option<(String, InstanceState)> {
         let members = self.by_vrid.get(&vrid)?;
+        let silent = self.opts.silent_after_ms;
         members.iter().find_map(|(node, inst)| {
             let n = self.nodes.get(node)?;
             let i = n.instances.get(inst)?;
-            (node != except && n.connected && i.state == MASTER).then(|| (node.clone(), i.clone()))
+            (node != except && n.reachable(now_ms, silent) && i.state == MASTER)
+                .then(|| (node.clone(), i.clone()))
         })
     }
 
@@ -367,6 +529,7 @@ impl Fleet {
         };
         self.index(&n, false);
         n.instances = instances;
+        n.sync_local_since(now_ms);
         self.index(&n, true);
         vrids.extend(n.instances.values().map(|i| i.vrid));
         self.nodes.insert(node.to_string(), n);
@@ -393,6 +556,11 @@ impl Fleet {
         n.conn = conn;
         n.peer_addr = peer.to_string();
         n.last_seen_ms = now_ms;
+        n.advert_ms = hello
+            .instances
+            .iter()
+            .map(|s| (s.name.clone(), s.advert_interval_ms))
+            .collect();
         let old = n.instances.clone();
         let instances = hello
             .instances
@@ -409,6 +577,7 @@ impl Fleet {
             })
             .collect();
         let mut out = self.clear(AGENT_DISCONNECTED, &hello.node, now_ms);
+        out.extend(self.clear(AGENT_UNREACHABLE, &hello.node, now_ms));
         out.extend(self.set_instances(&hello.node, instances, now_ms));
         out
     }
@@ -487,11 +656,17 @@ impl Fleet {
             }
             Ok(EventKind::AlertRaised) if !text.is_empty() && !i.alerts.contains(text) => {
                 i.alerts.push(text.clone());
+                let vrid = i.vrid;
+                n.sync_local_since(now_ms);
+                return self.recheck([vrid].into(), now_ms);
             }
             Ok(EventKind::AlertCleared) => {
                 let kind = local_alert_kind(text).to_string();
                 i.alerts
                     .retain(|a| a != text && local_alert_kind(a) != kind);
+                let vrid = i.vrid;
+                n.sync_local_since(now_ms);
+                return self.recheck([vrid].into(), now_ms);
             }
             Ok(EventKind::Tracker) => apply_tracker(i, &ev.detail),
             Ok(EventKind::Notify) if !ev.detail.is_empty() => i.last_notify = ev.detail.clone(),
@@ -520,7 +695,7 @@ impl Fleet {
     /// A heartbeat received at `now_ms`: updates last seen and, when it answers a ping,
     /// the clock offset (raising or clearing `clock-offset`).
     pub fn heartbeat(&mut self, node: &str, hb: &Heartbeat, now_ms: i64) -> Vec<Event> {
-        let threshold = self.clock_alert_ms;
+        let threshold = self.opts.clock_alert_ms;
         let Some(n) = self.nodes.get_mut(node) else {
             return Vec::new();
         };
@@ -558,13 +733,14 @@ impl Fleet {
         n.connected = false;
         n.last_seen_ms = now_ms;
         let msg = format!("agent {node} disconnected");
-        let mut out = self.raise(
+        let mut out = self.clear(AGENT_UNREACHABLE, node, now_ms);
+        out.extend(self.raise(
             AGENT_DISCONNECTED,
             node,
             msg,
             vec![(node.into(), String::new())],
             now_ms,
-        );
+        ));
         let vrids = self.vrids(node);
         out.extend(self.recheck(vrids, now_ms));
         out
@@ -609,35 +785,160 @@ impl Fleet {
         }
     }
 
-    /// Recomputes the split-brain alerts of each VRID.
+    /// Periodic pass at `now_ms` (the caller runs it every few hundred ms): raises
+    /// split brains whose hold has ended with fresh word from every member, clears those
+    /// gone, and raises or clears `agent-unreachable`.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Event> {
+        let silent = self.opts.silent_after_ms;
+        let mut out = Vec::new();
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for name in names {
+            let Some(n) = self.nodes.get(&name) else {
+                continue;
+            };
+            if !n.connected {
+                continue;
+            }
+            if n.reachable(now_ms, silent) {
+                out.extend(self.clear(AGENT_UNREACHABLE, &name, now_ms));
+                continue;
+            }
+            let ago = now_ms.saturating_sub(n.last_seen_ms) / 1000;
+            let last: Vec<String> = n
+                .instances
+                .values()
+                .map(|i| format!("{} {}", i.name, i.state))
+                .collect();
+            let msg = format!(
+                "agent {name} connected but not heard from for {ago} s (last seen: {}); not counted as master",
+                if last.is_empty() {
+                    "no instances".to_string()
+                } else {
+                    last.join(", ")
+                }
+            );
+            let key = (AGENT_UNREACHABLE.to_string(), name.clone());
+            if let Some(a) = self.alerts.get_mut(&key) {
+                a.alert.message = msg;
+                continue;
+            }
+            out.extend(self.raise(
+                AGENT_UNREACHABLE,
+                &name,
+                msg,
+                vec![(name.clone(), String::new())],
+                now_ms,
+            ));
+        }
+        let vrids: BTreeSet<u32> = self.by_vrid.keys().copied().collect();
+        out.extend(self.recheck(vrids, now_ms));
+        out
+    }
+
+    /// Nodes of split brains past their hold that still lack fresh word (heard from
+    /// after the hold ended): the caller pings them so that the next [`Fleet::tick`]
+    /// can decide.
+    pub fn probes(&self, now_ms: i64) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for p in self.pending.values() {
+            let due = p.since_ms + p.hold_ms;
+            if now_ms < due {
+                continue;
+            }
+            for node in &p.nodes {
+                if self.nodes.get(node).is_some_and(|n| n.last_seen_ms < due) {
+                    out.insert(node.clone());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// `peer-master` reports of a member (its local alerts of that kind).
+    fn evidence(&self, (node, inst): &Member) -> Vec<String> {
+        self.nodes
+            .get(node)
+            .and_then(|n| n.instances.get(inst))
+            .map(|i| {
+                i.alerts
+                    .iter()
+                    .filter(|a| local_alert_kind(a) == PEER_MASTER)
+                    .map(|a| format!("{node}/{inst} reports {a}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Split brains of one VRID as the view shows them now: subject -> (message,
+    /// members, hold).
+    fn split_brains(&self, vrid: u32, now_ms: i64) -> BTreeMap<String, (String, Vec<Member>, i64)> {
+        let (silent, margin) = (self.opts.silent_after_ms, self.opts.split_margin_ms);
+        let masters: Vec<(String, String, Vec<String>)> = self
+            .by_vrid
+            .get(&vrid)
+            .into_iter()
+            .flatten()
+            .filter_map(|(node, inst)| {
+                let n = self.nodes.get(node)?;
+                let i = n.instances.get(inst)?;
+                (n.reachable(now_ms, silent) && i.state == MASTER)
+                    .then(|| (node.clone(), inst.clone(), i.vips.clone()))
+            })
+            .collect();
+        let hold = |m: &Member| {
+            self.nodes.get(&m.0).map_or(
+                master_down_ms(self.opts.default_advert_ms, 0) + margin,
+                |n| n.hold_ms(&m.1, &self.opts),
+            )
+        };
+        let mut wanted = BTreeMap::new();
+        let mut grouped = BTreeSet::new();
+        for SplitGroup { members, vips } in split_brain_groups(&masters) {
+            let who: Vec<String> = members.iter().map(|(n, i)| format!("{n}/{i}")).collect();
+            let subject = format!("vrid {vrid}: {}", who.join(", "));
+            let vips: Vec<String> = vips.into_iter().collect();
+            let mut msg = format!(
+                "split brain: vrid {vrid} is MASTER on {} with shared VIPs {}",
+                who.join(" and "),
+                vips.join(", ")
+            );
+            let evidence: Vec<String> = members.iter().flat_map(|m| self.evidence(m)).collect();
+            if !evidence.is_empty() {
+                msg.push_str(&format!("; agent evidence: {}", evidence.join("; ")));
+            }
+            let h = members.iter().map(hold).max().unwrap_or(margin);
+            grouped.extend(members.iter().cloned());
+            wanted.insert(subject, (msg, members, h));
+        }
+        // A master whose agent hears another master (one the manager does not see as
+        // master, or does not know): the agent already waited Master_Down_Interval, so
+        // only the margin applies here.
+        for (node, inst, _) in &masters {
+            let m = (node.clone(), inst.clone());
+            if grouped.contains(&m) {
+                continue;
+            }
+            let evidence = self.evidence(&m);
+            if evidence.is_empty() {
+                continue;
+            }
+            let subject = format!("vrid {vrid}: {node}/{inst} (agent evidence)");
+            let msg = format!(
+                "split brain: vrid {vrid} is MASTER on {node}/{inst}, which hears another master: {}",
+                evidence.join("; ")
+            );
+            wanted.insert(subject, (msg, vec![m], margin));
+        }
+        wanted
+    }
+
+    /// Recomputes the split-brain alerts of each VRID: clears those gone, refreshes
+    /// those raised, and raises those past their hold with fresh word from every member.
     fn recheck(&mut self, vrids: BTreeSet<u32>, now_ms: i64) -> Vec<Event> {
         let mut out = Vec::new();
         for vrid in vrids {
-            let masters: Vec<(String, String, Vec<String>)> = self
-                .by_vrid
-                .get(&vrid)
-                .into_iter()
-                .flatten()
-                .filter_map(|(node, inst)| {
-                    let n = self.nodes.get(node)?;
-                    let i = n.instances.get(inst)?;
-                    (n.connected && i.state == MASTER)
-                        .then(|| (node.clone(), inst.clone(), i.vips.clone()))
-                })
-                .collect();
+            let wanted = self.split_brains(vrid, now_ms);
             let prefix = format!("vrid {vrid}: ");
-            let mut wanted = BTreeMap::new();
-            for SplitGroup { members, vips } in split_brain_groups(&masters) {
-                let who: Vec<String> = members.iter().map(|(n, i)| format!("{n}/{i}")).collect();
-                let subject = format!("{prefix}{}", who.join(", "));
-                let vips: Vec<String> = vips.into_iter().collect();
-                let msg = format!(
-                    "split brain: vrid {vrid} is MASTER on {} with shared VIPs {}",
-                    who.join(" and "),
-                    vips.join(", ")
-                );
-                wanted.insert(subject, (msg, members));
-            }
             let stale: Vec<String> = self
                 .alerts
                 .keys()
@@ -649,8 +950,31 @@ impl Fleet {
             for s in stale {
                 out.extend(self.clear(SPLIT_BRAIN, &s, now_ms));
             }
-            for (subject, (msg, members)) in wanted {
-                out.extend(self.raise(SPLIT_BRAIN, &subject, msg, members, now_ms));
+            self.pending
+                .retain(|s, _| !s.starts_with(&prefix) || wanted.contains_key(s));
+            for (subject, (msg, members, hold_ms)) in wanted {
+                let key = (SPLIT_BRAIN.to_string(), subject.clone());
+                if let Some(a) = self.alerts.get_mut(&key) {
+                    a.alert.message = msg;
+                    continue;
+                }
+                let nodes: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
+                let p = self.pending.entry(subject.clone()).or_insert(Pending {
+                    since_ms: now_ms,
+                    hold_ms,
+                    nodes: nodes.clone(),
+                });
+                p.hold_ms = hold_ms;
+                p.nodes = nodes;
+                let due = p.since_ms + p.hold_ms;
+                let fresh = p
+                    .nodes
+                    .iter()
+                    .all(|n| self.nodes.get(n).is_some_and(|v| v.last_seen_ms >= due));
+                if now_ms >= due && fresh {
+                    self.pending.remove(&subject);
+                    out.extend(self.raise(SPLIT_BRAIN, &subject, msg, members, now_ms));
+                }
             }
         }
         out
@@ -670,6 +994,7 @@ mod tests {
                 name: "VI_1".into(),
                 vrid: 51,
                 interface: "eth0".into(),
+                advert_interval_ms: 0,
             }],
             ..Default::default()
         }
@@ -706,8 +1031,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn split_brain_raised_and_cleared() {
+    /// Hold of VI_1 in these tests: priority unknown (counts as 1), 1 s adverts:
+    /// Master_Down_Interval 3996 ms plus the 1 s margin.
+    const HOLD: i64 = 4996;
+
+    fn hb(ping_id: u64) -> Heartbeat {
+        Heartbeat {
+            wall_time_ms: 0,
+            ping_id,
+            ping_manager_ms: 0,
+        }
+    }
+
+    /// lb1 MASTER, lb2 BACKUP, both connected, sharing 192.0.2.10, at t = 1.
+    fn pair() -> Fleet {
         let mut f = Fleet::new(500.0);
         assert!(f.connect(&hello("lb1"), "", 1, 0).is_empty());
         assert!(f.connect(&hello("lb2"), "", 2, 0).is_empty());
@@ -717,8 +1054,26 @@ mod tests {
         assert!(f
             .snapshot("lb2", &snap("BACKUP", &["192.0.2.10/24"]), 1)
             .is_empty());
-        // lb2 becomes master too: one alert, one history event per node.
-        let evs = f.event("lb2", &transition(1, "MASTER"), 2);
+        f
+    }
+
+    #[test]
+    fn split_brain_raised_after_the_hold_and_cleared() {
+        let mut f = pair();
+        // lb2 becomes master too (t = 10): nothing yet, the hold runs.
+        assert!(f.event("lb2", &transition(1, "MASTER"), 10).is_empty());
+        assert!(f.tick(10 + HOLD - 1).is_empty());
+        assert!(f.status(10 + HOLD - 1).alerts.is_empty());
+        // The hold is over but neither has spoken since it began: ping them, no alert.
+        let due = 10 + HOLD;
+        assert!(f.tick(due).is_empty());
+        assert_eq!(f.probes(due), vec!["lb1".to_string(), "lb2".to_string()]);
+        f.heartbeat("lb1", &hb(0), due + 5);
+        assert!(f.tick(due + 6).is_empty());
+        assert_eq!(f.probes(due + 6), vec!["lb2".to_string()]);
+        // Both heard after the hold: one alert, one history event per node.
+        f.heartbeat("lb2", &hb(0), due + 7);
+        let evs = f.tick(due + 8);
         let raised = EventKind::AlertRaised as i32;
         assert_eq!(
             kinds(&evs),
@@ -727,20 +1082,252 @@ mod tests {
                 ("lb2".into(), raised, SPLIT_BRAIN.into())
             ]
         );
-        let st = f.status();
+        assert!(f.probes(due + 8).is_empty());
+        let st = f.status(due + 8);
         assert_eq!(st.alerts.len(), 1);
         assert_eq!(st.alerts[0].kind, SPLIT_BRAIN);
         assert_eq!(st.alerts[0].subject, "vrid 51: lb1/VI_1, lb2/VI_1");
         assert!(st.alerts[0].message.contains("192.0.2.10"));
         // Same state again: nothing new. A replayed old event is ignored.
-        assert!(f.event("lb2", &transition(1, "BACKUP"), 3).is_empty());
-        assert_eq!(f.status().alerts.len(), 1);
+        assert!(f.event("lb2", &transition(1, "BACKUP"), due + 9).is_empty());
+        assert!(f.tick(due + 10).is_empty());
+        assert_eq!(f.status(due + 10).alerts.len(), 1);
         // The partition heals: lb2 goes back to backup, the alert clears.
-        let evs = f.event("lb2", &transition(2, "BACKUP"), 4);
+        let evs = f.event("lb2", &transition(2, "BACKUP"), due + 11);
         let cleared = EventKind::AlertCleared as i32;
         assert_eq!(evs.len(), 2);
         assert!(evs.iter().all(|e| e.kind == cleared));
-        assert!(f.status().alerts.is_empty());
+        assert!(f.status(due + 11).alerts.is_empty());
+    }
+
+    #[test]
+    fn a_handover_never_raises_split_brain() {
+        let mut f = pair();
+        let mut t = 10;
+        let mut seq1 = 0;
+        let mut seq2 = 0;
+        for round in 0..20 {
+            // Both report MASTER for a moment (the new master's event arrives before
+            // the old master's), then the old one steps down.
+            let (new, old, sn, so) = if round % 2 == 0 {
+                ("lb2", "lb1", &mut seq2, &mut seq1)
+            } else {
+                ("lb1", "lb2", &mut seq1, &mut seq2)
+            };
+            *sn += 1;
+            assert!(f.event(new, &transition(*sn, "MASTER"), t).is_empty());
+            assert!(f.tick(t + 300).is_empty());
+            *so += 1;
+            assert!(f.event(old, &transition(*so, "BACKUP"), t + 400).is_empty());
+            assert!(f.tick(t + HOLD + 100).is_empty());
+            assert!(f.probes(t + HOLD + 100).is_empty());
+            t += HOLD + 200;
+        }
+        assert!(f.status(t).alerts.is_empty());
+    }
+
+    #[test]
+    fn the_hold_follows_advert_interval_and_priority() {
+        assert_eq!(master_down_ms(1000, 100), 3000 + 156 * 1000 / 256);
+        assert_eq!(master_down_ms(0, 255), 3000 + 1000 / 256);
+        assert_eq!(master_down_ms(100, 0), 300 + 255 * 100 / 256);
+        let mut f = Fleet::new(500.0);
+        let mut h = hello("lb1");
+        h.instances[0].advert_interval_ms = 100;
+        f.connect(&h, "", 1, 0);
+        let mut s = snap("MASTER", &[]);
+        s.instances[0].effective_priority = 200;
+        f.snapshot("lb1", &s, 1);
+        let n = f.node("lb1").unwrap();
+        let o = FleetOptions::default();
+        assert_eq!(n.hold_ms("VI_1", &o), 300 + 56 * 100 / 256 + 1000);
+        // Unknown instance: the assumed interval, longest skew.
+        assert_eq!(n.hold_ms("VI_9", &o), 3996 + 1000);
+        let o = FleetOptions {
+            default_advert_ms: 200,
+            split_margin_ms: 0,
+            ..o
+        };
+        assert_eq!(n.hold_ms("VI_9", &o), 600 + 255 * 200 / 256);
+    }
+
+    #[test]
+    fn a_silent_master_is_unreachable_and_never_counted() {
+        let mut f = pair();
+        // lb1's link is cut: the manager hears nothing more from it, but the TCP
+        // session is still up. lb2 takes over (t = 1000) and keeps talking.
+        f.event("lb2", &transition(1, "MASTER"), 1000);
+        let mut t = 1000;
+        while t < 40_000 {
+            f.heartbeat("lb2", &hb(0), t);
+            let evs = f.tick(t);
+            assert!(
+                evs.iter().all(|e| e.reason != SPLIT_BRAIN),
+                "split brain from a silent node at {t}: {evs:?}"
+            );
+            t += 500;
+        }
+        let st = f.status(t);
+        assert!(alerts(&st, SPLIT_BRAIN).is_empty(), "{:?}", st.alerts);
+        let lb1 = st.nodes.iter().find(|n| n.name == "lb1").unwrap();
+        assert!(lb1.connected && !lb1.reachable);
+        assert_eq!(lb1.silent_ms, t - 1);
+        assert_eq!(lb1.instances[0].state, MASTER, "last known state kept");
+        let un = alerts(&st, AGENT_UNREACHABLE);
+        assert_eq!(un.len(), 1);
+        assert_eq!(un[0].subject, "lb1");
+        assert!(un[0].message.contains("VI_1 MASTER"), "{}", un[0].message);
+        assert!(st.nodes.iter().find(|n| n.name == "lb2").unwrap().reachable);
+        // Not a master for switchover either.
+        assert_eq!(f.master_of(51, "lb2", t), None);
+        assert_eq!(f.master_of(51, "lb1", t).map(|m| m.0), Some("lb2".into()));
+        // lb1 comes back and reports its FAULT: unreachable clears, still no split brain.
+        f.event("lb1", &transition(1, "FAULT"), t + 1);
+        let evs = f.tick(t + 2);
+        assert_eq!(
+            kinds(&evs),
+            vec![(
+                "lb1".into(),
+                EventKind::AlertCleared as i32,
+                AGENT_UNREACHABLE.into()
+            )]
+        );
+        assert!(f.status(t + 2).alerts.is_empty());
+    }
+
+    #[test]
+    fn a_silent_member_stops_a_pending_split_brain() {
+        let mut f = pair();
+        f.event("lb2", &transition(1, "MASTER"), 10);
+        // lb1 answers nothing after the hold: no alert, ever; once silent it is not
+        // even a candidate.
+        let mut t = 10;
+        while t < 30_000 {
+            f.heartbeat("lb2", &hb(0), t);
+            assert!(f.tick(t).iter().all(|e| e.reason != SPLIT_BRAIN));
+            t += 250;
+        }
+        assert!(f.probes(t).is_empty(), "no pings for a node that is gone");
+    }
+
+    fn alerts<'a>(st: &'a StatusReply, kind: &str) -> Vec<&'a Alert> {
+        st.alerts.iter().filter(|a| a.kind == kind).collect()
+    }
+
+    fn alert_event_at(seq: u64, kind: EventKind, text: &str) -> Event {
+        Event {
+            seq,
+            kind: kind as i32,
+            instance: "VI_1".into(),
+            detail: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn peer_master_evidence_is_quoted_in_the_split_brain() {
+        let mut f = pair();
+        let text = "peer-master: 192.0.2.2 advertises VRID 51 as MASTER at priority 100";
+        f.event("lb2", &transition(1, "MASTER"), 10);
+        f.event("lb1", &alert_event_at(1, EventKind::AlertRaised, text), 20);
+        let due = 10 + HOLD;
+        f.heartbeat("lb1", &hb(0), due);
+        f.heartbeat("lb2", &hb(0), due);
+        assert_eq!(f.tick(due).len(), 2);
+        let st = f.status(due);
+        let sb = alerts(&st, SPLIT_BRAIN);
+        assert_eq!(sb.len(), 1);
+        assert!(
+            sb[0]
+                .message
+                .contains(&format!("agent evidence: lb1/VI_1 reports {text}")),
+            "{}",
+            sb[0].message
+        );
+        // The agent's report is also shown under its own kind.
+        let pm = alerts(&st, PEER_MASTER);
+        assert_eq!(pm.len(), 1);
+        assert_eq!(pm[0].subject, "lb1/VI_1");
+        assert_eq!(pm[0].message, text);
+        // Evidence gone: the alert stays (two masters) but no longer quotes it.
+        f.event(
+            "lb1",
+            &alert_event_at(2, EventKind::AlertCleared, text),
+            due + 1,
+        );
+        let st = f.status(due + 1);
+        assert!(!alerts(&st, SPLIT_BRAIN)[0].message.contains("evidence"));
+        assert!(alerts(&st, PEER_MASTER).is_empty());
+    }
+
+    #[test]
+    fn peer_master_evidence_alone_raises_split_brain() {
+        // lb1 hears a master the manager does not see as one (here: lb2 is BACKUP in
+        // the view; in the field it may be a router the manager does not know).
+        let mut f = pair();
+        let text = "peer-master: 192.0.2.9 advertises VRID 51 as MASTER at priority 90";
+        assert!(f
+            .event("lb1", &alert_event_at(1, EventKind::AlertRaised, text), 10)
+            .is_empty());
+        // Only the margin applies: the agent already waited Master_Down_Interval.
+        assert!(f.tick(500).is_empty());
+        f.heartbeat("lb1", &hb(0), 1010);
+        let evs = f.tick(1011);
+        assert_eq!(
+            kinds(&evs),
+            vec![(
+                "lb1".into(),
+                EventKind::AlertRaised as i32,
+                SPLIT_BRAIN.into()
+            )]
+        );
+        let st = f.status(1011);
+        let sb = alerts(&st, SPLIT_BRAIN);
+        assert_eq!(sb[0].subject, "vrid 51: lb1/VI_1 (agent evidence)");
+        assert!(sb[0].message.contains("192.0.2.9"), "{}", sb[0].message);
+        // The agent clears it: so does the manager.
+        let evs = f.event(
+            "lb1",
+            &alert_event_at(2, EventKind::AlertCleared, text),
+            1100,
+        );
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, EventKind::AlertCleared as i32);
+        // A BACKUP reporting it is no evidence of a split brain.
+        f.event(
+            "lb2",
+            &alert_event_at(1, EventKind::AlertRaised, text),
+            1200,
+        );
+        f.heartbeat("lb2", &hb(0), 5000);
+        assert!(f.tick(5001).is_empty());
+    }
+
+    #[test]
+    fn vrid_collision_is_shown_after_the_hold() {
+        let mut f = pair();
+        let text = "vrid-collision: 192.0.2.9 advertises VRID 51 with another address list";
+        f.event("lb2", &alert_event_at(1, EventKind::AlertRaised, text), 100);
+        assert!(alerts(&f.status(100 + HOLD - 1), VRID_COLLISION).is_empty());
+        f.heartbeat("lb2", &hb(0), 100 + HOLD);
+        let st = f.status(100 + HOLD);
+        let c = alerts(&st, VRID_COLLISION);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].since_ms, 100);
+        // A snapshot carrying the same alert keeps its first-seen time.
+        let mut s = snap("BACKUP", &["192.0.2.10/24"]);
+        s.seq = 5;
+        s.instances[0].alerts = vec![text.into()];
+        f.snapshot("lb2", &s, 200 + HOLD);
+        assert_eq!(
+            alerts(&f.status(200 + HOLD), VRID_COLLISION)[0].since_ms,
+            100
+        );
+        // Gone from the agent: gone here, and a new one starts its hold again.
+        f.snapshot("lb2", &snap("BACKUP", &[]), 300 + HOLD);
+        s.seq = 6;
+        f.snapshot("lb2", &s, 400 + HOLD);
+        assert!(alerts(&f.status(401 + HOLD), VRID_COLLISION).is_empty());
     }
 
     #[test]
@@ -750,17 +1337,18 @@ mod tests {
         f.connect(&hello("lb2"), "", 2, 0);
         f.snapshot("lb1", &snap("MASTER", &["192.0.2.10/24"]), 1);
         // Disjoint VIPs: two different groups sharing a VRID by accident, no split brain.
-        assert!(f
-            .snapshot("lb2", &snap("MASTER", &["198.51.100.10/24"]), 1)
-            .is_empty());
-        // Overlap (plen ignored): raised.
-        assert_eq!(
-            f.snapshot("lb2", &snap("MASTER", &["192.0.2.10/25"]), 2)
-                .len(),
-            2
-        );
+        f.snapshot("lb2", &snap("MASTER", &["198.51.100.10/24"]), 1);
+        f.heartbeat("lb1", &hb(0), 2 + HOLD);
+        f.heartbeat("lb2", &hb(0), 2 + HOLD);
+        assert!(f.tick(2 + HOLD).is_empty());
+        // Overlap (plen ignored): raised after the hold.
+        f.snapshot("lb2", &snap("MASTER", &["192.0.2.10/25"]), 3 + HOLD);
+        f.heartbeat("lb1", &hb(0), 3 + 2 * HOLD);
+        f.heartbeat("lb2", &hb(0), 3 + 2 * HOLD);
+        assert_eq!(f.tick(3 + 2 * HOLD).len(), 2);
         // lb2 disconnects: split brain clears, agent-disconnected raised.
-        let evs = f.disconnect("lb2", 2, 3);
+        let t = 4 + 2 * HOLD;
+        let evs = f.disconnect("lb2", 2, t);
         let mut reasons: Vec<_> = evs.iter().map(|e| (e.kind, e.reason.as_str())).collect();
         reasons.sort();
         assert_eq!(
@@ -771,13 +1359,16 @@ mod tests {
                 (EventKind::AlertCleared as i32, SPLIT_BRAIN),
             ]
         );
+        // Disconnected: unreachable in status.
+        let st = f.status(t + 1);
+        assert!(!st.nodes.iter().find(|n| n.name == "lb2").unwrap().reachable);
         // It reconnects (BACKUP after the heal): disconnected clears, no split brain.
-        let evs = f.connect(&hello("lb2"), "", 3, 4);
+        let evs = f.connect(&hello("lb2"), "", 3, t + 2);
         assert_eq!(kinds(&evs)[0].2, AGENT_DISCONNECTED);
-        f.snapshot("lb2", &snap("BACKUP", &["192.0.2.10/24"]), 5);
-        assert!(f.status().alerts.is_empty());
+        f.snapshot("lb2", &snap("BACKUP", &["192.0.2.10/24"]), t + 3);
+        assert!(f.status(t + 3).alerts.is_empty());
         // A stale session ending does not disconnect the new one.
-        assert!(f.disconnect("lb2", 2, 6).is_empty());
+        assert!(f.disconnect("lb2", 2, t + 4).is_empty());
         assert!(f.node("lb2").unwrap().connected);
     }
 
@@ -869,7 +1460,9 @@ mod tests {
         s.seq = 5;
         s.instances[0].alerts = vec!["vrid-collision: 192.0.2.9 advertises vrid 51".into()];
         f.snapshot("lb1", &s, 1);
-        let st = f.status();
+        let st = f.status(HOLD);
+        assert_eq!(st.alerts.len(), 0, "not shown before the hold");
+        let st = f.status(1 + HOLD);
         assert_eq!(st.alerts.len(), 1);
         assert_eq!(st.alerts[0].kind, VRID_COLLISION);
         assert_eq!(st.alerts[0].subject, "lb1/VI_1");
@@ -887,14 +1480,14 @@ mod tests {
             ..Default::default()
         };
         f.event("lb1", &cleared, 3);
-        assert!(f.status().alerts.is_empty());
+        assert!(f.status(3).alerts.is_empty());
         // A new boot restarts seq.
         let mut h = hello("lb1");
         h.boot_id = "other".into();
         f.connect(&h, "", 2, 4);
         f.event("lb1", &transition(1, "FAULT"), 5);
         assert_eq!(f.node("lb1").unwrap().instances["VI_1"].state, "FAULT");
-        assert_eq!(f.master_of(51, ""), None);
+        assert_eq!(f.master_of(51, "", 5), None);
     }
 }
 
@@ -964,13 +1557,13 @@ mod virtual_server_tests {
             ..Default::default()
         };
         f.snapshot("lb1", &snap, 1);
-        assert_eq!(f.nodes()[0].virtual_servers.len(), 2);
+        assert_eq!(f.nodes(1)[0].virtual_servers.len(), 2);
         // A whole new list, not a merge.
         let lb = LbStatus {
             virtual_servers: vec![vs("192.0.2.10:80/TCP", false)],
         };
         f.lb_status("lb1", &lb, 2);
-        let st = f.status();
+        let st = f.status(2);
         assert_eq!(st.nodes[0].virtual_servers, lb.virtual_servers);
         // An override result updates one by name.
         f.virtual_server_update("lb1", &vs("192.0.2.10:80/TCP", true));
@@ -980,11 +1573,11 @@ mod virtual_server_tests {
                 .real_servers[0]
                 .alive
         );
-        assert_eq!(f.nodes()[0].virtual_servers.len(), 1);
+        assert_eq!(f.nodes(2)[0].virtual_servers.len(), 1);
         // Saved node state brings them back after a restart.
         let mut g = Fleet::new(500.0);
-        g.load(f.nodes());
-        assert_eq!(g.nodes()[0].virtual_servers, f.nodes()[0].virtual_servers);
+        g.load(f.nodes(2));
+        assert_eq!(g.nodes(2)[0].virtual_servers, f.nodes(2)[0].virtual_servers);
         // Unknown nodes are ignored.
         f.lb_status("lb9", &lb, 3);
         assert!(f.node("lb9").is_none());

@@ -9,13 +9,17 @@
 //! - `session`: one agent stream (hello, snapshot, events, acks, pings, override results);
 //! - `api`: thin tonic adapters with per-method authorization;
 //! - `server`: TLS setup and serving on a given listener until a shutdown future;
+//! - `listen`: connection admission (handshake deadline, per-source and total bounds,
+//!   descriptors kept for authenticated clients); `fdlimit`: RLIMIT_NOFILE;
 //! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
 //! - `logging`: console, `--log-file` and syslog output (the agent's logging source).
 //! - `telemetry`: metrics (Prometheus `/metrics`, OTLP), RPC spans, trace propagation.
 
 pub mod api;
 pub mod core;
+pub mod fdlimit;
 pub mod fleet;
+pub mod listen;
 pub mod logging;
 pub mod pki;
 pub mod server;

@@ -19,6 +19,7 @@ use ha_manager::server;
 use ha_manager::store::sled::SledStore;
 use ha_manager::store::Retention;
 use ha_manager::telemetry;
+use ha_manager::{fdlimit, listen};
 use ha_proto::auth::Role;
 
 /// Fleet manager for ha-agent: agent streams, history, overrides.
@@ -105,9 +106,25 @@ struct RunArgs {
     /// Clock offset alert threshold, ms.
     #[arg(long, default_value_t = 500)]
     clock_alert_ms: u32,
-    /// Seconds between pings to each agent (clock offset).
+    /// Seconds between pings to each agent (clock offset, liveness).
     #[arg(long, default_value_t = 5)]
     ping_interval_s: u64,
+    /// A connected agent not heard from for this many seconds is shown as unreachable
+    /// and never counted as a master (default: 3 x --ping-interval-s).
+    #[arg(long)]
+    silent_after_s: Option<u64>,
+    /// Two masters must persist for Master_Down_Interval plus this many ms before the
+    /// split-brain alert.
+    #[arg(long, default_value_t = 1000)]
+    split_margin_ms: u64,
+    /// Advert interval (ms) assumed for instances whose agent does not report one: set it
+    /// to the fleet's advert_int when that is not keepalived's default of 1 s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=40950))]
+    default_advert_ms: u64,
+    /// Seconds a connection has to finish its TLS handshake (plaintext: send its first
+    /// byte) before it is closed.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout_s: u64,
 }
 
 /// Logging flags, the same as ha-agent's.
@@ -159,14 +176,28 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         bail!("--listen ADDR and --data DIR are required");
     };
     let hangup = spawn_hangup_reopen()?;
+    match fdlimit::raise_nofile() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit to the hard limit"
+            )
+        }
+        Ok((_, after)) => tracing::info!(limit = after, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let tls = if let Some(dir) = &a.tls_dir {
-        Some(server::tls_config(
-            &read(&dir.join("ca.pem"))?,
-            &read(&dir.join("manager.pem"))?,
-            &read(&dir.join("manager.key"))?,
-        ))
+        Some(
+            server::tls_config(
+                &read(&dir.join("ca.pem"))?,
+                &read(&dir.join("manager.pem"))?,
+                &read(&dir.join("manager.key"))?,
+            )
+            .with_context(|| format!("TLS files in {}", dir.display()))?,
+        )
     } else if let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) {
-        Some(server::tls_config(&read(ca)?, &read(cert)?, &read(key)?))
+        Some(server::tls_config(&read(ca)?, &read(cert)?, &read(key)?).context("TLS files")?)
     } else if a.insecure {
         tracing::warn!("running without TLS (--insecure): every caller is admin");
         None
@@ -179,6 +210,13 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         insecure: a.insecure,
         clock_alert_ms: f64::from(a.clock_alert_ms),
         ping_interval: Duration::from_secs(a.ping_interval_s.max(1)),
+        silent_after: Duration::from_secs(
+            a.silent_after_s
+                .unwrap_or(3 * a.ping_interval_s.max(1))
+                .max(1),
+        ),
+        split_margin: Duration::from_millis(a.split_margin_ms),
+        default_advert: Duration::from_millis(a.default_advert_ms),
         ..CoreOptions::default()
     };
     let core = Core::open(Arc::new(store), opts).context("starting the manager")?;
@@ -216,7 +254,18 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    let served = server::serve(listener, core.clone(), tls, shutdown).await;
+    let admission = listen::AdmissionOptions::for_fd_limit(
+        fdlimit::nofile_soft().unwrap_or(1024),
+        Duration::from_secs(a.handshake_timeout_s.max(1)),
+    );
+    tracing::info!(
+        max_connections = admission.max_connections,
+        max_pending = admission.max_pending,
+        max_pending_per_source = admission.max_pending_per_source,
+        handshake_timeout_s = admission.handshake_timeout.as_secs(),
+        "connection admission"
+    );
+    let served = server::serve_with(listener, core.clone(), tls, admission, shutdown).await;
     retention.abort();
     hangup.abort();
     core.close().await;

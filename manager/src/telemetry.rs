@@ -40,11 +40,14 @@ use crate::core::Core;
 /// Instrumentation scope and service name.
 const SCOPE: &str = "ha-manager";
 /// Alert kinds that always have a series (0 when none is active).
-pub const ALERT_KINDS: [&str; 4] = [
+pub const ALERT_KINDS: [&str; 7] = [
     "split-brain",
     "clock-offset",
     "vrid-collision",
     "agent-disconnected",
+    "agent-unreachable",
+    "peer-master",
+    "store-unavailable",
 ];
 /// Buckets of the ack latency histogram, seconds.
 const ACK_BUCKETS: [f64; 14] = [
@@ -206,14 +209,21 @@ fn register(m: &Meter, core: Arc<Core>) {
     m.u64_observable_gauge("ha_manager_agents_connected")
         .with_description("Agents with a live session")
         .with_callback(move |o| {
-            let n = c.with_fleet(|f| f.nodes().iter().filter(|n| n.connected).count());
+            let n = c.with_fleet(|f| {
+                f.nodes(crate::now_ms())
+                    .iter()
+                    .filter(|n| n.connected)
+                    .count()
+            });
             o.observe(n as u64, &[]);
         })
         .build();
     let c = core.clone();
     m.u64_observable_gauge("ha_manager_agents_known")
         .with_description("Agents the manager knows (connected or not)")
-        .with_callback(move |o| o.observe(c.with_fleet(|f| f.nodes().len()) as u64, &[]))
+        .with_callback(move |o| {
+            o.observe(c.with_fleet(|f| f.nodes(crate::now_ms()).len()) as u64, &[])
+        })
         .build();
     let c = core.clone();
     m.u64_observable_gauge("ha_manager_store_bytes")
@@ -256,6 +266,17 @@ fn register(m: &Meter, core: Arc<Core>) {
         .with_callback(move |o| {
             for n in c.nodes() {
                 o.observe(u64::from(n.connected), &[KeyValue::new("node", n.name)]);
+            }
+        })
+        .build();
+    let c = core.clone();
+    m.u64_observable_gauge("ha_manager_node_reachable")
+        .with_description(
+            "1 while the node's agent is connected and heard from within the silence limit",
+        )
+        .with_callback(move |o| {
+            for n in c.nodes() {
+                o.observe(u64::from(n.reachable), &[KeyValue::new("node", n.name)]);
             }
         })
         .build();

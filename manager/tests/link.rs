@@ -46,7 +46,7 @@ impl Manager {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = tls.map(|(ca, m)| {
-            server::tls_config(ca.cert.as_bytes(), m.cert.as_bytes(), m.key.as_bytes())
+            server::tls_config(ca.cert.as_bytes(), m.cert.as_bytes(), m.key.as_bytes()).unwrap()
         });
         let (stop, rx) = oneshot::channel::<()>();
         let c2 = core.clone();
@@ -136,6 +136,7 @@ fn hello(node: &str, boot: &str, generation: u64) -> Hello {
             name: "VI_1".into(),
             vrid: 51,
             interface: "eth0".into(),
+            advert_interval_ms: 0,
         }],
         override_generation: generation,
     }
@@ -626,6 +627,9 @@ async fn switchover_split_brain_and_clock_offset() {
         CoreOptions {
             insecure: true,
             ping_interval: Duration::from_millis(50),
+            split_margin: Duration::ZERO,
+            default_advert: Duration::from_millis(10),
+            tick_interval: Duration::from_millis(50),
             ..Default::default()
         },
     )
@@ -671,7 +675,8 @@ async fn switchover_split_brain_and_clock_offset() {
         .clock_offset_ms;
     assert!(off > 1_000.0 && off < 3_000.0, "{off}");
 
-    // Split brain: both MASTER with the same VIP.
+    // Split brain: both MASTER with the same VIP, and both keep talking past the hold
+    // (Master_Down_Interval at the assumed 10 ms adverts, no margin).
     lb2.events(vec![transition(
         1,
         "BACKUP",
@@ -679,7 +684,21 @@ async fn switchover_split_brain_and_clock_offset() {
         "master down timer expired",
     )])
     .await;
-    until_status(&ch, |s| s.alerts.iter().any(|a| a.kind == "split-brain")).await;
+    let mut ctl = ControlClient::new(ch.clone());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            for a in [&lb1, &lb2] {
+                a.send(agent_msg::Msg::Heartbeat(Heartbeat::default())).await;
+            }
+            let st = ctl.status(StatusRequest {}).await.unwrap().into_inner();
+            if st.alerts.iter().any(|a| a.kind == "split-brain") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("split brain raised once both masters were heard after the hold");
     lb2.events(vec![transition(
         2,
         "MASTER",

@@ -92,6 +92,11 @@ pub struct Fleet {
     pub data: PathBuf,
     /// Plaintext or mTLS.
     pub security: Security,
+    /// More ha-manager arguments for every start (`--ping-interval-s 1`...).
+    pub manager_args: Vec<String>,
+    /// Program run in front of ha-manager with `manager_args` first (e.g. `prlimit`
+    /// and its options ending in `--`); None runs ha-manager directly.
+    pub manager_wrapper: Option<Vec<String>>,
 }
 
 impl Fleet {
@@ -129,6 +134,8 @@ impl Fleet {
             classic,
             data,
             security,
+            manager_args: Vec::new(),
+            manager_wrapper: None,
         })
     }
 
@@ -161,13 +168,25 @@ impl Fleet {
                 args.extend(["--tls-dir", tls_dir.as_str()]);
             }
         }
+        args.extend(self.manager_args.iter().map(String::as_str));
         let name = format!("ha-manager-{}", self.manager_runs);
+        let manager = bin("ha-manager")?;
+        let manager_s = manager.to_string_lossy().into_owned();
+        let (program, argv): (PathBuf, Vec<&str>) = match &self.manager_wrapper {
+            Some(w) if !w.is_empty() => {
+                let mut v: Vec<&str> = w[1..].iter().map(String::as_str).collect();
+                v.push(manager_s.as_str());
+                v.extend(args.iter().copied());
+                (PathBuf::from(&w[0]), v)
+            }
+            _ => (manager.clone(), args.clone()),
+        };
         let d = Daemon::start(
             self.classic.lan.ns(MGR),
             &self.classic.dir.join("mgr"),
             &name,
-            &bin("ha-manager")?,
-            &args,
+            &program,
+            &argv,
         )?;
         self.manager = Some(d);
         let limit = Duration::from_secs(20);
@@ -371,6 +390,21 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Start ha-agent on lb`idx+1` with an empty state directory (forgets persisted
+    /// overrides), otherwise like [`Fleet::start_agent`].
+    pub fn start_agent_fresh(&mut self, idx: usize, conf: &str) -> Result<()> {
+        self.classic.nodes[idx] = None;
+        let state = self
+            .classic
+            .dir
+            .join(format!("lb{}", idx + 1))
+            .join("state");
+        if state.exists() {
+            fs::remove_dir_all(&state)?;
+        }
+        self.start_agent(idx, conf, None)
     }
 
     /// Drop (or let through again) VRRP, IP protocol 112, arriving at lb`idx+1`.

@@ -314,6 +314,7 @@ impl Link {
                         name: name.clone(),
                         vrid: u32::from(*vrid),
                         interface: interface.clone(),
+                        advert_interval_ms: 0,
                     })
                     .collect(),
                 override_generation: self.generation,

@@ -181,6 +181,7 @@ async fn agent(
                     name: format!("VI_{k}"),
                     vrid: vrid(idx, k),
                     interface: "eth0".into(),
+                    advert_interval_ms: 0,
                 })
                 .collect(),
             override_generation: 0,
