@@ -233,6 +233,18 @@ fn register(m: &Meter, core: Arc<Core>) {
         .with_callback(move |o| o.observe(c.store().event_bytes(), &[]))
         .build();
     let c = core.clone();
+    m.u64_observable_gauge("ha_manager_store_writable")
+        .with_description(
+            "1 while history writes succeed; 0 while they fail (e.g. disk full): nothing is acked then",
+        )
+        .with_callback(move |o| o.observe(u64::from(!c.committer().health().failing()), &[]))
+        .build();
+    let c = core.clone();
+    m.u64_observable_counter("ha_manager_store_write_failures")
+        .with_description("History write attempts that failed (each retry counts)")
+        .with_callback(move |o| o.observe(c.committer().health().failures, &[]))
+        .build();
+    let c = core.clone();
     m.u64_observable_counter("ha_manager_history_events")
         .with_description("Events appended to history since it was created (last history id)")
         .with_callback(move |o| o.observe(c.store().last_history_id(), &[]))

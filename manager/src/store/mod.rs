@@ -32,6 +32,21 @@ pub enum StoreError {
         /// Tree name.
         tree: &'static str,
     },
+    /// The database is closed: a reopen after a failure did not succeed yet.
+    #[error("store closed after a write failure; reopening")]
+    Closed,
+}
+
+impl StoreError {
+    /// The disk is full (ENOSPC) or over quota.
+    pub fn is_disk_full(&self) -> bool {
+        let StoreError::Sled(::sled::Error::Io(e)) = self else {
+            return false;
+        };
+        e.kind() == std::io::ErrorKind::StorageFull
+            || e.raw_os_error() == Some(libc::ENOSPC)
+            || e.to_string().contains("No space left on device")
+    }
 }
 
 /// Result of appending one event.
@@ -141,6 +156,13 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// (the first reply always wins).
     fn put_audit(&self, request_id: &str, reply: &CommandReply)
         -> Result<CommandReply, StoreError>;
+
+    /// After a failure: reopen or otherwise make the store usable again. `Ok(false)`
+    /// when nothing had failed, `Ok(true)` when it recovered; an error when it is still
+    /// unusable (try again later).
+    fn recover(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Dedup key of an agent event, `None` for manager events (seq 0).
