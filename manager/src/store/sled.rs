@@ -86,7 +86,7 @@ fn decode<M: Message + Default>(tree: &'static str, v: &[u8]) -> Result<M, Store
     M::decode(v).map_err(|source| StoreError::Decode { tree, source })
 }
 
-fn live<'a>(g: &'a Option<Inner>) -> Result<&'a Inner, StoreError> {
+fn live(g: &Option<Inner>) -> Result<&Inner, StoreError> {
     g.as_ref().ok_or(StoreError::Closed)
 }
 
