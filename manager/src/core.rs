@@ -626,6 +626,7 @@ impl Core {
                 "request_id is required".into(),
             ));
         }
+        self.check_store().await?;
         let tx = loop {
             let rid = request_id.to_string();
             if let Some(mut r) = self.blocking(move |s| s.audit(&rid)).await? {
@@ -657,10 +658,7 @@ impl Core {
                 }
             }
         };
-        let res = match self.check_store().await {
-            Ok(()) => body.await,
-            Err(e) => Err(e),
-        };
+        let res = body.await;
         let out = match res {
             Ok(mut reply) => {
                 reply.request_id = request_id.to_string();
@@ -1175,9 +1173,9 @@ async fn tick_loop(core: std::sync::Weak<Core>) {
 
 /// A store error as commands report it: a full disk says so and what to do.
 fn store_error(e: StoreError) -> CommandError {
-    if e.is_disk_full() {
+    if e.is_disk_full() || matches!(e, StoreError::Closed) {
         CommandError::StoreUnavailable(format!(
-            "history store full (no space left on device: {e}); the command was not recorded; free space in the data directory (the manager recovers without a restart)"
+            "history store not writable (disk full?): {e}; the command was not carried out or not recorded; free space in the data directory (the manager recovers without a restart)"
         ))
     } else {
         CommandError::Store(e)

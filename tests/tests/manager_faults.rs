@@ -11,12 +11,13 @@
 //! - kill -9 five times in a row under load: it starts each time, and history has no
 //!   duplicate and no silent gap.
 
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ha_tests::fleet::{connected, instance, node, state_of, Fleet, MGR_ADDR, MGR_PORT};
 use ha_tests::scenario::{render, Inst};
 use serde_json::Value;
@@ -206,4 +207,267 @@ fn a_silent_connection_flood_locks_nobody_out() -> Result<()> {
 
 fn s_str(v: &Value) -> String {
     s(v).to_string()
+}
+
+/// A tmpfs mounted for the test, lazily unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs> {
+        std::fs::create_dir_all(dir)?;
+        ha_tests::netns::run(std::process::Command::new("mount").args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            &dir.to_string_lossy(),
+        ]))?;
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fails on duplicates, disorder and holes in any (node, boot) seq run, and on GAP
+/// events; every run starts at seq 1. Returns the events per (node, boot).
+fn check_history(events: &[Value]) -> Result<BTreeMap<(String, String), Vec<u64>>> {
+    let mut last_id = 0;
+    let mut seen = HashSet::new();
+    let mut per_boot: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    for e in events {
+        let hid = e["history_id"].as_u64().context("history_id")?;
+        if hid <= last_id {
+            bail!("history out of order at history_id {hid} (after {last_id})");
+        }
+        last_id = hid;
+        if e["kind"] == "GAP" {
+            bail!("history records a gap: {e}");
+        }
+        if s(&e["boot_id"]).is_empty() {
+            continue; // manager events carry no agent seq
+        }
+        let key = (s(&e["node"]).to_string(), s(&e["boot_id"]).to_string());
+        let seq = e["seq"].as_u64().context("seq")?;
+        if !seen.insert((key.clone(), seq)) {
+            bail!("duplicate event {key:?} seq {seq}");
+        }
+        per_boot.entry(key).or_default().push(seq);
+    }
+    for (key, seqs) in &per_boot {
+        if seqs.first() != Some(&1) {
+            bail!("{key:?} does not start at seq 1: {seqs:?}");
+        }
+        for w in seqs.windows(2) {
+            if w[1] != w[0] + 1 {
+                bail!(
+                    "{key:?}: seq {} follows {} (a silent gap): {seqs:?}",
+                    w[1],
+                    w[0]
+                );
+            }
+        }
+    }
+    Ok(per_boot)
+}
+
+/// The agent's link metrics (`--metrics-listen 127.0.0.1:9464` in its namespace):
+/// (buffered events, reconnects).
+fn link_metrics(f: &Fleet, idx: usize) -> Result<(u64, u64)> {
+    let text = f
+        .classic
+        .lan
+        .ns(idx)
+        .sh("curl -s --max-time 5 http://127.0.0.1:9464/metrics")?;
+    let get = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .find_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    Ok((
+        get("ha_link_buffered_events").context("ha_link_buffered_events")?,
+        get("ha_link_reconnects").unwrap_or(0),
+    ))
+}
+
+/// lb2 with a track_file (weight -10) the test flips to make events.
+fn conf_with_file(file: &std::path::Path) -> String {
+    let mut c = format!(
+        "vrrp_track_file tf_load {{\n    file {}\n    weight -10\n}}\n\n",
+        file.display()
+    );
+    let base = conf(1);
+    c.push_str(&base.replace(
+        "    virtual_ipaddress {",
+        "    track_file {\n        tf_load\n    }\n    virtual_ipaddress {",
+    ));
+    c
+}
+
+/// Flips `file` between 0 and 1 every 100 ms until `stop` is set.
+fn flipper(
+    file: std::path::PathBuf,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut v = 0;
+        while !st.load(std::sync::atomic::Ordering::SeqCst) {
+            v = 1 - v;
+            let _ = std::fs::write(&file, format!("{v}\n"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::write(&file, "0\n");
+    });
+    (stop, h)
+}
+
+#[test]
+fn a_full_disk_stops_acks_and_the_manager_catches_up_without_a_restart() -> Result<()> {
+    let mut f = Fleet::new("mfdisk", false)?;
+    let mnt = f.classic.dir.join("mgr-mnt");
+    let _tmpfs = Tmpfs::mount(&mnt, "40m")?;
+    f.data = mnt.join("data");
+    f.manager_args = ["--ping-interval-s", "1"].map(String::from).to_vec();
+    f.agent_args = ["--metrics-listen", "127.0.0.1:9464"]
+        .map(String::from)
+        .to_vec();
+    f.start_manager()?;
+    let file = f.classic.dir.join("lb2-load");
+    std::fs::write(&file, "0\n")?;
+    f.start_agent(0, &conf(0), None)?;
+    f.start_agent(1, &conf_with_file(&file), None)?;
+    f.wait_status("both agents connected", SETTLE, |s| {
+        connected(s, "lb1") && connected(s, "lb2") && state_of(s, "lb1", "VI_1") == "MASTER"
+    })?;
+    let (stop, flip) = flipper(file);
+
+    // Fill the disk.
+    let filler = mnt.join("filler");
+    let _ = f.mgr_ns().sh(&format!(
+        "dd if=/dev/zero of={} bs=64k 2>/dev/null; true",
+        filler.display()
+    ));
+    let (_, reconnects_before) = link_metrics(&f, 1)?;
+    let full_at = Instant::now();
+    let st = f.wait_status("store-unavailable alert", SETTLE, |s| {
+        s["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["kind"] == "store-unavailable"))
+    })?;
+    println!(
+        "store-unavailable after {:?} of a full disk",
+        full_at.elapsed()
+    );
+    println!("alert: {}", st["alerts"]);
+    // Nothing is acked while full: lb2's buffer only grows.
+    let (b1, _) = link_metrics(&f, 1)?;
+    let grew = {
+        let start = Instant::now();
+        loop {
+            let (b, _) = link_metrics(&f, 1)?;
+            if b > b1 + 5 {
+                break b;
+            }
+            if start.elapsed() > SETTLE {
+                bail!("lb2's unacked buffer did not grow while the disk is full ({b1} -> {b})");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // Commands are refused with a clear error, nothing changed.
+    let out = f.hactl(&["set-priority", "lb2", "VI_1", "120"])?;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("not writable") && out.stderr.contains("nothing changed"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("disk full"), "{out:?}");
+    let st = f.status()?;
+    assert_eq!(
+        instance(&st, "lb2", "VI_1").map(|i| i["override_priority"].clone()),
+        Some(Value::Null),
+        "a refused command changed nothing"
+    );
+    // Status still answers and lb2's stream stays up.
+    assert!(connected(&st, "lb2"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (b_full, reconnects_full) = link_metrics(&f, 1)?;
+    println!(
+        "while full: lb2 unacked {b1} -> {grew} -> {b_full}, reconnects {}",
+        reconnects_full - reconnects_before
+    );
+    assert_eq!(
+        reconnects_full, reconnects_before,
+        "agent streams were dropped"
+    );
+
+    // Space comes back: without a restart, the manager writes again and catches up.
+    std::fs::remove_file(&filler)?;
+    let freed = Instant::now();
+    f.wait_status("store-unavailable cleared", SETTLE, |s| {
+        s["alerts"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|x| x["kind"] == "store-unavailable"))
+    })?;
+    println!("writable again {:?} after space was freed", freed.elapsed());
+    let mut ok = 0;
+    for p in [
+        "120", "clear", "130", "clear", "125", "clear", "121", "clear", "122", "clear",
+    ] {
+        if f.hactl(&["set-priority", "lb2", "VI_1", p])?.code == 0 {
+            ok += 1;
+        }
+    }
+    println!("{ok} of 10 commands ok after space was freed");
+    assert_eq!(ok, 10);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = flip.join();
+    // Everything acked, history complete: no duplicate, no hole, no gap.
+    let start = Instant::now();
+    loop {
+        let (b, _) = link_metrics(&f, 1)?;
+        if b == 0 {
+            break;
+        }
+        if start.elapsed() > SETTLE {
+            bail!("lb2 still has {b} unacked events");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, reconnects_after) = link_metrics(&f, 1)?;
+    assert_eq!(
+        reconnects_after, reconnects_before,
+        "agent streams were dropped"
+    );
+    let events = f.history(&[])?;
+    let runs = check_history(&events)?;
+    let lb2: usize = runs
+        .iter()
+        .filter(|((n, _), _)| n == "lb2")
+        .map(|(_, v)| v.len())
+        .sum();
+    println!(
+        "history: {} events, lb2 {lb2}, no duplicate, no gap",
+        events.len()
+    );
+    assert!(lb2 as u64 > grew, "lb2's buffered events reached history");
+    let cmds = f.history(&["--kind", "command"])?;
+    assert!(
+        cmds.len() >= 10,
+        "the 10 commands are audited: {}",
+        cmds.len()
+    );
+    Ok(())
 }

@@ -16,7 +16,7 @@ use ha_proto::v1::{CommandReply, Event, NodeStatus, Overrides};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The sled database failed.
-    #[error("sled: {0}")]
+    #[error("{}", sled_text(.0))]
     Sled(#[from] ::sled::Error),
     /// A stored record does not decode.
     #[error("corrupt record in tree {tree}: {source}")]
@@ -37,15 +37,26 @@ pub enum StoreError {
     Closed,
 }
 
+/// sled's error for people: a full disk says so plainly.
+fn sled_text(e: &::sled::Error) -> String {
+    match e {
+        ::sled::Error::Io(io) if io_disk_full(io) => {
+            "no space left on device (ENOSPC) writing the history database".into()
+        }
+        other => format!("sled: {other}"),
+    }
+}
+
+fn io_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(libc::ENOSPC)
+        || e.to_string().contains("No space left on device")
+}
+
 impl StoreError {
     /// The disk is full (ENOSPC) or over quota.
     pub fn is_disk_full(&self) -> bool {
-        let StoreError::Sled(::sled::Error::Io(e)) = self else {
-            return false;
-        };
-        e.kind() == std::io::ErrorKind::StorageFull
-            || e.raw_os_error() == Some(libc::ENOSPC)
-            || e.to_string().contains("No space left on device")
+        matches!(self, StoreError::Sled(::sled::Error::Io(e)) if io_disk_full(e))
     }
 }
 
