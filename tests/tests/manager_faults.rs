@@ -298,37 +298,54 @@ fn link_metrics(f: &Fleet, idx: usize) -> Result<(u64, u64)> {
     ))
 }
 
-/// lb2 with a track_file (weight -10) the test flips to make events.
-fn conf_with_file(file: &std::path::Path) -> String {
-    let mut c = format!(
-        "vrrp_track_file tf_load {{\n    file {}\n    weight -10\n}}\n\n",
-        file.display()
-    );
-    let base = conf(1);
-    c.push_str(&base.replace(
+/// lb2 with track_files (weight -1 each) the test flips to make events.
+fn conf_with_files(files: &[std::path::PathBuf]) -> String {
+    let mut c = String::new();
+    let mut names = String::new();
+    for (i, file) in files.iter().enumerate() {
+        c.push_str(&format!(
+            "vrrp_track_file tf_load{i} {{\n    file {}\n    weight -1\n}}\n\n",
+            file.display()
+        ));
+        names.push_str(&format!("        tf_load{i}\n"));
+    }
+    c.push_str(&conf(1).replace(
         "    virtual_ipaddress {",
-        "    track_file {\n        tf_load\n    }\n    virtual_ipaddress {",
+        &format!("    track_file {{\n{names}    }}\n    virtual_ipaddress {{"),
     ));
     c
 }
 
-/// Flips `file` between 0 and 1 every 100 ms until `stop` is set.
-fn flipper(
-    file: std::path::PathBuf,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::thread::JoinHandle<()>,
-) {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// `n` load files in the test dir, all "0".
+fn load_files(f: &Fleet, n: usize) -> Result<Vec<std::path::PathBuf>> {
+    (0..n)
+        .map(|i| {
+            let p = f.classic.dir.join(format!("lb2-load{i}"));
+            std::fs::write(&p, "0\n")?;
+            Ok(p)
+        })
+        .collect()
+}
+
+type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// Flips every file between 0 and 1 every 100 ms until the flag is set (each flip the
+/// agent sees is a TRACKER event).
+fn flipper(files: Vec<std::path::PathBuf>) -> (Stop, std::thread::JoinHandle<()>) {
+    let stop: Stop = Default::default();
     let st = stop.clone();
     let h = std::thread::spawn(move || {
         let mut v = 0;
         while !st.load(std::sync::atomic::Ordering::SeqCst) {
             v = 1 - v;
-            let _ = std::fs::write(&file, format!("{v}\n"));
+            for file in &files {
+                let _ = std::fs::write(file, format!("{v}\n"));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = std::fs::write(&file, "0\n");
+        for file in &files {
+            let _ = std::fs::write(file, "0\n");
+        }
     });
     (stop, h)
 }
@@ -344,14 +361,13 @@ fn a_full_disk_stops_acks_and_the_manager_catches_up_without_a_restart() -> Resu
         .map(String::from)
         .to_vec();
     f.start_manager()?;
-    let file = f.classic.dir.join("lb2-load");
-    std::fs::write(&file, "0\n")?;
+    let files = load_files(&f, 2)?;
     f.start_agent(0, &conf(0), None)?;
-    f.start_agent(1, &conf_with_file(&file), None)?;
+    f.start_agent(1, &conf_with_files(&files), None)?;
     f.wait_status("both agents connected", SETTLE, |s| {
         connected(s, "lb1") && connected(s, "lb2") && state_of(s, "lb1", "VI_1") == "MASTER"
     })?;
-    let (stop, flip) = flipper(file);
+    let (stop, flip) = flipper(files);
 
     // Fill the disk.
     let filler = mnt.join("filler");
@@ -468,6 +484,68 @@ fn a_full_disk_stops_acks_and_the_manager_catches_up_without_a_restart() -> Resu
         cmds.len() >= 10,
         "the 10 commands are audited: {}",
         cmds.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn kill_9_five_times_under_load_loses_and_duplicates_nothing() -> Result<()> {
+    let mut f = Fleet::new("mfkill", false)?;
+    f.manager_args = ["--ping-interval-s", "1"].map(String::from).to_vec();
+    f.agent_args = ["--metrics-listen", "127.0.0.1:9464"]
+        .map(String::from)
+        .to_vec();
+    f.start_manager()?;
+    let files = load_files(&f, 8)?;
+    f.start_agent(0, &conf(0), None)?;
+    f.start_agent(1, &conf_with_files(&files), None)?;
+    f.wait_status("both agents connected", SETTLE, |s| {
+        connected(s, "lb1") && connected(s, "lb2") && state_of(s, "lb1", "VI_1") == "MASTER"
+    })?;
+    let (stop, flip) = flipper(files);
+    let mut stored = f.history(&[])?.len();
+    for round in 1..=5 {
+        // Some of the load is in history, then the manager dies mid-stream.
+        let before = stored;
+        let evs = f.wait_history("more events stored", &[], SETTLE, |e| e.len() > before + 40)?;
+        f.kill_manager()?;
+        // It starts each time (start_manager waits for a status answer).
+        f.start_manager()
+            .with_context(|| format!("manager start after kill -9 number {round}"))?;
+        f.wait_status("both agents back", SETTLE, |s| {
+            connected(s, "lb1") && connected(s, "lb2")
+        })?;
+        stored = evs.len();
+        println!("kill -9 #{round}: {stored} events in history before it");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = flip.join();
+    let start = Instant::now();
+    loop {
+        let (b, _) = link_metrics(&f, 1)?;
+        if b == 0 {
+            break;
+        }
+        if start.elapsed() > SETTLE {
+            bail!("lb2 still has {b} unacked events");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let events = f.history(&[])?;
+    let runs = check_history(&events)?;
+    let lb2: usize = runs
+        .iter()
+        .filter(|((n, _), _)| n == "lb2")
+        .map(|(_, v)| v.len())
+        .sum();
+    let (_, reconnects) = link_metrics(&f, 1)?;
+    println!(
+        "after 5 kills: {} events, lb2 {lb2} in one run 1..={lb2}, lb2 reconnects {reconnects}, no duplicate, no gap",
+        events.len()
+    );
+    assert!(
+        reconnects >= 5,
+        "lb2 reconnected after each kill: {reconnects}"
     );
     Ok(())
 }
