@@ -75,6 +75,7 @@ fn status_of(e: CommandError) -> Status {
         CommandError::NotFound(_) => Status::not_found(msg),
         CommandError::FailedPrecondition(_) => Status::failed_precondition(msg),
         CommandError::Store(_) => Status::internal(msg),
+        CommandError::StoreUnavailable(_) => Status::failed_precondition(msg),
         CommandError::Unavailable => Status::unavailable(msg),
     }
 }

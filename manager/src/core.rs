@@ -98,6 +98,10 @@ pub enum CommandError {
     /// The store failed (INTERNAL).
     #[error("history store: {0}")]
     Store(#[from] StoreError),
+    /// The store cannot take writes (a full disk): refused or not recorded, with what
+    /// to do (FAILED_PRECONDITION).
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// The manager is stopping (UNAVAILABLE).
     #[error("manager is shutting down")]
     Unavailable,
@@ -313,8 +317,19 @@ impl Core {
     /// word a pending split brain waits for.
     pub fn tick(&self) {
         let now = now_ms();
+        let h = self.committer.health();
+        let problem = h.failing_since_ms.map(|since| {
+            format!(
+                "history store not writable for {} s{}: {}; agents' events are not acked (they wait in the agents' buffers); {} failed attempts",
+                (now - since).max(0) / 1000,
+                if h.disk_full { " (disk full)" } else { "" },
+                h.last_error,
+                h.failures
+            )
+        });
         let probes = self.mutate_fleet(|f| {
-            let evs = f.tick(now);
+            let mut evs = f.store_alert(problem, now);
+            evs.extend(f.tick(now));
             (f.probes(now), evs)
         });
         for node in probes {
@@ -353,7 +368,21 @@ impl Core {
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|_| CommandError::Unavailable)?
-            .map_err(CommandError::from)
+            .map_err(store_error)
+    }
+
+    /// Refuses a command while history writes fail (nothing is changed); makes a store
+    /// that failed earlier usable again first (sled is reopened).
+    async fn check_store(&self) -> Result<(), CommandError> {
+        let h = self.committer.health();
+        if h.failing() {
+            return Err(CommandError::StoreUnavailable(format!(
+                "history store not writable{}: {}; command refused, nothing changed (free space in the data directory: the manager catches up by itself)",
+                if h.disk_full { " (disk full)" } else { "" },
+                h.last_error
+            )));
+        }
+        self.blocking(|s| s.recover().map(|_| ())).await
     }
 
     /// Applies a fleet mutation; records the manager events it yields.
@@ -527,13 +556,14 @@ impl Core {
             .clone()
     }
 
-    /// Records a COMMAND event (audit trail) and waits until it is durable.
+    /// Records a COMMAND event (audit trail) and waits until it is durable; an error
+    /// when it is not (within [`AUDIT_TIMEOUT`]): the command must not be reported ok.
     async fn audit_event(
         &self,
         ctx: &AuditCtx<'_>,
         mut detail: serde_json::Map<String, serde_json::Value>,
         outcome: &str,
-    ) {
+    ) -> Result<(), CommandError> {
         detail.insert("who".into(), ctx.who.name.clone().into());
         detail.insert("role".into(), ctx.who.role.as_str().into());
         detail.insert("request_id".into(), ctx.request_id.into());
@@ -547,9 +577,21 @@ impl Core {
             detail: serde_json::Value::Object(detail).to_string(),
             ..Default::default()
         };
-        if let Err(e) = self.committer.commit(vec![ev]).await {
-            tracing::error!(error = %e, op = %ctx.op, "recording command failed");
-        }
+        let res = match tokio::time::timeout(AUDIT_TIMEOUT, self.committer.commit(vec![ev])).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "not durable within {} s ({})",
+                AUDIT_TIMEOUT.as_secs(),
+                self.committer.health().last_error
+            ),
+        };
+        tracing::error!(error = %res, op = %ctx.op, request_id = %ctx.request_id,
+            "recording command failed");
+        Err(CommandError::StoreUnavailable(format!(
+            "{} ran ({outcome}) but its audit record could not be stored: {res}; not reported as ok",
+            ctx.op
+        )))
     }
 
     /// Records that `who` was refused `op` (role not allowed).
@@ -562,7 +604,9 @@ impl Core {
         request_id: &str,
     ) {
         let ctx = AuditCtx::new(who, op, node, instance, request_id);
-        self.audit_event(&ctx, Default::default(), "denied: role not allowed")
+        // The caller is refused either way; a failure is logged by audit_event.
+        let _ = self
+            .audit_event(&ctx, Default::default(), "denied: role not allowed")
             .await;
     }
 
@@ -582,6 +626,7 @@ impl Core {
                 "request_id is required".into(),
             ));
         }
+        self.check_store().await?;
         let tx = loop {
             let rid = request_id.to_string();
             if let Some(mut r) = self.blocking(move |s| s.audit(&rid)).await? {
@@ -631,15 +676,20 @@ impl Core {
                         } else {
                             format!("failed: {}", stored.error)
                         };
-                        self.audit_event(&ctx, d, &outcome).await;
-                        let _ = tx.send(Some(stored.clone()));
-                        Ok(stored)
+                        match self.audit_event(&ctx, d, &outcome).await {
+                            Ok(()) => {
+                                let _ = tx.send(Some(stored.clone()));
+                                Ok(stored)
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 }
             }
             Err(e) => {
-                self.audit_event(&ctx, args, &format!("refused: {e}")).await;
+                // Refused anyway; a failed audit is logged by audit_event.
+                let _ = self.audit_event(&ctx, args, &format!("refused: {e}")).await;
                 Err(e)
             }
         };
@@ -1120,6 +1170,20 @@ async fn tick_loop(core: std::sync::Weak<Core>) {
         }
     }
 }
+
+/// A store error as commands report it: a full disk says so and what to do.
+fn store_error(e: StoreError) -> CommandError {
+    if e.is_disk_full() || matches!(e, StoreError::Closed) {
+        CommandError::StoreUnavailable(format!(
+            "history store not writable (disk full?): {e}; the command was not carried out or not recorded; free space in the data directory (the manager recovers without a restart)"
+        ))
+    } else {
+        CommandError::Store(e)
+    }
+}
+
+/// How long a command waits for its audit record to become durable.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pipeline element of a session: the batch's highest seq and its durability answer.
 pub type PendingAck = (u64, oneshot::Receiver<Outcome>);

@@ -48,6 +48,9 @@ pub const PEER_MASTER: &str = "peer-master";
 /// limit.
 pub const AGENT_UNREACHABLE: &str = "agent-unreachable";
 
+/// Alert kind: the history store does not take writes (a full disk); nothing is acked.
+pub const STORE_UNAVAILABLE: &str = "store-unavailable";
+
 /// Advert interval assumed when the agent does not send one (keepalived's default).
 pub const DEFAULT_ADVERT_MS: u32 = 1000;
 
@@ -833,6 +836,28 @@ impl Fleet {
         let vrids: BTreeSet<u32> = self.by_vrid.keys().copied().collect();
         out.extend(self.recheck(vrids, now_ms));
         out
+    }
+
+    /// Raises (with `Some(message)`, refreshing its text) or clears `store-unavailable`.
+    pub fn store_alert(&mut self, problem: Option<String>, now_ms: i64) -> Vec<Event> {
+        const SUBJECT: &str = "history";
+        match problem {
+            Some(msg) => {
+                let key = (STORE_UNAVAILABLE.to_string(), SUBJECT.to_string());
+                if let Some(a) = self.alerts.get_mut(&key) {
+                    a.alert.message = msg;
+                    return Vec::new();
+                }
+                self.raise(
+                    STORE_UNAVAILABLE,
+                    SUBJECT,
+                    msg,
+                    vec![(String::new(), String::new())],
+                    now_ms,
+                )
+            }
+            None => self.clear(STORE_UNAVAILABLE, SUBJECT, now_ms),
+        }
     }
 
     /// Nodes of split brains past their hold that still lack fresh word (heard from

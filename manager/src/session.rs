@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use ha_proto::auth::Identity;
-use ha_proto::v1::{agent_msg, manager_msg, Ack, AgentMsg, Hello, ManagerMsg, Ping};
+use ha_proto::v1::{agent_msg, manager_msg, Ack, AgentMsg, Event, Hello, ManagerMsg, Ping};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -117,8 +117,22 @@ async fn serve(
         Err(e) => tracing::error!(%node, error = %e, "loading overrides failed"),
     }
 
+    // Batches go to the committer from their own task, so that the reader keeps
+    // reading (heartbeats, override results) while the store is slow or failing; it
+    // only waits once SUBMIT_QUEUE batches are queued (then HTTP/2 flow control holds
+    // the agent, whose ring keeps the events).
+    let (sub_tx, mut sub_rx) = mpsc::channel::<(Vec<Event>, u64, std::time::Instant)>(SUBMIT_QUEUE);
     // Acks in order, each after its batch is durable.
     let (ack_tx, mut ack_rx) = mpsc::channel::<(PendingAck, std::time::Instant)>(1024);
+    let c2 = core.clone();
+    let submitter = tokio::spawn(async move {
+        while let Some((evs, max_seq, received)) = sub_rx.recv().await {
+            let done = c2.committer().submit(evs).await;
+            if ack_tx.send(((max_seq, done), received)).await.is_err() {
+                return;
+            }
+        }
+    });
     let out = h.tx.clone();
     let boot_id = hello.boot_id.clone();
     let acker = tokio::spawn(async move {
@@ -199,8 +213,7 @@ async fn serve(
                 }
                 let received = std::time::Instant::now();
                 core.on_events(node, &evs);
-                let done = core.committer().submit(evs).await;
-                if ack_tx.send(((max_seq, done), received)).await.is_err() {
+                if sub_tx.send((evs, max_seq, received)).await.is_err() {
                     break Ok(());
                 }
             }
@@ -209,7 +222,20 @@ async fn serve(
             None => {}
         }
     };
-    drop(ack_tx);
-    let _ = acker.await;
+    // Last acks for what is durable; a store that is failing does not hold the
+    // session open (unacked events come again with the agent's next session).
+    drop(sub_tx);
+    let finish = async {
+        let _ = submitter.await;
+        let _ = acker.await;
+    };
+    if tokio::time::timeout(FINAL_ACKS, finish).await.is_err() {
+        tracing::debug!(%node, "session ended with batches not yet durable");
+    }
     res
 }
+
+/// Batches a session queues for the committer before it stops reading its agent.
+const SUBMIT_QUEUE: usize = 1024;
+/// How long an ending session waits to send its last acks.
+const FINAL_ACKS: std::time::Duration = std::time::Duration::from_secs(2);

@@ -20,6 +20,7 @@ pub use export::{encode_text, serve_metrics, TelemetryError};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -232,6 +233,18 @@ fn register(m: &Meter, core: Arc<Core>) {
         .with_callback(move |o| o.observe(c.store().event_bytes(), &[]))
         .build();
     let c = core.clone();
+    m.u64_observable_gauge("ha_manager_store_writable")
+        .with_description(
+            "1 while history writes succeed; 0 while they fail (e.g. disk full): nothing is acked then",
+        )
+        .with_callback(move |o| o.observe(u64::from(!c.committer().health().failing()), &[]))
+        .build();
+    let c = core.clone();
+    m.u64_observable_counter("ha_manager_store_write_failures")
+        .with_description("History write attempts that failed (each retry counts)")
+        .with_callback(move |o| o.observe(c.committer().health().failures, &[]))
+        .build();
+    let c = core.clone();
     m.u64_observable_counter("ha_manager_history_events")
         .with_description("Events appended to history since it was created (last history id)")
         .with_callback(move |o| o.observe(c.store().last_history_id(), &[]))
@@ -267,6 +280,38 @@ fn register(m: &Meter, core: Arc<Core>) {
             for n in c.nodes() {
                 o.observe(u64::from(n.connected), &[KeyValue::new("node", n.name)]);
             }
+        })
+        .build();
+    m.u64_observable_counter("ha_manager_connections_refused")
+        .with_description(
+            "Connections closed at accept: reason source_busy (too many handshakes from one address), full (connection limit), evicted (oldest pending, to make room), handshake_timeout, handshake_failed, fd_exhausted (accept failed: no descriptors)",
+        )
+        .with_callback(|o| {
+            let s = &crate::listen::STATS;
+            for (reason, c) in [
+                ("source_busy", &s.refused_source),
+                ("full", &s.refused_full),
+                ("evicted", &s.evicted),
+                ("handshake_timeout", &s.handshake_timeouts),
+                ("handshake_failed", &s.handshake_failures),
+                ("fd_exhausted", &s.fd_exhausted),
+            ] {
+                o.observe(c.load(Ordering::Relaxed), &[KeyValue::new("reason", reason)]);
+            }
+        })
+        .build();
+    m.u64_observable_gauge("ha_manager_connections")
+        .with_description("Connections open, by phase: pending (handshake) or open (all)")
+        .with_callback(|o| {
+            let s = &crate::listen::STATS;
+            o.observe(
+                s.pending.load(Ordering::Relaxed),
+                &[KeyValue::new("phase", "pending")],
+            );
+            o.observe(
+                s.open.load(Ordering::Relaxed),
+                &[KeyValue::new("phase", "open")],
+            );
         })
         .build();
     let c = core.clone();

@@ -688,7 +688,8 @@ async fn switchover_split_brain_and_clock_offset() {
     tokio::time::timeout(PATIENCE, async {
         loop {
             for a in [&lb1, &lb2] {
-                a.send(agent_msg::Msg::Heartbeat(Heartbeat::default())).await;
+                a.send(agent_msg::Msg::Heartbeat(Heartbeat::default()))
+                    .await;
             }
             let st = ctl.status(StatusRequest {}).await.unwrap().into_inner();
             if st.alerts.iter().any(|a| a.kind == "split-brain") {

@@ -97,6 +97,8 @@ pub struct Fleet {
     /// Program run in front of ha-manager with `manager_args` first (e.g. `prlimit`
     /// and its options ending in `--`); None runs ha-manager directly.
     pub manager_wrapper: Option<Vec<String>>,
+    /// More ha-agent arguments for every agent start (`--metrics-listen ADDR`...).
+    pub agent_args: Vec<String>,
 }
 
 impl Fleet {
@@ -136,6 +138,7 @@ impl Fleet {
             security,
             manager_args: Vec::new(),
             manager_wrapper: None,
+            agent_args: Vec::new(),
         })
     }
 
@@ -251,6 +254,7 @@ impl Fleet {
             None => (agent, Vec::new()),
         };
         args.extend(agent_args(&cfg, &state_dir, &name, &url, &self.security));
+        args.extend(self.agent_args.iter().cloned());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         // Drop (and so stop) any earlier process on this node first.
         self.classic.nodes[idx] = None;

@@ -16,7 +16,7 @@ use ha_proto::v1::{CommandReply, Event, NodeStatus, Overrides};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The sled database failed.
-    #[error("sled: {0}")]
+    #[error("{}", sled_text(.0))]
     Sled(#[from] ::sled::Error),
     /// A stored record does not decode.
     #[error("corrupt record in tree {tree}: {source}")]
@@ -32,6 +32,32 @@ pub enum StoreError {
         /// Tree name.
         tree: &'static str,
     },
+    /// The database is closed: a reopen after a failure did not succeed yet.
+    #[error("store closed after a write failure; reopening")]
+    Closed,
+}
+
+/// sled's error for people: a full disk says so plainly.
+fn sled_text(e: &::sled::Error) -> String {
+    match e {
+        ::sled::Error::Io(io) if io_disk_full(io) => {
+            "no space left on device (ENOSPC) writing the history database".into()
+        }
+        other => format!("sled: {other}"),
+    }
+}
+
+fn io_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(libc::ENOSPC)
+        || e.to_string().contains("No space left on device")
+}
+
+impl StoreError {
+    /// The disk is full (ENOSPC) or over quota.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sled(::sled::Error::Io(e)) if io_disk_full(e))
+    }
 }
 
 /// Result of appending one event.
@@ -141,6 +167,13 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// (the first reply always wins).
     fn put_audit(&self, request_id: &str, reply: &CommandReply)
         -> Result<CommandReply, StoreError>;
+
+    /// After a failure: reopen or otherwise make the store usable again. `Ok(false)`
+    /// when nothing had failed, `Ok(true)` when it recovered; an error when it is still
+    /// unusable (try again later).
+    fn recover(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Dedup key of an agent event, `None` for manager events (seq 0).
