@@ -499,6 +499,9 @@ async fn overrides_applied_persisted_and_idempotent() {
         (inst.override_priority, inst.effective_priority),
         (150, 150)
     );
+    // A newly applied set is followed by a snapshot of what runs now.
+    let snap = c.expect_snapshot().await;
+    assert_eq!(snap.instances[0].effective_priority, 150);
     let applied = engine.applied();
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0].priorities["VI_1"], Priority(150));

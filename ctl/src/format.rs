@@ -177,7 +177,8 @@ pub struct TrackerJson {
 /// One fleet alert.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct AlertJson {
-    /// split-brain, clock-offset, vrid-collision, agent-disconnected.
+    /// split-brain, clock-offset, agent-disconnected, agent-unreachable, store-unavailable;
+    /// agent-reported vrid-collision, peer-master.
     pub kind: String,
     /// What it is about (node, instance, VRID).
     pub subject: String,

@@ -18,6 +18,7 @@
 //! - `clock-offset`: an agent's wall clock is off by more than the threshold (NTP-style
 //!   estimate from ping/heartbeat round trips);
 //! - `agent-disconnected`: a live session ended;
+//! - `store-unavailable`: history writes fail (the core reports it; nothing is acked);
 //! - local alerts the agents report in `InstanceState.alerts` (`vrid-collision`,
 //!   `peer-master`), surfaced under their own kind; a `vrid-collision` is shown only once
 //!   it has been in force for the same hold as a split brain (a VIP list changed on one

@@ -2,9 +2,9 @@
 //!
 //! ```text
 //!  agent ──AgentMsg──▶ reader loop ──fleet updates──▶ Core (view, alerts)
-//!                          │ EventBatch: submit ──▶ committer ──durable──┐
-//!                          ▼                                              ▼
-//!                     ack queue (in order) ─────────▶ acker task ──Ack──▶ out channel ──▶ agent
+//!                          │ EventBatch ──▶ submitter task ──submit──▶ committer ──durable──┐
+//!                          ▼ (the reader waits only once SUBMIT_QUEUE batches are queued)   ▼
+//!                     ack queue (in order) ─────────────────────▶ acker task ──Ack──▶ out channel ──▶ agent
 //!         ping ticker ───────────────────────────────────────────Ping──▶     ▲
 //!         commands (Core::apply_overrides) ─────────────────Overrides──────┘
 //! ```

@@ -549,3 +549,82 @@ fn kill_9_five_times_under_load_loses_and_duplicates_nothing() -> Result<()> {
     );
     Ok(())
 }
+
+/// VI_1 of an agent's stats.json (SIGUSR2).
+fn agent_vi1(f: &Fleet, idx: usize) -> Result<Value> {
+    let stats = f.agent(idx)?.stats()?;
+    stats["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "VI_1"))
+        .cloned()
+        .with_context(|| format!("VI_1 in stats: {stats}"))
+}
+
+/// Whether the manager's view of VI_1 on `node` says what the agent's stats say.
+fn view_matches(status: &Value, node: &str, stats: &Value) -> bool {
+    let Some(i) = instance(status, node, "VI_1") else {
+        return false;
+    };
+    i["state"] == stats["state"]
+        && i["effective_priority"] == stats["effective_priority"]
+        && i["base_priority"] == stats["base_priority"]
+        && i["override_priority"] == stats["override_priority"]
+}
+
+#[test]
+fn status_shows_what_the_agent_runs_after_a_re_push() -> Result<()> {
+    let mut f = Fleet::new("mfrepush", false)?;
+    f.manager_args = ["--ping-interval-s", "1"].map(String::from).to_vec();
+    f.start_manager()?;
+    start_pair(&mut f)?;
+    f.hactl(&["set-priority", "lb2", "VI_1", "200"])?.ok()?;
+    f.classic.wait_state(1, "VI_1", "MASTER", LONG)?;
+
+    // No manager; lb2 restarts with an empty state dir: it forgets the override.
+    f.kill_manager()?;
+    f.classic.node_mut(1).stop()?;
+    f.start_agent_fresh(1, &conf(1))?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    let forgot = agent_vi1(&f, 1)?;
+    assert_eq!(forgot["effective_priority"], 100, "{forgot}");
+    assert_eq!(forgot["override_priority"], Value::Null, "{forgot}");
+
+    // The manager comes back and re-pushes the stored override: lb2 runs 200, MASTER.
+    f.start_manager()?;
+    f.classic.wait_state(1, "VI_1", "MASTER", LONG)?;
+    let runs = agent_vi1(&f, 1)?;
+    assert_eq!(runs["effective_priority"], 200, "{runs}");
+    assert_eq!(runs["override_priority"], 200, "{runs}");
+    // The manager's view is rebuilt from the agent's report: the same numbers.
+    let st = f.wait_status("lb2 as the agent runs it", SETTLE, |s| {
+        view_matches(s, "lb2", &runs)
+    })?;
+    let table = f.hactl(&["status"])?.ok()?.stdout;
+    let lb2_line = table
+        .lines()
+        .find(|l| l.starts_with("lb2"))
+        .context("lb2 row")?;
+    assert!(lb2_line.contains("200 (override)"), "{table}");
+    // And it stays so (a later report does not bring back stale numbers).
+    std::thread::sleep(Duration::from_secs(3));
+    let again = agent_vi1(&f, 1)?;
+    assert!(
+        view_matches(&f.status()?, "lb2", &again),
+        "{st:#}\nagent: {again}"
+    );
+
+    // A reconnect (manager restart, nothing to re-push) keeps it true; so does a push.
+    f.kill_manager()?;
+    f.start_manager()?;
+    f.wait_status("lb2 after a reconnect", SETTLE, |s| {
+        connected(s, "lb2") && view_matches(s, "lb2", &again)
+    })?;
+    f.hactl(&["set-priority", "lb2", "VI_1", "clear"])?.ok()?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    let cleared = agent_vi1(&f, 1)?;
+    f.wait_status("lb2 after the clear", SETTLE, |s| {
+        view_matches(s, "lb2", &cleared)
+    })?;
+    Ok(())
+}

@@ -10,7 +10,9 @@
 //! Per connection: Hello (with the override generation in force), a full Snapshot, every
 //! unacked event in seq order, then new events as they come; a Heartbeat every
 //! `heartbeat` and one per Ping. Acks drop events from the ring. Overrides are converted,
-//! applied by the engine, persisted, and answered with an OverrideResult. A lost stream
+//! applied by the engine, persisted, and answered with an OverrideResult, followed by a
+//! fresh Snapshot when the set was newly applied (so the fleet view shows the priorities
+//! and VIPs in force after a push or a re-push at connect). A lost stream
 //! is retried with [`Backoff`]; connection changes are logged once, rate-limited.
 //! The load-balancer status (a watch the engine hands over) goes with every Snapshot and,
 //! when it changed, as an LbStatus message at most every [`LB_EVERY`].
@@ -425,6 +427,7 @@ impl Link {
             Some(In::Ping(p)) => ctrl.push_back(heartbeat(p.ping_id, p.manager_ms)),
             Some(In::Overrides(o)) => {
                 self.opts.stats.on_overrides();
+                let fresh = o.generation > self.generation;
                 // The operator's trace continues here (W3C traceparent from the manager).
                 let span =
                     crate::telemetry::override_span(&o.traceparent, o.generation, &o.request_id);
@@ -434,9 +437,16 @@ impl Link {
                     Err(e) => crate::telemetry::end_override_span(span, false, &e.to_string()),
                 }
                 let r = r?;
+                let applied = fresh && self.generation == r.generation;
                 ctrl.push_back(pb::AgentMsg {
                     msg: Some(Out::OverrideResult(r)),
                 });
+                if applied {
+                    // The manager's view follows what runs now: a set applied here
+                    // (a re-push at connect carries no instance) changes priorities
+                    // and VIPs that no event reports.
+                    ctrl.push_back(self.snapshot_msg().await?);
+                }
             }
             None => debug!("empty manager message ignored"),
         }

@@ -197,6 +197,34 @@ pub fn event_size(ev: &Event) -> u64 {
 }
 
 #[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_plainly() {
+        let full = StoreError::Sled(::sled::Error::Io(std::io::Error::from_raw_os_error(
+            libc::ENOSPC,
+        )));
+        assert!(full.is_disk_full());
+        assert_eq!(
+            full.to_string(),
+            "no space left on device (ENOSPC) writing the history database"
+        );
+        // sled wraps the OS error in a custom one that only prints it.
+        let wrapped = StoreError::Sled(::sled::Error::Io(std::io::Error::other(
+            "Os { code: 28, kind: StorageFull, message: \"No space left on device\" }",
+        )));
+        assert!(wrapped.is_disk_full());
+        let other = StoreError::Sled(::sled::Error::Io(std::io::Error::from_raw_os_error(
+            libc::EIO,
+        )));
+        assert!(!other.is_disk_full());
+        assert!(other.to_string().starts_with("sled: "), "{other}");
+        assert!(!StoreError::Closed.is_disk_full());
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod tests {
     //! Behaviour shared by every store implementation; each store runs these.
 
