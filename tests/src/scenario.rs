@@ -79,6 +79,23 @@ impl Inst {
     }
 }
 
+/// VI_1, VRID 51, v3 with `advert` adverts, VIP 192.0.2.10/24: the fast pair most
+/// namespace tests run.
+pub fn fast_inst(state: &'static str, prio: u8, advert: &str) -> Inst {
+    let mut i = Inst::new("VI_1", 51, state, prio);
+    i.version = 3;
+    i.advert_int = advert.into();
+    i
+}
+
+/// The fast pair's configs at 100 ms adverts: lb1 (idx 0) MASTER 150, lb2 BACKUP 100.
+pub fn fast_pair_conf(idx: usize) -> String {
+    match idx {
+        0 => render("lb1", &[fast_inst("MASTER", 150, "0.1")]),
+        _ => render("lb2", &[fast_inst("BACKUP", 100, "0.1")]),
+    }
+}
+
 /// Render a keepalived.conf with these instances on eth0.
 pub fn render(router_id: &str, insts: &[Inst]) -> String {
     let mut s = String::new();

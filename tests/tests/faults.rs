@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ha_tests::proc::{bin, wait_until, Agent, Daemon};
-use ha_tests::scenario::{render, Classic, Impl, Inst, Node};
+use ha_tests::scenario::{fast_inst, render, Classic, Impl, Inst, Node};
 
 const VIP: &str = "192.0.2.10";
 const LONG: Duration = Duration::from_secs(15);
@@ -15,10 +15,7 @@ const LONG: Duration = Duration::from_secs(15);
 const FOREIGN: &str = "192.0.2.77";
 
 fn fast(state: &'static str, prio: u8, advert: &str) -> Inst {
-    let mut i = Inst::new("VI_1", 51, state, prio);
-    i.version = 3;
-    i.advert_int = advert.into();
-    i
+    fast_inst(state, prio, advert)
 }
 
 /// lb1 MASTER (150), lb2 BACKUP (100), both settled.

@@ -17,26 +17,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ha_tests::fleet::{alerts_of, connected, instance, node, pki_init, pki_issue, state_of, Fleet};
-use ha_tests::scenario::{render, Inst, CLIENT};
+use ha_tests::scenario::{fast_pair_conf, CLIENT};
 use serde_json::Value;
 
 const VIP: &str = "192.0.2.10";
 const LONG: Duration = Duration::from_secs(20);
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// VI_1, VRID 51, v3 with 100 ms adverts, VIP 192.0.2.10/24.
-fn fast(state: &'static str, prio: u8) -> Inst {
-    let mut i = Inst::new("VI_1", 51, state, prio);
-    i.version = 3;
-    i.advert_int = "0.1".into();
-    i
-}
-
 fn conf(idx: usize) -> String {
-    match idx {
-        0 => render("lb1", &[fast("MASTER", 150)]),
-        _ => render("lb2", &[fast("BACKUP", 100)]),
-    }
+    fast_pair_conf(idx)
 }
 
 /// Manager, then lb1 (MASTER 150) and lb2 (BACKUP 100), both connected and settled.
