@@ -336,3 +336,67 @@ fn vrrp_process_tuning_applies_to_the_vrrp_thread_only() -> Result<()> {
     assert_eq!(c.holder(VIP)?, Some(0));
     Ok(())
 }
+
+#[test]
+fn a_full_disk_under_the_agent_dirs_stops_nothing_that_runs() -> Result<()> {
+    use ha_tests::fleet::{instance, Fleet};
+    use ha_tests::scenario::fast_pair_conf;
+    use ha_tests::tmpfs::Tmpfs;
+    // lb1's state and runtime directory on a tiny tmpfs, filled to the last block.
+    let mut f = Fleet::new("agentfull", false)?;
+    let disk = Tmpfs::mount(&f.classic.dir.join("lb1").join("state"), "256k")?;
+    f.start_manager()?;
+    f.start_agent(0, &fast_pair_conf(0), None)?;
+    f.start_agent(1, &fast_pair_conf(1), None)?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    f.wait_status("lb1 connected", LONG, |s| {
+        instance(s, "lb1", "VI_1").is_some()
+    })?;
+    let ballast = disk.fill("ballast")?;
+    let state = f.agent(0)?.state_dir.clone();
+
+    // A push is applied (VRRP runs it) and the operator is told it is not persisted.
+    let out = f.hactl(&["set-priority", "lb1", "VI_1", "200"])?;
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("not persisted"), "hactl: {out:?}");
+    f.wait_status("priority 200 in force", LONG, |s| {
+        instance(s, "lb1", "VI_1").is_some_and(|i| i["effective_priority"] == 200)
+    })?;
+    // Dumps fail with a log line, not with the agent.
+    for sig in ["USR1", "USR2"] {
+        f.agent(0)?.daemon.signal(sig)?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = f.agent(0)?.daemon.log_text();
+    assert!(
+        f.classic.node_mut(0).daemon_mut().running(),
+        "full disk killed the agent:\n{log}"
+    );
+    assert!(
+        log.to_lowercase().contains("no space left"),
+        "no log of the failed writes:\n{log}"
+    );
+    assert_eq!(f.classic.holder(VIP)?, Some(0), "VIP holder on a full disk");
+    assert_eq!(
+        f.classic.node(1).entered("VI_1", "MASTER"),
+        0,
+        "lb2 took over"
+    );
+
+    // Space again: the next push persists and the dump is written.
+    std::fs::remove_file(&ballast)?;
+    f.hactl(&["set-priority", "lb1", "VI_1", "210"])?.ok()?;
+    let persisted = ha_agent::link::persist::load_persisted(&state)?
+        .context("overrides.json after space returned")?;
+    assert_eq!(
+        persisted.priorities.get("VI_1").map(|p| p.0),
+        Some(210),
+        "{persisted:?}"
+    );
+    f.agent(0)?.daemon.signal("USR1")?;
+    wait_until("keepalived.data once space returned", LONG, || {
+        state.join("keepalived.data").exists()
+    })?;
+    Ok(())
+}
