@@ -126,6 +126,13 @@ pub fn ntp_sample(t_send_ms: i64, agent_ms: i64, t_recv_ms: i64) -> Option<Clock
 
 /// Smoothing like NTP's clock filter: of the last [`ClockFilter::WINDOW`] samples, the
 /// one with the shortest round trip (the least queueing delay) gives the estimate.
+///
+/// A sample's true offset lies within half its round trip of its estimate, whatever the
+/// path asymmetry. A new sample whose interval does not overlap the best one's (beyond
+/// [`ClockFilter::SLACK_MS`] of timestamp granularity) means the agent's clock was
+/// stepped: the older samples no longer describe it and are dropped, so an alert clears
+/// (or is raised) on the first sample after the step instead of when the old best sample
+/// ages out of the window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClockFilter {
     /// Most recent samples, oldest first.
@@ -136,8 +143,17 @@ impl ClockFilter {
     /// Samples kept.
     pub const WINDOW: usize = 8;
 
+    /// Timestamp granularity allowed when comparing two samples' intervals, ms.
+    pub const SLACK_MS: f64 = 10.0;
+
     /// Adds a sample and returns the new estimate.
     pub fn add(&mut self, s: ClockSample) -> f64 {
+        if let Some(best) = self.samples.iter().min_by_key(|b| b.rtt_ms) {
+            let bound = (s.rtt_ms + best.rtt_ms) as f64 / 2.0 + Self::SLACK_MS;
+            if (s.offset_ms - best.offset_ms).abs() > bound {
+                self.samples.clear();
+            }
+        }
         if self.samples.len() == Self::WINDOW {
             self.samples.pop_front();
         }
@@ -1518,8 +1534,18 @@ mod tests {
         assert_eq!(f.add(s), 590.0);
         let fast = ntp_sample(2000, 2505, 2002).unwrap();
         assert_eq!(f.add(fast), 504.0);
-        let slow = ntp_sample(3000, 3000, 3400).unwrap();
+        // A slow sample consistent with it (450 +- 200) does not move the estimate.
+        let slow = ntp_sample(3000, 3650, 3400).unwrap();
         assert_eq!(f.add(slow), 504.0);
+        // A step of the agent's clock (0 +- 5 cannot be 504 +- 1): the old samples go,
+        // the new offset is the estimate at once.
+        let stepped = ntp_sample(3500, 3505, 3510).unwrap();
+        assert_eq!(f.add(stepped), 0.0);
+        assert_eq!(
+            f.add(ntp_sample(3600, 3700, 3800).unwrap()),
+            0.0,
+            "0 +- 100 agrees"
+        );
         // Old samples age out of the window.
         for i in 0..ClockFilter::WINDOW as i64 {
             f.add(ntp_sample(4000 + i, 4000 + i + 5, 4000 + i + 10).unwrap());
