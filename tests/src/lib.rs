@@ -26,6 +26,7 @@ pub mod otlp;
 pub mod proc;
 pub mod scenario;
 pub mod systemd;
+pub mod tmpfs;
 pub mod web;
 
 pub use lan::{Host, Lan};
