@@ -11,18 +11,10 @@ use std::process::{Command, Output};
 
 use anyhow::{ensure, Context, Result};
 use ha_tests::bin;
+use ha_tests::scratch::Scratch;
 use ha_tests::systemd::verify;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
@@ -66,8 +58,7 @@ fn confs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 #[test]
 fn packages_install_into_a_root_and_work() -> Result<()> {
-    let scratch = Scratch(std::env::temp_dir().join(format!("ha-pkg-{}", std::process::id())));
-    let _ = fs::remove_dir_all(&scratch.0);
+    let scratch = Scratch::new("packaging")?;
     let debs = scratch.0.join("debs");
     let root = scratch.0.join("root");
     fs::create_dir_all(&root)?;

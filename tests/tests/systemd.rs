@@ -15,28 +15,11 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use ha_tests::proc::{wait_until, Agent, Daemon};
 use ha_tests::scenario::{fast_inst, render};
+use ha_tests::scratch::Scratch;
 use ha_tests::systemd::verify;
 use ha_tests::{bin, Lan};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Result<Scratch> {
-        let d = std::env::temp_dir().join(format!("ha-systemd-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d)?;
-        Ok(Scratch(d))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The next datagram on `sock` as text (fails after the socket's read timeout).
 fn next(sock: &UnixDatagram, what: &str) -> Result<String> {
@@ -80,7 +63,7 @@ fn priority(agent: &Agent) -> Result<u64> {
 fn notify_ready_reload_and_stop_in_order() -> Result<()> {
     let mut lan = Lan::new()?;
     lan.add_host("hsd", "192.0.2.1/24", None)?;
-    let scratch = Scratch::new("notify")?;
+    let scratch = Scratch::new("systemd-notify")?;
     let dir = &scratch.0;
     let cfg = dir.join("keepalived.conf");
     fs::write(&cfg, render("lb1", &[fast_inst("MASTER", 150, "0.1")]))?;
@@ -196,7 +179,7 @@ fn rewritten_units(dir: &Path) -> Result<Vec<PathBuf>> {
 
 #[test]
 fn units_pass_systemd_analyze_verify() -> Result<()> {
-    let scratch = Scratch::new("verify")?;
+    let scratch = Scratch::new("systemd-verify")?;
     let units = rewritten_units(&scratch.0)?;
     // The man pages of Documentation= are checked by tests/packaging.rs, where they exist.
     verify(&units, &["--man=no"], &[])?;
