@@ -145,7 +145,9 @@ fn packages_install_into_a_root_and_work() -> Result<()> {
     // Subcommands have their own pages.
     non_empty(&root.join("usr/share/man/man1/hactl-status.1.gz"))?;
     non_empty(&root.join("usr/share/man/man8/ha-manager-pki-init.8.gz"))?;
-    non_empty(&root.join("etc/logrotate.d/ha-agent"))?;
+    for pkg in ["ha-agent", "ha-manager"] {
+        non_empty(&root.join("etc/logrotate.d").join(pkg))?;
+    }
 
     // Every packaged example config is valid for the packaged agent.
     let mut examples = Vec::new();
