@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 for p in keepalived:keepalived tcpdump:tcpdump nft:nftables ping:iputils-ping arping:arping ip:iproute2 \
          faketime:faketime stress-ng:stress-ng openssl:openssl nginx:nginx curl:curl prometheus:prometheus \
-         rsyslogd:rsyslog prlimit:util-linux; do
+         rsyslogd:rsyslog prlimit:util-linux systemd-analyze:systemd dpkg-deb:dpkg strip:binutils \
+         objdump:binutils man:man-db; do
   cmd=${p%%:*}; pkg=${p#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_pkgs+=("$pkg")
 done

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ha_agent::link::bridge::OverrideSet;
 use ha_agent::link::{InstanceInfo, LinkOptions, TlsFiles};
 use ha_agent::runtime::engine::{LinkEnds, RunOptions};
@@ -77,6 +77,9 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("genhash") {
         return genhash(&argv[2..]);
+    }
+    if let Some(code) = ha_clidoc::maybe_generate(Args::command, "8") {
+        return code;
     }
     let args = Args::parse();
     if args.check {

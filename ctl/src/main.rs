@@ -21,9 +21,12 @@ mod trace;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
+    if let Some(code) = ha_clidoc::maybe_generate(cli::Cli::command, "1") {
+        return code;
+    }
     // clap exits 2 on usage errors and 0 on --help/--version by itself.
     let cli = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()

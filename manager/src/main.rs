@@ -70,12 +70,12 @@ enum PkiCmd {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// gRPC listen address, e.g. 127.0.0.1:7400.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Data directory (sled database).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// gRPC listen address (agents and hactl connect here).
+    #[arg(long, default_value = "0.0.0.0:7400")]
+    listen: SocketAddr,
+    /// Data directory (sled database): on persistent storage, not tmpfs.
+    #[arg(long, default_value = "/var/lib/ha-manager")]
+    data: PathBuf,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -172,9 +172,7 @@ fn read(p: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
-    let (Some(listen), Some(data)) = (a.listen, a.data.clone()) else {
-        bail!("--listen ADDR and --data DIR are required");
-    };
+    let (listen, data) = (a.listen, a.data.clone());
     let hangup = spawn_hangup_reopen()?;
     match fdlimit::raise_nofile() {
         Ok((before, after)) if before != after => {
@@ -277,13 +275,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 /// Usage errors clap cannot express: exit 2 with clap's format.
 fn check_usage(a: &RunArgs) {
     let mut cmd = Cli::command();
-    if a.listen.is_none() || a.data.is_none() {
-        cmd.error(
-            clap::error::ErrorKind::MissingRequiredArgument,
-            "--listen ADDR and --data DIR are required",
-        )
-        .exit();
-    }
     if a.tls_dir.is_none() && a.ca.is_none() && !a.insecure {
         cmd.error(
             clap::error::ErrorKind::MissingRequiredArgument,
@@ -294,6 +285,9 @@ fn check_usage(a: &RunArgs) {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = ha_clidoc::maybe_generate(Cli::command, "8") {
+        return code;
+    }
     let cli = Cli::parse();
     if cli.cmd.is_none() {
         check_usage(&cli.run);

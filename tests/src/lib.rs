@@ -11,7 +11,8 @@
 //! - [`bin`]: where the workspace binaries are.
 //! - [`otlp`]: an OTLP/gRPC receiver; [`idle`]: the idle pair of the CPU benchmarks;
 //!   [`bench`]: interruption-aware waits of the benchmark programs; [`chaos`]: the seeded
-//!   fault schedule, its nemeses and invariants (chaos-bench, tests/chaos.rs).
+//!   fault schedule, its nemeses and invariants (chaos-bench, tests/chaos.rs);
+//!   [`systemd`]: `systemd-analyze verify` of the units; [`scratch`]: a directory removed on drop.
 
 pub mod bench;
 pub mod chaos;
@@ -24,6 +25,8 @@ pub mod netns;
 pub mod otlp;
 pub mod proc;
 pub mod scenario;
+pub mod scratch;
+pub mod systemd;
 pub mod tmpfs;
 pub mod web;
 

@@ -6,33 +6,16 @@
 //! and adds no address), the manager listens on 127.0.0.1 port 0 without TLS.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ha_tests::bin;
 use ha_tests::proc::wait_until;
+use ha_tests::scratch::Scratch;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Result<Scratch> {
-        let d = std::env::temp_dir().join(format!("ha-log-reopen-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d)?;
-        Ok(Scratch(d))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -100,7 +83,7 @@ fn rotate_and_check(p: &Proc, log: &Path, before: &str, after: &str) -> Result<(
 
 #[test]
 fn agent_reopens_its_log_file_on_sighup() -> Result<()> {
-    let dir = Scratch::new("agent")?;
+    let dir = Scratch::new("log-reopen-agent")?;
     let conf = dir.0.join("keepalived.conf");
     fs::write(&conf, "global_defs {\n    router_id logtest\n}\n")?;
     let log = dir.0.join("agent.log");
@@ -139,7 +122,7 @@ fn agent_reopens_its_log_file_on_sighup() -> Result<()> {
 
 #[test]
 fn manager_reopens_its_log_file_on_sighup() -> Result<()> {
-    let dir = Scratch::new("mgr")?;
+    let dir = Scratch::new("log-reopen-mgr")?;
     let log = dir.0.join("manager.log");
     let (d, l) = (
         dir.0.join("data").to_string_lossy().into_owned(),

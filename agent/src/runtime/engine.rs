@@ -300,6 +300,8 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
     for i in 0..engine.slots.len() {
         engine.refresh(i).await;
     }
+    let sd = crate::runtime::sdnotify::Notifier::from_env();
+    sd.notify(crate::runtime::sdnotify::State::Ready, Some("running"));
     // Protocol deadlines wait on a timerfd: tokio's millisecond wheel fires ~1 ms late.
     let wake = crate::net::wake::Wakeup::new();
     let mut slept_for: Option<Instant> = None;
@@ -324,10 +326,13 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
                 SignalEvent::Stats => engine.dump_stats(),
                 SignalEvent::Dump => engine.dump_data(),
                 SignalEvent::Reload => {
+                    sd.reloading();
                     crate::runtime::logging::reopen_on_hangup();
-                    engine.reload().await
+                    engine.reload().await;
+                    sd.notify(crate::runtime::sdnotify::State::Ready, Some("running"));
                 }
                 SignalEvent::Stop(name) => {
+                    sd.notify(crate::runtime::sdnotify::State::Stopping, Some("stopping"));
                     info!("{name}: stopping");
                     break;
                 }

@@ -10,6 +10,7 @@
 //!  deadline sleep (next_deadline) --------> +------------------+ --send_to--> VRRP sockets
 //!                                                  |  --announce--> GARP / NA sockets
 //!                                                  +--> logs, <runtime-dir>/stats.json, keepalived.data
+//!  systemd (sdnotify.rs) <-- READY=1 / RELOADING=1 / STOPPING=1 from the engine
 //!  panic hook (crash.rs): priority 0 from the masters' prebuilt adverts, then --cleanup
 //!                                                  |
 //!   VipState / SetOverrides / Shutdown ------------+--> load-balancer thread (runtime/lb.rs):
@@ -30,6 +31,7 @@ pub mod plan;
 pub mod ratelimit;
 pub mod reload;
 pub mod sched;
+pub mod sdnotify;
 pub mod services;
 pub mod signals;
 pub mod stats;
