@@ -12,6 +12,7 @@
 //! block; notes for features not active yet or without effect) -> `build` (typed
 //! [`model`]) with `validate` (cross-field rules), collecting every error.
 
+pub mod auth_hmac;
 pub mod build;
 pub mod keywords;
 pub mod lexer;
