@@ -114,7 +114,10 @@ pub(super) fn parse(cx: &mut Ctx<'_>, block: &Node) -> Option<HmacDraft> {
             cx.err(n, format!("auth_hmac active_key {id} is not a defined key"))
         }
         Some((id, _)) => hmac.active_key = id,
-        None => cx.err(block, "auth_hmac needs active_key (the key adverts are signed with)"),
+        None => cx.err(
+            block,
+            "auth_hmac needs active_key (the key adverts are signed with)",
+        ),
     }
     (cx.errors.len() == errors_before).then(|| HmacDraft {
         hmac,
@@ -171,7 +174,10 @@ fn decode(s: &str) -> Option<Vec<u8>> {
     }
     (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect()
 }
 

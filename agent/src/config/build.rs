@@ -1268,6 +1268,78 @@ mod tests {
     }
 
     #[test]
+    fn owner_ignore_adverts_resolves_as_keepalived() {
+        let inst = |global: &str, body: &str| {
+            let text = format!("global_defs {{\n{global}\n}}\nvrrp_instance A {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 192.0.2.1\n }}\n{body}\n}}\n");
+            let l = parse_with(Path::new("k.conf"), &text, &Options::default())
+                .unwrap_or_else(|e| panic!("{e:#?}"));
+            let notes: Vec<String> = l.notes.iter().map(ToString::to_string).collect();
+            (l.config.vrrp_instances[0].owner_ignore_adverts, notes)
+        };
+        // Default off, even for the owner; strict mode or the global turn it on for owners.
+        assert!(!inst("", "priority 255").0);
+        assert!(inst("", "priority 255\nowner_ignore_adverts").0);
+        assert!(inst("vrrp_owner_ignore_adverts", "priority 255").0);
+        assert!(inst("", "priority 255\nstrict_mode").0);
+        assert!(!inst("vrrp_owner_ignore_adverts", "priority 254").0);
+        // Below 255 it is ignored, with a note on its line.
+        let (on, notes) = inst("", "priority 200\nowner_ignore_adverts");
+        assert!(!on);
+        assert!(
+            notes.contains(
+                &"k.conf:11: (A) owner_ignore_adverts needs priority 255 - ignored".to_owned()
+            ),
+            "{notes:?}"
+        );
+        // Strict mode at 255 forces it, saying so.
+        let (on, notes) = inst("", "priority 255\nstrict_mode\nowner_ignore_adverts off");
+        assert!(on);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("requires owner_ignore_adverts - set")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn startup_delays_and_dump_files() {
+        let c = load("global_defs {\n vrrp_startup_delay 5.5\n vrrp_delay_after_boot 30\n state_dump_file /var/tmp/ka/\n json_dump_file ka.json\n stats_dump_file /srv/s.json\n}\n");
+        let g = &c.global;
+        assert_eq!(g.vrrp_startup_delay, Duration::from_millis(5500));
+        assert_eq!(g.vrrp_delay_after_boot, Some(Duration::from_secs(30)));
+        let dir = Path::new("/run/ha-agent");
+        let r = |p: &Option<PathBuf>, name| DumpFiles::resolve(p.as_deref(), dir, name);
+        assert_eq!(
+            r(&g.dump_files.state, "keepalived.data"),
+            Path::new("/var/tmp/ka/keepalived.data")
+        );
+        assert_eq!(
+            r(&g.dump_files.json, "keepalived.json"),
+            Path::new("/run/ha-agent/ka.json")
+        );
+        assert_eq!(
+            r(&g.dump_files.stats, "stats.json"),
+            Path::new("/srv/s.json")
+        );
+        assert_eq!(
+            r(&None, "stats.json"),
+            Path::new("/run/ha-agent/stats.json")
+        );
+        let e = parse_with(
+            Path::new("k.conf"),
+            "global_defs {\n state_dump_file\n}\n",
+            &Options::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            e[0].to_string(),
+            "k.conf:2: state_dump_file requires a non-empty path"
+        );
+    }
+
+    #[test]
     fn instance_defaults_are_keepalived_s() {
         let i = one("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.0.2.1\n }\n}\n");
         assert_eq!(i.name, "VI_1");

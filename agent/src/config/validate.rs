@@ -305,8 +305,11 @@ mod tests {
             vec!["k.conf:5: no_virtual_ipaddress is incompatible with strict mode"]
         );
         let note = |text: &str| {
-            crate::config::parse_str(std::path::Path::new("k.conf"), &inst(text))
-                .map(|l| l.notes.iter().any(|n| n.message.contains("at least one is sensible")))
+            crate::config::parse_str(std::path::Path::new("k.conf"), &inst(text)).map(|l| {
+                l.notes
+                    .iter()
+                    .any(|n| n.message.contains("at least one is sensible"))
+            })
         };
         assert_eq!(note(base), Ok(true));
         assert_eq!(note(&format!("{base}no_virtual_ipaddress")), Ok(false));

@@ -133,6 +133,7 @@ fn instance(i: &VrrpInstance) -> InstancePlan {
             lower_prio_repeat: g.lower_prio_repeat,
         },
         timer_expired_backup: i.timer_expired_backup,
+        owner_ignore_adverts: i.owner_ignore_adverts,
     };
     InstancePlan {
         cfg,
