@@ -32,4 +32,5 @@ pub mod reload;
 pub mod sched;
 pub mod services;
 pub mod signals;
+pub mod startup;
 pub mod stats;
