@@ -26,6 +26,7 @@ pub mod engine;
 pub mod lb;
 pub mod logging;
 pub mod overrides;
+pub mod pidfile;
 pub mod plan;
 pub mod ratelimit;
 pub mod reload;
