@@ -190,7 +190,7 @@ fn read_key_file(path: &Path) -> Result<String, String> {
     }
     // "hex:" and two digits per byte of the longest key, and some slack.
     let budget = (4 + KEY_MAX * 2 + 8) as u64;
-    let text = super::lexer::read_bounded(path, budget).map_err(|e| format!("{e}"))?;
+    let text = super::lexer::read_bounded(path, budget)?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_field_and_line() {
         assert_eq!(
-            errors(&format!("  key 1 short\n  active_key 1\n")),
+            errors("  key 1 short\n  active_key 1\n"),
             vec![
                 "k.conf:9: auth_hmac key 1: length 5 not in range 32-64 bytes",
                 "k.conf:10: auth_hmac active_key 1 is not a defined key"
@@ -267,7 +267,7 @@ mod tests {
             vec!["k.conf:8: auth_hmac needs active_key (the key adverts are signed with)"]
         );
         assert_eq!(
-            errors(&format!("  key 1 hex:zz\n  active_key 1\n")),
+            errors("  key 1 hex:zz\n  active_key 1\n"),
             vec![
                 "k.conf:9: auth_hmac key 1: bad hex value",
                 "k.conf:10: auth_hmac active_key 1 is not a defined key"
