@@ -128,6 +128,14 @@ start_prometheus() {
   echo "warning: no free port in 9090-9099 on 127.0.0.1 for Prometheus" >&2
 }
 
+wait_unreachable() { # node: until the manager shows it unreachable (bounded)
+  for _ in $(seq 1 100); do
+    hactl status 2>/dev/null | grep -E "^$1 " | grep -q unreachable && return 0
+    sleep 0.1
+  done
+  echo "warning: the manager still shows $1 reachable" >&2
+}
+
 wait_master() { # node
   for _ in $(seq 1 100); do
     [ "$(state_of "$1")" = MASTER ] && return 0
@@ -224,7 +232,7 @@ case "${1:-up}" in
   up) shift || true; up "$@" ;;
   down) down ;;
   status) status ;;
-  failover) ip -n ha-sw link set p1 down; wait_master lb2; status ;;
+  failover) ip -n ha-sw link set p1 down; wait_master lb2; wait_unreachable lb1; status; hactl status ;;
   restore) ip -n ha-sw link set p1 up; sleep 0.2; wait_master lb1; status ;;
   hactl) shift; hactl "$@" ;;
   *) echo "usage: $0 up [--no-prometheus]|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use ha_agent::link::bridge::OverrideSet;
-use ha_agent::link::{LinkOptions, TlsFiles};
+use ha_agent::link::{InstanceInfo, LinkOptions, TlsFiles};
 use ha_agent::runtime::engine::{LinkEnds, RunOptions};
 use ha_agent::runtime::logging::{Facility, LogFormat, LogOptions};
 use ha_agent::runtime::plan::Plan;
@@ -468,7 +468,12 @@ fn link_options(
     opts.instances = plan
         .instances
         .iter()
-        .map(|i| (i.cfg.name.clone(), i.cfg.vrid.get(), i.interface.clone()))
+        .map(|i| InstanceInfo {
+            name: i.cfg.name.clone(),
+            vrid: i.cfg.vrid.get(),
+            interface: i.interface.clone(),
+            advert_interval: i.cfg.interval.as_duration(),
+        })
         .collect();
     opts.override_generation = initial.as_ref().map_or(0, |s| s.generation);
     opts.check().context("manager link")?;

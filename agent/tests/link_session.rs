@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ha_agent::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet, ToLink};
-use ha_agent::link::{self, Backoff, LinkOptions};
+use ha_agent::link::{self, Backoff, InstanceInfo, LinkOptions};
 use ha_agent::units::Priority;
 use ha_proto::v1 as pb;
 use ha_proto::v1::agent_link_server::{AgentLink, AgentLinkServer};
@@ -273,7 +273,12 @@ fn options(addr: SocketAddr, dir: &std::path::Path) -> LinkOptions {
         max: Duration::from_millis(200),
     };
     o.heartbeat = Duration::from_secs(3600);
-    o.instances = vec![("VI_1".into(), 51, "eth0".into())];
+    o.instances = vec![InstanceInfo {
+        name: "VI_1".into(),
+        vrid: 51,
+        interface: "eth0".into(),
+        advert_interval: Duration::from_millis(100),
+    }];
     o.config_digest = "sha256:test".into();
     o
 }
@@ -318,6 +323,10 @@ async fn hello_then_snapshot_then_events_numbered_from_one() {
     assert_eq!(hello.config_digest, "sha256:test");
     assert_eq!(hello.instances.len(), 1);
     assert_eq!(hello.instances[0].vrid, 51);
+    assert_eq!(
+        hello.instances[0].advert_interval_ms, 100,
+        "advert interval sent"
+    );
     let snap = c.expect_snapshot().await;
     assert_eq!(snap.instances.len(), 1);
     assert_eq!(snap.instances[0].name, "VI_1");

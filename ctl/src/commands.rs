@@ -131,9 +131,14 @@ fn request_id(given: Option<String>, verbose: bool) -> String {
     id
 }
 
-/// A command reply with ok=false is a refusal (exit 1) carrying the manager's reason.
+/// A command reply with ok=false is a refusal (exit 1) carrying the manager's reason; an
+/// ok reply with a reason (applied, but not persisted on the agent's disk) is done, and
+/// the reason is printed as a warning.
 fn check_reply(reply: &CommandReply, what: &str) -> Result<(), CtlError> {
     if reply.ok {
+        if !reply.error.is_empty() {
+            eprintln!("hactl: warning: {what}: {}", reply.error);
+        }
         Ok(())
     } else if reply.error.is_empty() {
         Err(CtlError::Failed(format!("{what} refused")))

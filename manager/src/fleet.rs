@@ -52,6 +52,10 @@ pub const AGENT_UNREACHABLE: &str = "agent-unreachable";
 /// Alert kind: the history store does not take writes (a full disk); nothing is acked.
 pub const STORE_UNAVAILABLE: &str = "store-unavailable";
 
+/// A node that leaves a liveness probe (a ping) unanswered this long is unreachable, ms:
+/// a live agent answers within a round trip.
+pub const PROBE_ANSWER_MS: i64 = 2_000;
+
 /// Advert interval assumed when the agent does not send one (keepalived's default).
 pub const DEFAULT_ADVERT_MS: u32 = 1000;
 
@@ -183,12 +187,32 @@ pub struct NodeView {
     pub advert_ms: BTreeMap<String, u32>,
     /// Manager time each local alert (instance, text) was first seen, ms.
     pub local_since: BTreeMap<(String, String), i64>,
+    /// Manager time of the oldest liveness probe not answered yet (any message from the
+    /// node answers it), ms.
+    pub probe_sent_ms: Option<i64>,
 }
 
 impl NodeView {
-    /// Connected and heard from within `silent_after_ms` of `now_ms`.
+    /// Connected, heard from within `silent_after_ms` of `now_ms`, and not leaving a
+    /// probe unanswered for longer than [`PROBE_ANSWER_MS`] (a node whose link is cut
+    /// while its TCP session lingers shows as unreachable within seconds of the probe
+    /// that a second master triggers, not only after the silence limit).
     pub fn reachable(&self, now_ms: i64, silent_after_ms: i64) -> bool {
-        self.connected && now_ms.saturating_sub(self.last_seen_ms) <= silent_after_ms
+        self.connected
+            && now_ms.saturating_sub(self.last_seen_ms) <= silent_after_ms
+            && !self.probe_overdue(now_ms)
+    }
+
+    /// A probe has gone unanswered for longer than [`PROBE_ANSWER_MS`].
+    pub fn probe_overdue(&self, now_ms: i64) -> bool {
+        self.probe_sent_ms
+            .is_some_and(|p| now_ms.saturating_sub(p) > PROBE_ANSWER_MS)
+    }
+
+    /// A message from the node arrived at `now_ms`: it is alive, any probe is answered.
+    fn heard(&mut self, now_ms: i64) {
+        self.last_seen_ms = now_ms;
+        self.probe_sent_ms = None;
     }
 
     /// Master_Down_Interval plus the margin of one instance (its advert interval from
@@ -559,7 +583,7 @@ impl Fleet {
         n.connected = true;
         n.conn = conn;
         n.peer_addr = peer.to_string();
-        n.last_seen_ms = now_ms;
+        n.heard(now_ms);
         n.advert_ms = hello
             .instances
             .iter()
@@ -593,7 +617,7 @@ impl Fleet {
             return Vec::new();
         };
         n.applied_seq = snap.seq;
-        n.last_seen_ms = now_ms;
+        n.heard(now_ms);
         n.virtual_servers = snap.virtual_servers.clone();
         let instances = snap
             .instances
@@ -607,7 +631,7 @@ impl Fleet {
     pub fn lb_status(&mut self, node: &str, lb: &LbStatus, now_ms: i64) {
         if let Some(n) = self.nodes.get_mut(node) {
             n.virtual_servers = lb.virtual_servers.clone();
-            n.last_seen_ms = now_ms;
+            n.heard(now_ms);
         }
     }
 
@@ -637,7 +661,7 @@ impl Fleet {
         let Some(n) = self.nodes.get_mut(node) else {
             return Vec::new();
         };
-        n.last_seen_ms = now_ms;
+        n.heard(now_ms);
         if ev.seq != 0 {
             if ev.seq <= n.applied_seq {
                 return Vec::new();
@@ -703,7 +727,7 @@ impl Fleet {
         let Some(n) = self.nodes.get_mut(node) else {
             return Vec::new();
         };
-        n.last_seen_ms = now_ms;
+        n.heard(now_ms);
         if hb.ping_id == 0 {
             return Vec::new();
         }
@@ -735,7 +759,7 @@ impl Fleet {
             return Vec::new();
         }
         n.connected = false;
-        n.last_seen_ms = now_ms;
+        n.heard(now_ms);
         let msg = format!("agent {node} disconnected");
         let mut out = self.clear(AGENT_UNREACHABLE, node, now_ms);
         out.extend(self.raise(
@@ -813,8 +837,16 @@ impl Fleet {
                 .values()
                 .map(|i| format!("{} {}", i.name, i.state))
                 .collect();
+            let why = if n.probe_overdue(now_ms) {
+                format!(
+                    "did not answer a probe within {} s, silent for {ago} s",
+                    PROBE_ANSWER_MS / 1000
+                )
+            } else {
+                format!("not heard from for {ago} s")
+            };
             let msg = format!(
-                "agent {name} connected but not heard from for {ago} s (last seen: {}); not counted as master",
+                "agent {name} connected but {why} (last seen: {}); not counted as master",
                 if last.is_empty() {
                     "no instances".to_string()
                 } else {
@@ -861,20 +893,29 @@ impl Fleet {
         }
     }
 
-    /// Nodes of split brains past their hold that still lack fresh word (heard from
-    /// after the hold ended): the caller pings them so that the next [`Fleet::tick`]
-    /// can decide.
-    pub fn probes(&self, now_ms: i64) -> Vec<String> {
+    /// Nodes to ping now, each recorded as probed (one probe outstanding per node): the
+    /// members of a pending split brain not heard from since it began (is the old master
+    /// still there?) and, once its hold has ended, those not heard from since then (fresh
+    /// word to raise it). The caller pings them; an answer is any message, and a probe
+    /// left unanswered for [`PROBE_ANSWER_MS`] makes the node unreachable.
+    pub fn probes(&mut self, now_ms: i64) -> Vec<String> {
         let mut out = BTreeSet::new();
         for p in self.pending.values() {
             let due = p.since_ms + p.hold_ms;
-            if now_ms < due {
-                continue;
-            }
+            let mark = if now_ms < due { p.since_ms } else { due };
             for node in &p.nodes {
-                if self.nodes.get(node).is_some_and(|n| n.last_seen_ms < due) {
+                if self
+                    .nodes
+                    .get(node)
+                    .is_some_and(|n| n.last_seen_ms < mark && n.probe_sent_ms.is_none())
+                {
                     out.insert(node.clone());
                 }
+            }
+        }
+        for node in &out {
+            if let Some(n) = self.nodes.get_mut(node) {
+                n.probe_sent_ms = Some(now_ms);
             }
         }
         out.into_iter().collect()
@@ -1088,15 +1129,22 @@ mod tests {
         let mut f = pair();
         // lb2 becomes master too (t = 10): nothing yet, the hold runs.
         assert!(f.event("lb2", &transition(1, "MASTER"), 10).is_empty());
+        // lb1 has not spoken since lb2 became master: is it still there? One probe.
+        assert_eq!(f.probes(10), vec!["lb1".to_string()]);
+        assert!(f.probes(11).is_empty(), "one probe outstanding per node");
+        f.heartbeat("lb1", &hb(0), 12);
         assert!(f.tick(10 + HOLD - 1).is_empty());
         assert!(f.status(10 + HOLD - 1).alerts.is_empty());
-        // The hold is over but neither has spoken since it began: ping them, no alert.
+        // The hold is over but neither has spoken since it ended: ping them, no alert.
         let due = 10 + HOLD;
         assert!(f.tick(due).is_empty());
         assert_eq!(f.probes(due), vec!["lb1".to_string(), "lb2".to_string()]);
         f.heartbeat("lb1", &hb(0), due + 5);
         assert!(f.tick(due + 6).is_empty());
-        assert_eq!(f.probes(due + 6), vec!["lb2".to_string()]);
+        assert!(
+            f.probes(due + 6).is_empty(),
+            "lb2's probe is still outstanding"
+        );
         // Both heard after the hold: one alert, one history event per node.
         f.heartbeat("lb2", &hb(0), due + 7);
         let evs = f.tick(due + 8);
@@ -1175,6 +1223,42 @@ mod tests {
             ..o
         };
         assert_eq!(n.hold_ms("VI_9", &o), 600 + 255 * 200 / 256);
+    }
+
+    #[test]
+    fn an_unanswered_probe_makes_the_old_master_unreachable() {
+        // lb1's link is cut (its TCP session lingers); lb2 takes over at t = 10.
+        let mut f = pair();
+        assert!(f.event("lb2", &transition(1, "MASTER"), 10).is_empty());
+        assert_eq!(f.probes(10), vec!["lb1".to_string()]);
+        assert!(f.nodes["lb1"].reachable(10 + PROBE_ANSWER_MS, 15_000));
+        // No answer: unreachable once the probe is overdue, long before the silence limit.
+        let late = 10 + PROBE_ANSWER_MS + 1;
+        assert!(!f.nodes["lb1"].reachable(late, 15_000));
+        let evs = f.tick(late);
+        assert_eq!(
+            kinds(&evs),
+            vec![(
+                "lb1".into(),
+                EventKind::AlertRaised as i32,
+                AGENT_UNREACHABLE.into()
+            )]
+        );
+        let st = f.status(late + HOLD);
+        let lb1 = st
+            .nodes
+            .iter()
+            .find(|n| n.name == "lb1")
+            .map(|n| n.reachable);
+        assert_eq!(lb1, Some(false));
+        assert!(
+            f.tick(late + HOLD).is_empty(),
+            "no split brain from a node we cannot hear"
+        );
+        assert!(st.alerts.iter().all(|a| a.kind != SPLIT_BRAIN));
+        // Its link comes back: any message answers the probe.
+        f.heartbeat("lb1", &hb(0), late + HOLD + 1);
+        assert!(f.nodes["lb1"].reachable(late + HOLD + 2, 15_000));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod netns;
 pub mod otlp;
 pub mod proc;
 pub mod scenario;
+pub mod tmpfs;
 pub mod web;
 
 pub use lan::{Host, Lan};

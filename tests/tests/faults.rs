@@ -272,3 +272,131 @@ fn persisted_overrides_survive_an_empty_runtime_dir() -> Result<()> {
     eprintln!("override in force after {:?}", start.elapsed());
     Ok(())
 }
+
+/// Fields of `/proc/<pid>/task/<tid>/stat` after the command name: (nice, rt_priority,
+/// policy) (fields 19, 40 and 41 of proc(5)).
+fn sched_of(pid: u32, tid: &str) -> Result<(i64, i64, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat without a command name")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| -> Result<i64> {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("stat field {} in {stat}", i + 3))
+    };
+    Ok((num(16)?, num(37)?, num(38)?))
+}
+
+#[test]
+fn vrrp_process_tuning_applies_to_the_vrrp_thread_only() -> Result<()> {
+    // keepalived's vrrp_priority (nice), vrrp_rt_priority (SCHED_RR) and vrrp_no_swap
+    // (mlockall) on a running master.
+    let mut c = Classic::new("sched")?;
+    let conf = render("lb1", &[fast("MASTER", 150, "0.1")]).replacen(
+        "router_id lb1\n",
+        "router_id lb1\n    vrrp_priority -5\n    vrrp_rt_priority 10\n    vrrp_no_swap\n",
+        1,
+    );
+    // The metrics endpoint runs on a thread of its own, started before the tuning.
+    c.start_agent_with(0, &conf, &["--metrics-listen", "127.0.0.1:9464"])?;
+    c.wait_state(0, "VI_1", "MASTER", LONG)?;
+    let pid = c.node(0).daemon().pid().context("agent pid")?;
+    // The engine runs on the main thread (tid = pid).
+    let (nice, rt, policy) = sched_of(pid, &pid.to_string())?;
+    let log = c.node(0).daemon().log_text();
+    assert_eq!(
+        (policy, rt),
+        (i64::from(libc::SCHED_RR), 10),
+        "VRRP thread not SCHED_RR 10; log:\n{log}"
+    );
+    assert_eq!(nice, -5, "VRRP thread nice; log:\n{log}");
+    // Threads made before it (load balancer, telemetry, tokio's blocking pool) keep
+    // the default class.
+    let others: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|t| *t != pid.to_string())
+        .collect();
+    assert!(!others.is_empty(), "the agent has other threads");
+    for t in &others {
+        let (_, _, p) = sched_of(pid, t)?;
+        assert_eq!(p, 0, "thread {t} left SCHED_OTHER");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmLck in /proc/pid/status")?;
+    assert!(locked_kb > 0, "vrrp_no_swap locked nothing:\n{status}");
+    // A master that still works: the VIP is held.
+    assert_eq!(c.holder(VIP)?, Some(0));
+    Ok(())
+}
+
+#[test]
+fn a_full_disk_under_the_agent_dirs_stops_nothing_that_runs() -> Result<()> {
+    use ha_tests::fleet::{instance, Fleet};
+    use ha_tests::scenario::fast_pair_conf;
+    use ha_tests::tmpfs::Tmpfs;
+    // lb1's state and runtime directory on a tiny tmpfs, filled to the last block.
+    let mut f = Fleet::new("agentfull", false)?;
+    let disk = Tmpfs::mount(&f.classic.dir.join("lb1").join("state"), "256k")?;
+    f.start_manager()?;
+    f.start_agent(0, &fast_pair_conf(0), None)?;
+    f.start_agent(1, &fast_pair_conf(1), None)?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    f.wait_status("lb1 connected", LONG, |s| {
+        instance(s, "lb1", "VI_1").is_some()
+    })?;
+    let ballast = disk.fill("ballast")?;
+    let state = f.agent(0)?.state_dir.clone();
+
+    // A push is applied (VRRP runs it) and the operator is told it is not persisted.
+    let out = f.hactl(&["set-priority", "lb1", "VI_1", "200"])?;
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("not persisted"), "hactl: {out:?}");
+    f.wait_status("priority 200 in force", LONG, |s| {
+        instance(s, "lb1", "VI_1").is_some_and(|i| i["effective_priority"] == 200)
+    })?;
+    // Dumps fail with a log line, not with the agent.
+    for sig in ["USR1", "USR2"] {
+        f.agent(0)?.daemon.signal(sig)?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = f.agent(0)?.daemon.log_text();
+    assert!(
+        f.classic.node_mut(0).daemon_mut().running(),
+        "full disk killed the agent:\n{log}"
+    );
+    assert!(
+        log.to_lowercase().contains("no space left"),
+        "no log of the failed writes:\n{log}"
+    );
+    assert_eq!(f.classic.holder(VIP)?, Some(0), "VIP holder on a full disk");
+    assert_eq!(
+        f.classic.node(1).entered("VI_1", "MASTER"),
+        0,
+        "lb2 took over"
+    );
+
+    // Space again: the next push persists and the dump is written.
+    std::fs::remove_file(&ballast)?;
+    f.hactl(&["set-priority", "lb1", "VI_1", "210"])?.ok()?;
+    let persisted = ha_agent::link::persist::load_persisted(&state)?
+        .context("overrides.json after space returned")?;
+    assert_eq!(
+        persisted.priorities.get("VI_1").map(|p| p.0),
+        Some(210),
+        "{persisted:?}"
+    );
+    f.agent(0)?.daemon.signal("USR1")?;
+    wait_until("keepalived.data once space returned", LONG, || {
+        state.join("keepalived.data").exists()
+    })?;
+    Ok(())
+}

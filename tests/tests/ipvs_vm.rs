@@ -10,7 +10,10 @@
 //! - after state 2 (weights, a replaced destination, scheduler and persistence changes, a
 //!   forwarding change, a removed and an added service) the table is exactly state 2;
 //! - the counters `stats()` reads back equal `ipvsadm -Ln --stats` for every object,
-//!   after three real connection attempts through 192.0.2.10:80.
+//!   after three real connection attempts through 192.0.2.10:80;
+//! - `ha-agent --cleanup` on tests/vm/cleanup.conf (what a service manager runs after an
+//!   unclean exit) removes exactly the services that config names: the rest of state 2
+//!   and the foreign service stay.
 //!
 //! Needs root, apt access to Debian's packages on the first run (qemu, busybox-static,
 //! ipvsadm, the kernel package, cached under /var/cache/ha-tests). `HA_SKIP_VM=1` skips.
@@ -199,6 +202,10 @@ fn ipvs_in_a_vm_matches_desired_state() {
         .arg(bin)
         .arg(&work)
         .env("HA_VM_TIMEOUT", "100")
+        .env(
+            "HA_VM_AGENT",
+            ha_tests::bin("ha-agent").expect("ha-agent built"),
+        )
         .output()
         .expect("run tests/vm/ipvs-vm.sh");
     let _ = std::fs::remove_dir_all(&work);
@@ -268,4 +275,15 @@ fn ipvs_in_a_vm_matches_desired_state() {
         per_dest, 3,
         "the destinations share the three connections\n{context}"
     );
+
+    // ha-agent --cleanup: the config's services gone, everything else as it was.
+    assert!(
+        console.contains("=== HA-VM CLEANUP EXIT 0 ==="),
+        "ha-agent --cleanup failed\n{context}"
+    );
+    let mut after_cleanup = state2();
+    after_cleanup.remove("TCP 192.0.2.10:80 rr");
+    after_cleanup.remove("FWM 7 wlc persistent 60");
+    let s4 = parse_ipvsadm(&section(&console, "IPVSADM", 4));
+    assert_eq!(s4, after_cleanup, "after ha-agent --cleanup\n{context}");
 }

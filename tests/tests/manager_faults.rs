@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ha_tests::fleet::{connected, instance, node, state_of, Fleet, MGR_ADDR, MGR_PORT};
 use ha_tests::scenario::fast_pair_conf;
+use ha_tests::tmpfs::Tmpfs;
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -198,33 +199,6 @@ fn s_str(v: &Value) -> String {
     s(v).to_string()
 }
 
-/// A tmpfs mounted for the test, lazily unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs> {
-        std::fs::create_dir_all(dir)?;
-        ha_tests::netns::run(std::process::Command::new("mount").args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size}"),
-            "tmpfs",
-            &dir.to_string_lossy(),
-        ]))?;
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// Fails on duplicates, disorder and holes in any (node, boot) seq run, and on GAP
 /// events; every run starts at seq 1. Returns the events per (node, boot).
 fn check_history(events: &[Value]) -> Result<BTreeMap<(String, String), Vec<u64>>> {
@@ -343,7 +317,7 @@ fn flipper(files: Vec<std::path::PathBuf>) -> (Stop, std::thread::JoinHandle<()>
 fn a_full_disk_stops_acks_and_the_manager_catches_up_without_a_restart() -> Result<()> {
     let mut f = Fleet::new("mfdisk", false)?;
     let mnt = f.classic.dir.join("mgr-mnt");
-    let _tmpfs = Tmpfs::mount(&mnt, "40m")?;
+    let tmpfs = Tmpfs::mount(&mnt, "40m")?;
     f.data = mnt.join("data");
     f.manager_args = ["--ping-interval-s", "1"].map(String::from).to_vec();
     f.agent_args = ["--metrics-listen", "127.0.0.1:9464"]
@@ -359,11 +333,7 @@ fn a_full_disk_stops_acks_and_the_manager_catches_up_without_a_restart() -> Resu
     let (stop, flip) = flipper(files);
 
     // Fill the disk.
-    let filler = mnt.join("filler");
-    let _ = f.mgr_ns().sh(&format!(
-        "dd if=/dev/zero of={} bs=64k 2>/dev/null; true",
-        filler.display()
-    ));
+    let filler = tmpfs.fill("filler")?;
     let (_, reconnects_before) = link_metrics(&f, 1)?;
     let full_at = Instant::now();
     let st = f.wait_status("store-unavailable alert", SETTLE, |s| {

@@ -230,3 +230,38 @@ fn vrrp_blocked_both_ways_raises_split_brain_and_the_heal_clears_it() -> Result<
     assert_eq!(cleared.len(), 2, "{cleared:#?}");
     Ok(())
 }
+
+#[test]
+fn vrrp_blocked_one_way_raises_split_brain_with_the_agents_evidence() -> Result<()> {
+    // lb2 stops hearing lb1 (a one-way partition): lb2 takes over while lb1, which still
+    // hears lb2's lower-priority adverts, stays master and reports the peer master.
+    let f = fleet("sboneway")?;
+    f.block_vrrp(1, true)?;
+    f.classic.wait_state(1, "VI_1", "MASTER", LONG)?;
+    let second_master = Instant::now();
+    assert_eq!(f.classic.node(0).state("VI_1").as_deref(), Some("MASTER"));
+    let limit = Duration::from_millis(master_down_ms() + 2000 + 1500);
+    let st = f.wait_status("split-brain alert with lb1's evidence", limit, |s| {
+        alerts_of(s, "split-brain").iter().any(|a| {
+            let m = a["message"].as_str().unwrap_or_default();
+            m.contains("agent evidence: lb1/VI_1 reports peer-master")
+        })
+    })?;
+    println!(
+        "one-way split brain shown with evidence {:?} after the second master",
+        second_master.elapsed()
+    );
+    let alert = alerts_of(&st, "split-brain")[0].clone();
+    assert_eq!(alert["subject"], "vrid 51: lb1/VI_1, lb2/VI_1", "{alert}");
+    // The peer the evidence names is lb2 at its priority.
+    let msg = alert["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("192.0.2.2") && msg.contains("100"), "{alert}");
+    f.block_vrrp(1, false)?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    f.wait_status("split-brain cleared", SETTLE, |s| {
+        state_of(s, "lb2", "VI_1") == "BACKUP"
+            && alerts_of(s, "split-brain").is_empty()
+            && alerts_of(s, "peer-master").is_empty()
+    })?;
+    Ok(())
+}

@@ -116,7 +116,7 @@ copy_with_libs "$ipvsadm_bin" /sbin/ipvsadm
 for b in "$@"; do copy_with_libs "$b" "/bin/$(basename "$b")"; done
 cp "$here/init" "$root/init"
 chmod 755 "$root/init"
-cp "$here"/*.state "$root/"
+cp "$here"/*.state "$here"/*.conf "$root/"
 
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$out/initrd.gz"
 log "kernel $kver, ${#order[@]} modules, initrd $(du -h "$out/initrd.gz" | cut -f1)"

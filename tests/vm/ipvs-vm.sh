@@ -20,7 +20,8 @@ if [ -z "$work" ]; then
   trap 'rm -rf "$work"' EXIT
 fi
 t0=$(date +%s.%N)
-"$here/build-initramfs.sh" "$work" "$bin"
+# $HA_VM_AGENT: an ha-agent binary to put in the image too (its --cleanup is checked).
+"$here/build-initramfs.sh" "$work" "$bin" ${HA_VM_AGENT:+"$HA_VM_AGENT"}
 t1=$(date +%s.%N)
 echo "ipvs-vm: initramfs built in $(echo "$t1 - $t0" | bc 2>/dev/null || echo "?")s" >&2
 # TCG by default (KVM fails on the machines this runs on); HA_VM_ACCEL=kvm to try it.

@@ -27,4 +27,4 @@ pub use endpoint::TlsFiles;
 pub use error::LinkError;
 pub use persist::load_persisted;
 pub use stats::LinkStats;
-pub use task::{spawn, LinkOptions};
+pub use task::{spawn, InstanceInfo, LinkOptions};

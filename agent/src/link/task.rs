@@ -55,8 +55,8 @@ pub struct LinkOptions {
     pub version: String,
     /// Digest of the loaded config.
     pub config_digest: String,
-    /// Config summary: (instance name, VRID, interface).
-    pub instances: Vec<(String, u8, String)>,
+    /// Config summary of each VRRP instance, sent in the hello.
+    pub instances: Vec<InstanceInfo>,
     /// Where `overrides.json` lives.
     pub state_dir: PathBuf,
     /// Mutual TLS files; None = plaintext (only with `--insecure`: the caller decides).
@@ -72,6 +72,20 @@ pub struct LinkOptions {
     pub override_generation: u64,
     /// Live counters for telemetry (connected, buffered events, reconnects).
     pub stats: Arc<LinkStats>,
+}
+
+/// One VRRP instance as the hello summarises it for the manager (whose split-brain
+/// debounce derives Master_Down_Interval from the advert interval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// Instance name.
+    pub name: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// Interface it runs on.
+    pub interface: String,
+    /// Configured advert interval.
+    pub advert_interval: Duration,
 }
 
 impl LinkOptions {
@@ -312,11 +326,12 @@ impl Link {
                 instances: o
                     .instances
                     .iter()
-                    .map(|(name, vrid, interface)| pb::InstanceSummary {
-                        name: name.clone(),
-                        vrid: u32::from(*vrid),
-                        interface: interface.clone(),
-                        advert_interval_ms: 0,
+                    .map(|i| pb::InstanceSummary {
+                        name: i.name.clone(),
+                        vrid: u32::from(i.vrid),
+                        interface: i.interface.clone(),
+                        advert_interval_ms: u32::try_from(i.advert_interval.as_millis())
+                            .unwrap_or(u32::MAX),
                     })
                     .collect(),
                 override_generation: self.generation,

@@ -42,6 +42,16 @@ pub const LOWEST_PRIORITY: u8 = 50;
 /// daemon's start-up counts against it).
 pub const MARGIN_MS: u64 = 2000;
 
+/// The manager's split-brain margin (`--split-margin-ms`, which the trio passes
+/// explicitly): two masters must persist for the longer Master_Down_Interval of the pair
+/// plus this before the alert.
+pub const SPLIT_MARGIN_MS: u64 = 1000;
+
+/// How much shorter a stretch of two masters may look to the observer than it was: it
+/// began up to one sample before the first sample that saw it and ended up to one after
+/// the last.
+const SAMPLING_SLACK_MS: u64 = 500;
+
 /// After a heal, alerts must be gone by then: the longest Master_Down_Interval plus
 /// [`MARGIN_MS`] (the split-brain debounce) plus 4 s for an agent to reconnect after a
 /// manager restart (its first backoff steps) and send a heartbeat.
@@ -68,7 +78,12 @@ impl Vrrp {
     /// Master_Down_Interval of the lowest-priority backup, ms: 3 x interval + skew
     /// (RFC 5798 6.1; RFC 3768 uses the same formula in seconds).
     pub fn master_down_ms(&self) -> u64 {
-        3 * self.advert_int_ms + (256 - u64::from(LOWEST_PRIORITY)) * self.advert_int_ms / 256
+        self.master_down_at(LOWEST_PRIORITY)
+    }
+
+    /// Master_Down_Interval of a backup at `prio`, ms.
+    pub fn master_down_at(&self, prio: u8) -> u64 {
+        3 * self.advert_int_ms + (256 - u64::from(prio)) * self.advert_int_ms / 256
     }
 }
 
@@ -440,18 +455,27 @@ pub struct SplitAlert {
 }
 
 /// Split-brain alerts raised without two running masters of that instance for at least
-/// Master_Down_Interval + margin (the debounce) before the alert; a split that ended more
-/// than the margin before the alert does not justify it either. One per (instance,
-/// second) so both members' events count once.
+/// the manager's hold (the longer Master_Down_Interval of the masters, at their
+/// priorities, plus [`SPLIT_MARGIN_MS`]) before the alert; a split that ended more than
+/// [`MARGIN_MS`] before the alert does not justify it either. One per (instance, second)
+/// so both members' events count once.
 pub fn false_split_brain(alerts: &[SplitAlert], samples: &[Sample]) -> Vec<Violation> {
-    // Stretches of two or more masters per instance: (start, end).
-    let mut stretches: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 3];
+    // Stretches of two or more masters per instance: (start, end, hold).
+    let mut stretches: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); 3];
     for (i, st) in stretches.iter_mut().enumerate() {
-        let mut open: Option<(u64, u64)> = None;
+        let mut open: Option<(u64, u64, u64)> = None;
         for s in samples {
-            if s.masters(i).len() >= 2 {
-                let o = open.get_or_insert((s.t_ms, s.t_ms));
+            let masters = s.masters(i);
+            if masters.len() >= 2 {
+                let hold = masters
+                    .iter()
+                    .map(|&n| INSTANCES[i].master_down_at(priority(n, i)))
+                    .max()
+                    .unwrap_or(0)
+                    + SPLIT_MARGIN_MS;
+                let o = open.get_or_insert((s.t_ms, s.t_ms, hold));
                 o.1 = s.t_ms;
+                o.2 = o.2.min(hold);
             } else if let Some(o) = open.take() {
                 st.push(o);
             }
@@ -467,27 +491,27 @@ pub fn false_split_brain(alerts: &[SplitAlert], samples: &[Sample]) -> Vec<Viola
         if !seen.insert((i, a.t_ms / 1000)) {
             continue;
         }
-        let debounce = INSTANCES[i].master_down_ms() + MARGIN_MS;
-        let justified = stretches[i].iter().any(|&(s, e)| {
-            e - s >= debounce && s + debounce <= a.t_ms + MARGIN_MS && e + MARGIN_MS >= a.t_ms
+        let justified = stretches[i].iter().any(|&(s, e, hold)| {
+            e - s + SAMPLING_SLACK_MS >= hold
+                && s + hold <= a.t_ms + SAMPLING_SLACK_MS
+                && e + MARGIN_MS >= a.t_ms
         });
         if !justified {
             let longest = stretches[i]
                 .iter()
-                .filter(|(_, e)| *e <= a.t_ms + MARGIN_MS && *e + 30_000 >= a.t_ms)
-                .map(|(s, e)| e - s)
-                .max();
+                .filter(|(_, e, _)| *e <= a.t_ms + MARGIN_MS && *e + 30_000 >= a.t_ms)
+                .max_by_key(|(s, e, _)| e - s);
             out.push(Violation {
                 inv: Invariant::FalseSplitBrain,
                 t_ms: a.t_ms,
                 node: a.node.strip_prefix('n').and_then(|n| n.parse::<usize>().ok()).map(|n| n.saturating_sub(1)),
                 vrid: Some(INSTANCES[i].vrid),
                 seen: format!(
-                    "split-brain alert on {} ({}) with two masters for at most {} in the 30 s before (debounce {:.1}s)",
+                    "split-brain alert on {} ({}) with two masters for at most {} in the 30 s before (hold {})",
                     a.instance,
                     a.node,
-                    longest.map_or_else(|| "0 s".into(), |l| format!("{:.1}s", l as f64 / 1000.0)),
-                    debounce as f64 / 1000.0
+                    longest.map_or_else(|| "0 s".into(), |(s, e, _)| format!("{:.1}s", (e - s) as f64 / 1000.0)),
+                    longest.map_or_else(|| "-".into(), |(_, _, h)| format!("{:.1}s", *h as f64 / 1000.0)),
                 ),
             });
         }
@@ -817,7 +841,8 @@ mod tests {
 
     #[test]
     fn split_brain_alert_needs_a_long_split() {
-        // Two masters of CH_V2 from 0 to 3 s (shorter than 5.8 s), then from 10 s to 20 s.
+        // Two masters of CH_V2 (n1 at 150, n2 at 100) from 0 to 3 s (shorter than the hold of
+        // 3.6 s + 1 s), then from 10 s to 20 s.
         let s: Vec<Sample> = (0..25)
             .map(|k| {
                 let t = k * 1000;
@@ -840,6 +865,8 @@ mod tests {
         assert_eq!((v[0].t_ms, v[0].node), (3500, Some(1)));
         // Raised before the debounce of the second split elapsed: false as well.
         assert_eq!(false_split_brain(&[alert(12_000)], &s).len(), 1);
+        // Raised once the hold elapsed (4.7 s into the split): justified.
+        assert!(false_split_brain(&[alert(14_700)], &s).is_empty());
     }
 
     #[test]

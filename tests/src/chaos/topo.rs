@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::chaos::invariants::{priority, INSTANCES};
+use crate::chaos::invariants::{priority, INSTANCES, SPLIT_MARGIN_MS};
 use crate::chaos::schedule::{Direction, Fault};
 use crate::fleet::{agent_args, faketime_env, FakeClock, Security, MGR_ADDR, MGR_PORT};
 use crate::lan::Lan;
@@ -304,7 +304,15 @@ impl Trio {
             &self.dir.join("mgr"),
             &format!("ha-manager-{}", self.manager_runs),
             &bin("ha-manager")?,
-            &["--listen", &listen, "--data", &data, "--insecure"],
+            &[
+                "--listen",
+                &listen,
+                "--data",
+                &data,
+                "--insecure",
+                "--split-margin-ms",
+                &SPLIT_MARGIN_MS.to_string(),
+            ],
         )?;
         self.manager = Some(d);
         Ok(())
