@@ -92,6 +92,14 @@ fn wait_master(lan: &Lan, agent: &Agent) -> Result<()> {
     .with_context(|| format!("agent log:\n{}", agent.daemon.log_text()))
 }
 
+/// Wait for the agent's start line (its signal handlers are in place from then on).
+fn wait_started(agent: &Agent) -> Result<()> {
+    wait_until("agent started", LONG, || {
+        agent.daemon.log_text().contains("ha-agent started")
+    })
+    .with_context(|| agent.daemon.log_text())
+}
+
 /// SIGTERM, exit 0, VIP gone.
 fn stop(lan: &Lan, agent: &mut Agent) -> Result<()> {
     agent.daemon.signal("TERM")?;
@@ -357,10 +365,7 @@ fn checkers_only_runs_no_vrrp_and_vrrp_only_no_load_balancer() -> Result<()> {
     let mut args: Vec<String> = vec!["-C".into(), "-d".into(), "-l".into()];
     args.extend(base_args(&c_dir, &conf)?);
     let mut agent = start(&lan, &c_dir, &args)?;
-    wait_until("agent started", LONG, || {
-        agent.daemon.log_text().contains("ha-agent started")
-    })
-    .with_context(|| agent.daemon.log_text())?;
+    wait_started(&agent)?;
     let stats = agent.stats()?;
     assert_eq!(
         stats["instances"].as_array().map(Vec::len),
@@ -422,10 +427,7 @@ fn dump_file_keywords_move_the_dumps() -> Result<()> {
     let runtime = d.join("state");
     // Agent::stats reads <runtime>/stats.json, which must not be written: poll ours, once
     // the signal handlers are in place (SIGUSR2's default action ends a process).
-    wait_until("agent started", LONG, || {
-        agent.daemon.log_text().contains("ha-agent started")
-    })
-    .with_context(|| agent.daemon.log_text())?;
+    wait_started(&agent)?;
     let stats_path = dumps.join("stats.json");
     wait_until("VI_1 MASTER", LONG, || {
         let _ = agent.daemon.signal("USR2");

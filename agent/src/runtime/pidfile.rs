@@ -5,8 +5,6 @@
 //! Not here: the choice of paths (main.rs).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The pid files written at start; dropping it removes them.
@@ -65,17 +63,12 @@ fn write_one(path: &Path, pid: u32) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    writeln!(f, "{pid}")?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+    crate::runtime::stats::write_atomic(
+        &dir,
+        &name.to_string_lossy(),
+        format!("{pid}\n").as_bytes(),
+        0o644,
+    )
 }
 
 #[cfg(test)]

@@ -301,15 +301,22 @@ pub fn write_path(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_file(dir, &name.to_string_lossy(), bytes)
 }
 
-/// Write `bytes` to `dir/name` atomically (a 0600 temp file, synced, renamed).
+/// Write `bytes` to `dir/name` atomically (a 0600 temp file, synced, renamed), `dir`
+/// created if missing.
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
+    write_atomic(dir, name, bytes, 0o600)
+}
+
+/// Write `bytes` to `dir/name` through a temp file beside it (`mode`, O_NOFOLLOW,
+/// synced), then renamed over `name`: readers see the old file or the new one.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
     f.write_all(bytes)?;
