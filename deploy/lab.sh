@@ -17,7 +17,9 @@
 # data in /tmp/ha-lab/prometheus, and shows it on this host at 127.0.0.1:9090 (or the
 # next free port up to 9099) through deploy/netns-forward.py.
 #
-# Usage: deploy/lab.sh up [--no-prometheus] | status | failover | restore | hactl ARGS... | down
+# Usage: deploy/lab.sh up [--prometheus|--no-prometheus] | status | failover | restore | hactl ARGS... | down
+#        `up` installs what it uses (iproute2, nftables, iputils-ping, curl, busybox-static;
+#        prometheus with --prometheus) and builds the binaries.
 #        (as root)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +31,22 @@ METRICS_PORT=9464
 PROM_ADDR=192.0.2.100
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+
+# Install what the lab uses (a fresh machine has no nft, ping, curl or busybox): each
+# argument is COMMAND:DEBIAN-PACKAGE.
+need() {
+  local p cmd pkgs=()
+  for p in "$@"; do
+    cmd=${p%%:*}
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/sbin/$cmd" ] || pkgs+=("${p#*:}")
+  done
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  echo "installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null ||
+    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; } ||
+    { echo "cannot install ${pkgs[*]} (apt-get failed)" >&2; exit 1; }
+}
 
 down() {
   for n in lb1 lb2 mgr rs1 rs2 prometheus forward; do
@@ -64,12 +82,15 @@ status() {
     ip -n "ha-$n" -o addr show | grep -q " $VIP/" && holds="  holds $VIP"
     printf '%-4s pid %-7s VI_1 %-7s%s\n' "$n" "$(cat "$run/$n.pid" 2>/dev/null)" "$(state_of "$n")" "$holds"
   done
-  if ip netns exec ha-client ping -c1 -W1 "$VIP" >/dev/null 2>&1; then
-    echo "client: $VIP answers"
+  if ! command -v ping >/dev/null; then
+    echo "client: cannot check $VIP (no ping: apt-get install iputils-ping)"
+  elif ip netns exec ha-client ping -c1 -W1 "$VIP" >/dev/null 2>&1; then
+    echo "client: $VIP answers ping"
   else
-    echo "client: $VIP does not answer"
+    echo "client: $VIP does not answer ping"
   fi
   local answers
+  command -v curl >/dev/null || { echo "client: cannot check http://$VIP/ (no curl)"; return 0; }
   answers=$(for _ in 1 2 3 4; do ip netns exec ha-client curl -s --max-time 2 "http://$VIP/" || echo "(no answer)"; done | tr '\n' ' ')
   echo "client: http://$VIP/ x4 -> $answers"
 }
@@ -149,13 +170,18 @@ up() {
   for a in "$@"; do
     case "$a" in
       --no-prometheus) prom=0 ;;
-      *) echo "usage: $0 up [--no-prometheus]" >&2; exit 2 ;;
+      --prometheus) prom=2 ;;
+      *) echo "usage: $0 up [--prometheus|--no-prometheus]" >&2; exit 2 ;;
     esac
   done
+  need ip:iproute2 nft:nftables ping:iputils-ping curl:curl
+  [ -x /bin/busybox ] || need busybox:busybox-static
+  if [ "$prom" = 2 ]; then need prometheus:prometheus; prom=1; fi
   command -v prometheus >/dev/null || prom=0
   down >/dev/null
   command -v cargo >/dev/null || { echo "cargo is needed to build ha-agent" >&2; exit 1; }
-  (cd "$top" && cargo build -q -p ha-agent -p ha-manager -p hactl --bins)
+  echo "building ha-agent, ha-manager and hactl (the first build takes a few minutes)"
+  (cd "$top" && cargo build -p ha-agent -p ha-manager -p hactl --bins)
   local bin="$bindir/ha-agent"
   mkdir -p "$run"
   ip netns add ha-sw
@@ -166,7 +192,6 @@ up() {
   host lb1 192.0.2.1 p1
   host lb2 192.0.2.2 p2
   # Two LVS-DR real servers: the VIP on lo (no ARP for it), a web page naming them.
-  command -v busybox >/dev/null || apt-get install -y -q busybox-static >/dev/null
   local i=3
   for n in rs1 rs2; do
     host "$n" "192.0.2.1${n#rs}" "p$i"; i=$((i + 1))
@@ -212,7 +237,7 @@ EOT
   elif command -v prometheus >/dev/null; then
     echo "  prometheus not started (--no-prometheus)"
   else
-    echo "  prometheus not installed (apt-get install prometheus), not started"
+    echo "  prometheus not installed (deploy/lab.sh up --prometheus installs it), not started"
   fi
   status
   cat <<EOT
@@ -235,5 +260,5 @@ case "${1:-up}" in
   failover) ip -n ha-sw link set p1 down; wait_master lb2; wait_unreachable lb1; status; hactl status ;;
   restore) ip -n ha-sw link set p1 up; sleep 0.2; wait_master lb1; status ;;
   hactl) shift; hactl "$@" ;;
-  *) echo "usage: $0 up [--no-prometheus]|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--prometheus|--no-prometheus]|status|failover|restore|hactl ARGS...|down" >&2; exit 2 ;;
 esac

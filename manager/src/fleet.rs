@@ -978,8 +978,10 @@ impl Fleet {
             wanted.insert(subject, (msg, members, h));
         }
         // A master whose agent hears another master (one the manager does not see as
-        // master, or does not know): the agent already waited Master_Down_Interval, so
-        // only the margin applies here.
+        // master, or does not know). The agent raised it after hearing that master for
+        // Master_Down_Interval and clears it Master_Down_Interval after the last advert;
+        // the same hold as two visible masters applies from when the manager saw it, so
+        // evidence of a split that has just healed never raises one.
         for (node, inst, _) in &masters {
             let m = (node.clone(), inst.clone());
             if grouped.contains(&m) {
@@ -994,7 +996,8 @@ impl Fleet {
                 "split brain: vrid {vrid} is MASTER on {node}/{inst}, which hears another master: {}",
                 evidence.join("; ")
             );
-            wanted.insert(subject, (msg, vec![m], margin));
+            let h = hold(&m);
+            wanted.insert(subject, (msg, vec![m], h));
         }
         wanted
     }
@@ -1379,10 +1382,11 @@ mod tests {
         assert!(f
             .event("lb1", &alert_event_at(1, EventKind::AlertRaised, text), 10)
             .is_empty());
-        // Only the margin applies: the agent already waited Master_Down_Interval.
-        assert!(f.tick(500).is_empty());
-        f.heartbeat("lb1", &hb(0), 1010);
-        let evs = f.tick(1011);
+        // The hold applies from when the manager saw it (a split that just healed
+        // leaves evidence for one more Master_Down_Interval, shorter than the hold).
+        assert!(f.tick(10 + HOLD - 1).is_empty());
+        f.heartbeat("lb1", &hb(0), 10 + HOLD + 1);
+        let evs = f.tick(10 + HOLD + 2);
         assert_eq!(
             kinds(&evs),
             vec![(
@@ -1391,7 +1395,7 @@ mod tests {
                 SPLIT_BRAIN.into()
             )]
         );
-        let st = f.status(1011);
+        let st = f.status(10 + HOLD + 2);
         let sb = alerts(&st, SPLIT_BRAIN);
         assert_eq!(sb[0].subject, "vrid 51: lb1/VI_1 (agent evidence)");
         assert!(sb[0].message.contains("192.0.2.9"), "{}", sb[0].message);
@@ -1399,7 +1403,7 @@ mod tests {
         let evs = f.event(
             "lb1",
             &alert_event_at(2, EventKind::AlertCleared, text),
-            1100,
+            10 + HOLD + 100,
         );
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].kind, EventKind::AlertCleared as i32);
@@ -1407,10 +1411,10 @@ mod tests {
         f.event(
             "lb2",
             &alert_event_at(1, EventKind::AlertRaised, text),
-            1200,
+            10 + HOLD + 200,
         );
-        f.heartbeat("lb2", &hb(0), 5000);
-        assert!(f.tick(5001).is_empty());
+        f.heartbeat("lb2", &hb(0), 3 * HOLD);
+        assert!(f.tick(3 * HOLD + 1).is_empty());
     }
 
     #[test]

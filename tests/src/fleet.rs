@@ -99,6 +99,8 @@ pub struct Fleet {
     pub manager_wrapper: Option<Vec<String>>,
     /// More ha-agent arguments for every agent start (`--metrics-listen ADDR`...).
     pub agent_args: Vec<String>,
+    /// Environment (`NAME=value`) for every agent start, through /usr/bin/env.
+    pub agent_env: Vec<String>,
 }
 
 impl Fleet {
@@ -139,6 +141,7 @@ impl Fleet {
             manager_args: Vec::new(),
             manager_wrapper: None,
             agent_args: Vec::new(),
+            agent_env: Vec::new(),
         })
     }
 
@@ -245,13 +248,15 @@ impl Fleet {
         let state_dir = dir.join("state");
         let url = self.url();
         let agent = bin("ha-agent")?;
-        let (program, mut args) = match wall_offset {
-            Some(off) => {
-                let mut env = faketime_env(&FakeClock::Offset(off));
-                env.push(agent.to_string_lossy().into_owned());
-                (PathBuf::from("/usr/bin/env"), env)
-            }
-            None => (agent, Vec::new()),
+        let mut env = self.agent_env.clone();
+        if let Some(off) = wall_offset {
+            env.extend(faketime_env(&FakeClock::Offset(off)));
+        }
+        let (program, mut args) = if env.is_empty() {
+            (agent, Vec::new())
+        } else {
+            env.push(agent.to_string_lossy().into_owned());
+            (PathBuf::from("/usr/bin/env"), env)
         };
         args.extend(agent_args(&cfg, &state_dir, &name, &url, &self.security));
         args.extend(self.agent_args.iter().cloned());

@@ -181,3 +181,38 @@ fn real_servers_in_status_changed_by_hactl_and_in_history() -> Result<()> {
     drop(h2);
     Ok(())
 }
+
+#[test]
+fn a_data_plane_that_cannot_program_shows_nothing_in_table() -> Result<()> {
+    // The agent cannot run nft (not on its PATH, as on a machine without nftables): the
+    // virtual server is configured and its checkers run, but nothing is programmed, so
+    // status must not claim the real servers are in the table.
+    let mut f = Fleet::new("lbnonft", true)?;
+    let rs1 = f.classic.lan.add_host("hr1", "192.0.2.11/24", None)?;
+    let dir = f.classic.dir.clone();
+    let _h1 = httpd(f.classic.lan.ns(rs1), &dir, "rs1", 80)?;
+    f.agent_env = vec!["PATH=/nonexistent".into()];
+    f.start_manager()?;
+    f.start_agent(0, &conf(), None)?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    let st = f.wait_status(
+        "lb1 reports rs1 alive and the data plane error",
+        LONG,
+        |s| {
+            alive(s, "192.0.2.11") == Some(true)
+                && vs_of(s).is_some_and(|v| v["dataplane_error"].is_string())
+        },
+    )?;
+    let vs = vs_of(&st).cloned().unwrap_or_default();
+    let r1 = rs_of(&vs, "192.0.2.11").cloned().unwrap_or_default();
+    assert_eq!(r1["in_table"], false, "{vs:#}");
+    let table = f.hactl(&["status"])?.ok()?.stdout;
+    let line = table
+        .lines()
+        .find(|l| l.contains("192.0.2.11:80"))
+        .unwrap_or_default();
+    // REAL SERVER, STATE, WEIGHT, DRAINED, IN TABLE, CHECKERS.
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols.get(4), Some(&"no"), "IN TABLE of rs1: {line}\n{table}");
+    Ok(())
+}

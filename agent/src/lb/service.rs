@@ -1136,6 +1136,19 @@ impl LbState {
         out
     }
 
+    /// Status of every virtual server as the data plane runs it: a real server is `in
+    /// table` only when it is desired there and the last apply programmed it (no
+    /// whole-backend error such as a missing nft, no error on its service or on it).
+    pub fn status_programmed(&self, dp: &ReconcileStatus) -> Vec<VsStatus> {
+        let mut out = self.status();
+        for (st, vs) in out.iter_mut().zip(&self.vss) {
+            for r in &mut st.real_servers {
+                r.in_table = r.in_table && programmed(dp, &vs.keys, r.addr, r.port);
+            }
+        }
+        out
+    }
+
     /// Status of every virtual server.
     pub fn status(&self) -> Vec<VsStatus> {
         self.vss
@@ -1343,7 +1356,7 @@ pub async fn run_prepared<D: DataPlane>(
             stats = rec.backend_mut().stats().await.unwrap_or_default();
         }
         let now_status = LbStatus {
-            virtual_servers: state.status(),
+            virtual_servers: state.status_programmed(rec.status()),
             dataplane: rec.status().clone(),
             stats: stats.clone(),
             override_generation: state.override_generation(),
@@ -1390,11 +1403,31 @@ pub async fn run_prepared<D: DataPlane>(
         let _ = r.await;
     }
     status.send_replace(LbStatus {
-        virtual_servers: state.status(),
+        virtual_servers: state.status_programmed(rec.status()),
         dataplane: rec.status().clone(),
         stats: Vec::new(),
         override_generation: state.override_generation(),
     });
+}
+
+/// Whether destination `addr:port` of the services `keys` is in the data plane after the
+/// last apply (`dp`): one apply done, no backend-wide error, and no error reported on a
+/// service or on the destination (under either backend's object names).
+pub fn programmed(dp: &ReconcileStatus, keys: &[ServiceKey], addr: IpAddr, port: u16) -> bool {
+    if dp.applies == 0 || dp.last_error.is_some() {
+        return false;
+    }
+    keys.iter().all(|k| {
+        let names = [
+            service_object(k),
+            crate::lb::dataplane::nft::destination_object(k, addr, port),
+            crate::lb::dataplane::ipvs::service_name(k),
+            crate::lb::dataplane::ipvs::dest_name(k, addr, port),
+        ];
+        !dp.objects
+            .iter()
+            .any(|o| o.result.is_err() && names.contains(&o.object))
+    })
 }
 
 #[cfg(test)]
@@ -1407,6 +1440,41 @@ mod tests {
             Ok(l) => l.config,
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn in_table_only_when_the_data_plane_programmed_it() {
+        use crate::lb::dataplane::{ObjectStatus, Proto};
+        let key = ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: "192.0.2.10".parse().unwrap(),
+            port: 80,
+        };
+        let rs: IpAddr = "192.0.2.11".parse().unwrap();
+        let ok = |object: &str| ObjectStatus {
+            object: object.into(),
+            result: Ok(()),
+        };
+        let mut dp = ReconcileStatus::default();
+        let keys = [key];
+        assert!(!programmed(&dp, &keys, rs, 80), "no apply yet");
+        dp.applies = 1;
+        dp.objects = vec![
+            ok("192.0.2.10:80/TCP"),
+            ok("192.0.2.10:80/TCP -> 192.0.2.11:80"),
+        ];
+        assert!(programmed(&dp, &keys, rs, 80));
+        // nft missing: the whole apply failed.
+        dp.last_error = Some("nft: No such file or directory".into());
+        assert!(!programmed(&dp, &keys, rs, 80));
+        dp.last_error = None;
+        // The destination (or its service) refused.
+        dp.objects[1].result = Err("no neighbour".into());
+        assert!(!programmed(&dp, &keys, rs, 80));
+        assert!(programmed(&dp, &keys, "192.0.2.12".parse().unwrap(), 80));
+        dp.objects[1].result = Ok(());
+        dp.objects[0].result = Err("tunnel forwarding (TUN) needs IPVS".into());
+        assert!(!programmed(&dp, &keys, rs, 80));
     }
 
     const CONF: &str = r#"

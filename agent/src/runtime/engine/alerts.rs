@@ -120,7 +120,8 @@ impl Engine {
     }
 
     /// Clear alerts not seen for a while: a collision after max(10 s, 3 x
-    /// Master_Down_Interval), another master after 2 x Master_Down_Interval.
+    /// Master_Down_Interval), another master after Master_Down_Interval without its
+    /// adverts (it stepped down or is gone: the evidence must not outlive the split).
     pub(super) fn expire_alerts(&mut self) {
         let now = self.now();
         let mut cleared = Vec::new();
@@ -129,7 +130,7 @@ impl Engine {
             let keep_collision = Duration::from_secs(10).max(mdi * 3);
             s.alerts.retain(|(text, seen)| {
                 let keep = if text.starts_with(PEER_MASTER) {
-                    mdi * 2
+                    mdi
                 } else {
                     keep_collision
                 };
