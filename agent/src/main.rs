@@ -12,21 +12,89 @@ use ha_agent::runtime::logging::{Facility, LogFormat, LogOptions};
 use ha_agent::runtime::plan::Plan;
 
 /// A keepalived-compatible VRRP agent.
+///
+/// keepalived's own options work too (`-f -t -D -l -n -S -g -p -r -c -P -C -d -x -i
+/// --signum -v`), so /etc/default/keepalived's DAEMON_ARGS can be reused; the ones that
+/// do not apply to ha-agent are accepted and say so in the log.
 #[derive(Debug, Parser)]
-#[command(name = "ha-agent", version)]
+#[command(name = "ha-agent", disable_version_flag = true)]
 struct Args {
-    /// keepalived.conf to run (or check).
-    #[arg(long, short = 'f', default_value = "/etc/keepalived/keepalived.conf")]
+    /// keepalived.conf to run (or check); keepalived's -f/--use-file.
+    #[arg(
+        long,
+        short = 'f',
+        visible_alias = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
     config: PathBuf,
     /// Check the config and exit, like `keepalived -t`.
-    #[arg(long, short = 't')]
+    #[arg(long)]
     check: bool,
+    /// keepalived's -t/--config-test[=FILE]: check the config and exit (as --check); with
+    /// FILE, the messages are appended there instead of stderr.
+    #[arg(
+        short = 't',
+        long = "config-test",
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "-"
+    )]
+    config_test: Option<PathBuf>,
+    /// Print the version and exit (keepalived's -v).
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    /// keepalived's -P/--vrrp: run only VRRP (no virtual servers or checkers).
+    #[arg(short = 'P', long = "vrrp", conflicts_with = "checkers_only")]
+    vrrp_only: bool,
+    /// keepalived's -C: run only the virtual servers and their checkers (no VRRP). The long
+    /// form is not keepalived's --check, which stays ha-agent's config test.
+    #[arg(short = 'C', long = "checkers-only")]
+    checkers_only: bool,
+    /// keepalived's -D/--log-detail: detailed logs (debug level; -DD: trace). RUST_LOG,
+    /// when set, wins.
+    #[arg(short = 'D', long = "log-detail", action = clap::ArgAction::Count)]
+    log_detail: u8,
+    /// keepalived's -l/--log-console: log to the console (stderr, ha-agent's default
+    /// unless --log-file).
+    #[arg(short = 'l', long = "log-console")]
+    log_console: bool,
+    /// keepalived's -n/--dont-fork: accepted; ha-agent never forks.
+    #[arg(short = 'n', long = "dont-fork")]
+    dont_fork: bool,
+    /// keepalived's -d/--dump-conf: log the parsed configuration at start (with -t:
+    /// print it).
+    #[arg(short = 'd', long = "dump-conf")]
+    dump_conf: bool,
+    /// keepalived's -p/--pid: write this process's pid here (removed at exit).
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pid: Option<PathBuf>,
+    /// keepalived's -r/--vrrp_pid: the VRRP process's pid file (ha-agent is one process:
+    /// its pid).
+    #[arg(short = 'r', long = "vrrp_pid", value_name = "FILE")]
+    vrrp_pid: Option<PathBuf>,
+    /// keepalived's -c/--checkers_pid: the checker process's pid file (ha-agent is one
+    /// process: its pid).
+    #[arg(short = 'c', long = "checkers_pid", value_name = "FILE")]
+    checkers_pid: Option<PathBuf>,
+    /// keepalived's -x/--snmp: accepted; ha-agent has no SNMP (use --metrics-listen or
+    /// --otlp-endpoint).
+    #[arg(short = 'x', long = "snmp")]
+    snmp: bool,
+    /// keepalived's -i/--config-id: the id `@ID` lines of the config match (default: the
+    /// host name up to the first dot).
+    #[arg(short = 'i', long = "config-id", value_name = "ID")]
+    config_id: Option<String>,
+    /// keepalived's --signum=SIGFUNC: print the signal number for STOP, RELOAD, DATA,
+    /// STATS or JSON and exit.
+    #[arg(long = "signum", value_name = "SIGFUNC")]
+    signum: Option<String>,
     /// Node name (default: router_id from global_defs, then the hostname).
     #[arg(long)]
     node: Option<String>,
     /// Remove what an earlier run left (marked addresses, its vmacs, nftables tables, the
     /// config's IPVS services) and exit: for ExecStopPost after an unclean exit.
-    #[arg(long, conflicts_with = "check")]
+    #[arg(long, conflicts_with_all = ["check", "config_test"])]
     cleanup: bool,
     /// Directory for state that must survive a reboot (persisted manager overrides).
     #[arg(long, default_value = "/var/lib/ha-agent")]
@@ -38,8 +106,8 @@ struct Args {
     /// Test hook: panic in a separate thread after this many milliseconds.
     #[arg(long, hide = true)]
     test_panic_after_ms: Option<u64>,
-    /// Append logs to this file instead of stderr.
-    #[arg(long)]
+    /// Append logs to this file instead of stderr (keepalived's -g/--log-file=FILE).
+    #[arg(long, short = 'g')]
     log_file: Option<PathBuf>,
     /// Log line format on stderr or --log-file: human or json.
     #[arg(long, default_value = "human")]
@@ -82,7 +150,30 @@ fn main() -> ExitCode {
         return code;
     }
     let args = Args::parse();
-    if args.check {
+    if args.version {
+        println!("ha-agent {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(func) = &args.signum {
+        return match ha_agent::runtime::signals::signum(func) {
+            Ok(n) => {
+                println!("{n}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ha-agent --signum: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(id) = &args.config_id {
+        ha_agent::config::set_config_id(id.clone());
+    }
+    ha_agent::runtime::plan::set_daemons(ha_agent::runtime::plan::Daemons {
+        vrrp: !args.checkers_only,
+        checkers: !args.vrrp_only,
+    });
+    if args.check || args.config_test.is_some() {
         return check(&args);
     }
     if args.cleanup {
@@ -112,11 +203,31 @@ fn run(args: Args) -> anyhow::Result<()> {
     log_opts.file.clone_from(&args.log_file);
     log_opts.facility = args.log_facility;
     log_opts.socket = args.log_socket.clone();
+    match args.log_detail {
+        0 => {}
+        1 => log_opts.default_filter = "info,ha_agent=debug".into(),
+        _ => log_opts.default_filter = "info,ha_agent=trace".into(),
+    }
     // Kept alive until run returns: dropping it flushes the last lines to syslog.
     let _log = ha_agent::runtime::logging::init(log_opts)?;
     for n in &loaded.notes {
         tracing::info!("{n}");
     }
+    for n in keepalived_option_notes(&args) {
+        tracing::info!("{n}");
+    }
+    if args.dump_conf {
+        for line in dump_conf(&loaded.config).lines() {
+            tracing::info!(target: "dump-conf", "{line}");
+        }
+    }
+    // Removed when run returns (kept until then).
+    let pid_paths: Vec<PathBuf> = [&args.pid, &args.vrrp_pid, &args.checkers_pid]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let _pid_files = ha_agent::runtime::pidfile::PidFiles::write(&pid_paths, std::process::id())?;
     // A panic in any thread: priority 0 from every master, then `--cleanup`, then exit.
     ha_agent::runtime::crash::install(vec![
         "--cleanup".into(),
@@ -249,23 +360,92 @@ fn cleanup(args: &Args) -> ExitCode {
     }
 }
 
+/// `--check` / `-t[FILE]`: notes and the result on stdout, errors on stderr; with `-tFILE`
+/// all of them appended to FILE instead (keepalived sends its stderr there).
 fn check(args: &Args) -> ExitCode {
+    use std::io::Write;
+    let to_file = args.config_test.as_ref().filter(|f| f.as_os_str() != "-");
+    let mut file = match to_file {
+        None => None,
+        Some(f) => match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(f)
+        {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!(
+                    "ha-agent: cannot open config-test log file {}: {e}",
+                    f.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut say = |err: bool, line: String| match file.as_mut() {
+        Some(h) => {
+            let _ = writeln!(h, "{line}");
+        }
+        None if err => eprintln!("{line}"),
+        None => println!("{line}"),
+    };
     match ha_agent::config::load(&args.config) {
         Ok(loaded) => {
             for n in &loaded.notes {
-                println!("{n}");
+                say(false, n.to_string());
             }
-            println!("{}: configuration ok", args.config.display());
+            for n in keepalived_option_notes(args) {
+                say(false, n);
+            }
+            if args.dump_conf {
+                say(false, dump_conf(&loaded.config));
+            }
+            say(
+                false,
+                format!("{}: configuration ok", args.config.display()),
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in &errors {
-                eprintln!("{e}");
+                say(true, e.to_string());
             }
-            eprintln!("{}: {} error(s)", args.config.display(), errors.len());
+            say(
+                true,
+                format!("{}: {} error(s)", args.config.display(), errors.len()),
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+/// What keepalived's options that mean something else (or nothing) here do, said once.
+fn keepalived_option_notes(args: &Args) -> Vec<String> {
+    let mut v = Vec::new();
+    if args.dont_fork {
+        v.push("-n/--dont-fork: ha-agent never forks; it always runs in the foreground".into());
+    }
+    if args.snmp {
+        v.push("-x/--snmp: ha-agent has no SNMP agent; metrics are served with --metrics-listen (Prometheus) and --otlp-endpoint".into());
+    }
+    if args.log_console && args.log_file.is_some() {
+        v.push("-l/--log-console with --log-file: logging to the file, not the console".into());
+    }
+    if args.vrrp_only {
+        v.push("-P/--vrrp: VRRP only; virtual servers and their checkers are not run".into());
+    }
+    if args.checkers_only {
+        v.push("-C: checkers only; no VRRP instance runs (virtual servers and checkers do)".into());
+    }
+    if args.vrrp_pid.is_some() || args.checkers_pid.is_some() {
+        v.push("-r/-c: ha-agent is one process; each pid file holds its pid".into());
+    }
+    v
+}
+
+/// keepalived's -d: the parsed configuration (secrets are never shown).
+fn dump_conf(cfg: &ha_agent::config::Config) -> String {
+    format!("{cfg:#?}")
 }
 
 /// The manager link settings; refuses a plaintext URL without `--insecure`.

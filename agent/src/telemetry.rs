@@ -1561,6 +1561,7 @@ mod tests {
             unicast_peers: Vec::new(),
             garp: GarpConfig::default(),
             timer_expired_backup: None,
+            owner_ignore_adverts: false,
         };
         let inst = Instance::new(cfg, "192.0.2.1".parse().unwrap());
         transition_span("VI_7", &inst, State::Backup, State::Master, "master down");

@@ -132,6 +132,7 @@ fn parse_config(words: &[&str]) -> (InstanceConfig, IpAddr) {
         unicast_peers: Vec::new(),
         garp: GarpConfig::default(),
         timer_expired_backup: None,
+        owner_ignore_adverts: false,
     };
     let mut primary: IpAddr = "192.0.2.1".parse().unwrap();
     for (k, v) in kv(words) {
@@ -160,6 +161,7 @@ fn parse_config(words: &[&str]) -> (InstanceConfig, IpAddr) {
             "lower_prio_delay" => cfg.garp.lower_prio_delay = Some(parse_time(&v)),
             "lower_prio_repeat" => cfg.garp.lower_prio_repeat = v.parse().unwrap(),
             "timer_expired_backup" => cfg.timer_expired_backup = Some(Priority(v.parse().unwrap())),
+            "owner_ignore_adverts" => cfg.owner_ignore_adverts = v == "yes",
             _ => panic!("unknown config key {k}"),
         }
     }

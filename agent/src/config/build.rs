@@ -33,16 +33,16 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, n: &Node, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, n: &Node, msg: impl Into<String>) {
         self.errors.push(n.diag(msg));
     }
 
-    fn note(&mut self, n: &Node, msg: impl Into<String>) {
+    pub(super) fn note(&mut self, n: &Node, msg: impl Into<String>) {
         self.notes.push(n.diag(msg));
     }
 
     /// The `i`-th argument, or an error "KEYWORD needs a value".
-    fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n str> {
+    pub(super) fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n str> {
         let a = n.arg(i);
         if a.is_none() {
             self.err(n, format!("{} needs a value", n.name));
@@ -51,7 +51,7 @@ impl Ctx<'_> {
     }
 
     /// An integer argument in `min..=max` (error names the field and the range).
-    fn int(&mut self, n: &Node, i: usize, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(&mut self, n: &Node, i: usize, min: i64, max: i64) -> Option<i64> {
         let s = self.arg(n, i)?;
         match s.parse::<i64>() {
             Ok(v) if (min..=max).contains(&v) => Some(v),
@@ -67,7 +67,7 @@ impl Ctx<'_> {
     }
 
     /// A duration in seconds (fractions allowed) up to `max_secs`.
-    fn secs(&mut self, n: &Node, i: usize, max_secs: u64) -> Option<Duration> {
+    pub(super) fn secs(&mut self, n: &Node, i: usize, max_secs: u64) -> Option<Duration> {
         let s = self.arg(n, i)?;
         match parse_micros(s) {
             Some(us) if us <= max_secs.saturating_mul(1_000_000) => Some(Duration::from_micros(us)),
@@ -86,7 +86,7 @@ impl Ctx<'_> {
     }
 
     /// An optional boolean argument (`on|off|true|false|yes|no`), absent = true.
-    fn flag(&mut self, n: &Node) -> bool {
+    pub(super) fn flag(&mut self, n: &Node) -> bool {
         match n.arg(0) {
             None => true,
             Some(s) => match parse_bool(s) {
@@ -283,6 +283,29 @@ fn global_defs(cx: &mut Ctx<'_>, g: &Node, out: &mut GlobalDefs) {
                 out.process.rt_priority = cx.int(n, 0, 1, 99).map(|v| v as u32);
             }
             "vrrp_no_swap" => out.process.no_swap = true,
+            // keepalived: the longer of the two delays wins (runtime/engine.rs).
+            "vrrp_startup_delay" => {
+                if let Some(d) = cx.secs(n, 0, 4_294_967) {
+                    out.vrrp_startup_delay = out.vrrp_startup_delay.max(d);
+                }
+            }
+            "vrrp_delay_after_boot" => {
+                if let Some(d) = cx.secs(n, 0, 4_294_967) {
+                    out.vrrp_delay_after_boot = Some(d);
+                }
+            }
+            "vrrp_owner_ignore_adverts" => out.vrrp_owner_ignore_adverts = cx.flag(n),
+            "state_dump_file" | "json_dump_file" | "stats_dump_file" => {
+                let slot = match n.name.as_str() {
+                    "state_dump_file" => &mut out.dump_files.state,
+                    "json_dump_file" => &mut out.dump_files.json,
+                    _ => &mut out.dump_files.stats,
+                };
+                match n.args.as_slice() {
+                    [p] if !p.is_empty() => *slot = Some(PathBuf::from(p)),
+                    _ => cx.err(n, format!("{} requires a non-empty path", n.name)),
+                }
+            }
             "vrrp_lower_prio_no_advert" => out.vrrp_lower_prio_no_advert = Some(cx.flag(n)),
             "vrrp_mcast_group4" => {
                 if let Some(s) = cx.arg(n, 0) {
@@ -366,6 +389,12 @@ pub(super) struct InstanceDraft {
     pub skip_check_adv_addr: Option<bool>,
     /// `timer_expired_backup [PRIO]` (or its alias `thread_timer_expired`), with its place.
     pub timer_expired_backup: Option<(Priority, Loc)>,
+    /// `owner_ignore_adverts [BOOL]`, with its place.
+    pub owner_ignore_adverts: Option<(bool, Loc)>,
+    /// `no_virtual_ipaddress`, with its place.
+    pub no_vips: Option<Loc>,
+    /// `auth_hmac { }`.
+    pub auth_hmac: Option<super::auth_hmac::HmacDraft>,
     pub notify: Notify,
     pub other: Vec<Node>,
     /// Set when a value error already made this instance unusable.
@@ -587,6 +616,9 @@ fn instance(cx: &mut Ctx<'_>, inst: &Node) -> Option<InstanceDraft> {
         higher_prio_send_advert: None,
         skip_check_adv_addr: None,
         timer_expired_backup: None,
+        owner_ignore_adverts: None,
+        no_vips: None,
+        auth_hmac: None,
         notify: Notify::default(),
         other: Vec::new(),
         broken: false,
@@ -780,6 +812,11 @@ fn instance(cx: &mut Ctx<'_>, inst: &Node) -> Option<InstanceDraft> {
             "lower_prio_no_advert" => d.lower_prio_no_advert = Some(cx.flag(n)),
             "higher_prio_send_advert" => d.higher_prio_send_advert = Some(cx.flag(n)),
             "skip_check_adv_addr" => d.skip_check_adv_addr = Some(cx.flag(n)),
+            "owner_ignore_adverts" => {
+                d.owner_ignore_adverts = Some((cx.flag(n), n.loc.clone()));
+            }
+            "no_virtual_ipaddress" => d.no_vips = Some(n.loc.clone()),
+            "auth_hmac" => d.auth_hmac = super::auth_hmac::parse(cx, n),
             "timer_expired_backup" | "thread_timer_expired" => {
                 if n.name == "thread_timer_expired" {
                     cx.note(
@@ -844,6 +881,20 @@ fn finish_instance(
         Some((us, _, _)) => Centiseconds(u16::try_from(us / 10_000).ok()?),
         None => Centiseconds::DEFAULT,
     };
+    let owner_ignore_adverts = owner_ignore_adverts(
+        &d,
+        priority,
+        d.strict_mode.unwrap_or(g.vrrp_strict),
+        g,
+        notes,
+    );
+    if d.vips.is_empty() && d.no_vips.is_none() {
+        // keepalived warns; v3 and strict mode made it an error already (validate.rs).
+        notes.push(d.loc.diag(format!(
+            "({}) no virtual_ipaddress; at least one is sensible (say no_virtual_ipaddress if none is intended)",
+            d.name
+        )));
+    }
     let interface = d.interface?;
     let family = if d.native_ipv6 {
         Family::V6
@@ -881,6 +932,11 @@ fn finish_instance(
         version_configured: d.version,
         family,
         auth: d.auth,
+        auth_hmac: d
+            .auth_hmac
+            .map(|h| h.finish(Duration::from_micros(u64::from(advert_int.0) * 10_000))),
+        owner_ignore_adverts,
+        no_virtual_ipaddress: d.no_vips.is_some() && !strict,
         vips: d.vips,
         vips_excluded: d.vips_excluded,
         unicast_src_ip: d.unicast_src_ip.map(|(a, _)| a),
@@ -912,6 +968,36 @@ fn finish_instance(
         notify: d.notify,
         other: d.other,
     })
+}
+
+/// keepalived's resolution of `owner_ignore_adverts`: only an address owner can ignore
+/// adverts; unset, it follows strict mode, then `vrrp_owner_ignore_adverts`.
+fn owner_ignore_adverts(
+    d: &InstanceDraft,
+    priority: Priority,
+    strict: bool,
+    g: &GlobalDefs,
+    notes: &mut Vec<Diagnostic>,
+) -> bool {
+    let owner = priority == Priority::OWNER;
+    match &d.owner_ignore_adverts {
+        Some((true, loc)) if !owner => {
+            notes.push(loc.diag(format!(
+                "({}) owner_ignore_adverts needs priority 255 - ignored",
+                d.name
+            )));
+            false
+        }
+        Some((false, loc)) if owner && strict => {
+            notes.push(loc.diag(format!(
+                "({}) strict_mode with priority 255 requires owner_ignore_adverts - set",
+                d.name
+            )));
+            true
+        }
+        Some((v, _)) => *v,
+        None => owner && (strict || g.vrrp_owner_ignore_adverts),
+    }
 }
 
 fn vrrp_script(cx: &mut Ctx<'_>, n: &Node) -> VrrpScript {
@@ -1179,6 +1265,78 @@ mod tests {
         let mut c = load(text);
         assert_eq!(c.vrrp_instances.len(), 1);
         c.vrrp_instances.remove(0)
+    }
+
+    #[test]
+    fn owner_ignore_adverts_resolves_as_keepalived() {
+        let inst = |global: &str, body: &str| {
+            let text = format!("global_defs {{\n{global}\n}}\nvrrp_instance A {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 192.0.2.1\n }}\n{body}\n}}\n");
+            let l = parse_with(Path::new("k.conf"), &text, &Options::default())
+                .unwrap_or_else(|e| panic!("{e:#?}"));
+            let notes: Vec<String> = l.notes.iter().map(ToString::to_string).collect();
+            (l.config.vrrp_instances[0].owner_ignore_adverts, notes)
+        };
+        // Default off, even for the owner; strict mode or the global turn it on for owners.
+        assert!(!inst("", "priority 255").0);
+        assert!(inst("", "priority 255\nowner_ignore_adverts").0);
+        assert!(inst("vrrp_owner_ignore_adverts", "priority 255").0);
+        assert!(inst("", "priority 255\nstrict_mode").0);
+        assert!(!inst("vrrp_owner_ignore_adverts", "priority 254").0);
+        // Below 255 it is ignored, with a note on its line.
+        let (on, notes) = inst("", "priority 200\nowner_ignore_adverts");
+        assert!(!on);
+        assert!(
+            notes.contains(
+                &"k.conf:11: (A) owner_ignore_adverts needs priority 255 - ignored".to_owned()
+            ),
+            "{notes:?}"
+        );
+        // Strict mode at 255 forces it, saying so.
+        let (on, notes) = inst("", "priority 255\nstrict_mode\nowner_ignore_adverts off");
+        assert!(on);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("requires owner_ignore_adverts - set")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn startup_delays_and_dump_files() {
+        let c = load("global_defs {\n vrrp_startup_delay 5.5\n vrrp_delay_after_boot 30\n state_dump_file /var/tmp/ka/\n json_dump_file ka.json\n stats_dump_file /srv/s.json\n}\n");
+        let g = &c.global;
+        assert_eq!(g.vrrp_startup_delay, Duration::from_millis(5500));
+        assert_eq!(g.vrrp_delay_after_boot, Some(Duration::from_secs(30)));
+        let dir = Path::new("/run/ha-agent");
+        let r = |p: &Option<PathBuf>, name| DumpFiles::resolve(p.as_deref(), dir, name);
+        assert_eq!(
+            r(&g.dump_files.state, "keepalived.data"),
+            Path::new("/var/tmp/ka/keepalived.data")
+        );
+        assert_eq!(
+            r(&g.dump_files.json, "keepalived.json"),
+            Path::new("/run/ha-agent/ka.json")
+        );
+        assert_eq!(
+            r(&g.dump_files.stats, "stats.json"),
+            Path::new("/srv/s.json")
+        );
+        assert_eq!(
+            r(&None, "stats.json"),
+            Path::new("/run/ha-agent/stats.json")
+        );
+        let e = parse_with(
+            Path::new("k.conf"),
+            "global_defs {\n state_dump_file\n}\n",
+            &Options::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            e[0].to_string(),
+            "k.conf:2: state_dump_file requires a non-empty path"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! block; notes for features not active yet or without effect) -> `build` (typed
 //! [`model`]) with `validate` (cross-field rules), collecting every error.
 
+pub mod auth_hmac;
 pub mod build;
 pub mod keywords;
 pub mod lexer;
@@ -86,8 +87,20 @@ impl Default for Options {
     }
 }
 
-/// keepalived's default config-id: the node name up to the first dot.
+/// keepalived's `-i/--config-id`: set once from the command line, it replaces the host
+/// name's default for every load of the process (start, reload, `--cleanup`).
+static CONFIG_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Set the config-id for `@id` lines (once); false if already set.
+pub fn set_config_id(id: String) -> bool {
+    CONFIG_ID.set(id).is_ok()
+}
+
+/// keepalived's default config-id: `-i` if given, else the node name up to the first dot.
 fn host_config_id() -> Option<String> {
+    if let Some(id) = CONFIG_ID.get() {
+        return Some(id.clone());
+    }
     let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let first = h.trim().split('.').next()?.to_owned();
     (!first.is_empty()).then_some(first)

@@ -150,6 +150,15 @@ pub struct GlobalDefs {
     pub vrrp_mcast_group6: Ipv6Addr,
     /// `vrrp_priority`, `vrrp_rt_priority`, `vrrp_no_swap`: scheduling of the VRRP thread.
     pub process: ProcessTuning,
+    /// `vrrp_startup_delay`: VRRP starts this long after the agent (zero: at once).
+    pub vrrp_startup_delay: Duration,
+    /// `vrrp_delay_after_boot`: VRRP starts no sooner than this long after the system
+    /// booted (/proc/uptime, read at start); the longer of the two delays wins.
+    pub vrrp_delay_after_boot: Option<Duration>,
+    /// `vrrp_owner_ignore_adverts`: default of `owner_ignore_adverts` for address owners.
+    pub vrrp_owner_ignore_adverts: bool,
+    /// `state_dump_file`, `json_dump_file`, `stats_dump_file`: where the dumps go.
+    pub dump_files: DumpFiles,
     /// Where `global_defs` is (None if absent).
     pub origin: Option<Origin>,
     /// Every other global statement (lvs, checker, process tuning, ...), raw.
@@ -173,8 +182,46 @@ impl Default for GlobalDefs {
             vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
             vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
             process: ProcessTuning::default(),
+            vrrp_startup_delay: Duration::ZERO,
+            vrrp_delay_after_boot: None,
+            vrrp_owner_ignore_adverts: false,
+            dump_files: DumpFiles::default(),
             origin: None,
             other: Vec::new(),
+        }
+    }
+}
+
+/// The dump file paths of `global_defs`, as written. A relative path is under
+/// `--runtime-dir`; a path ending in `/` is a directory for the default file name
+/// (keepalived's rule for `state_dump_file`, applied to all three).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpFiles {
+    /// `state_dump_file`: the SIGUSR1 text dump (default `keepalived.data`).
+    pub state: Option<PathBuf>,
+    /// `json_dump_file`: the SIGUSR1 JSON dump (default `keepalived.json`).
+    pub json: Option<PathBuf>,
+    /// `stats_dump_file`: the SIGUSR2 counters (default `stats.json`).
+    pub stats: Option<PathBuf>,
+}
+
+impl DumpFiles {
+    /// Resolve one configured path against `dir` and the default file name.
+    pub fn resolve(configured: Option<&Path>, dir: &Path, default_name: &str) -> PathBuf {
+        match configured {
+            None => dir.join(default_name),
+            Some(p) => {
+                let base = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    dir.join(p)
+                };
+                if p.as_os_str().to_string_lossy().ends_with('/') {
+                    base.join(default_name)
+                } else {
+                    base
+                }
+            }
         }
     }
 }
@@ -253,6 +300,66 @@ impl std::fmt::Debug for AuthPass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuthPass(..)")
     }
+}
+
+/// What `auth_hmac` does when it is active (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HmacMode {
+    /// `enforce` (default): sign every advert, drop unsigned or bad ones.
+    #[default]
+    Enforce,
+    /// `permissive`: sign, accept unsigned adverts too (migration).
+    Permissive,
+    /// `receive-only`: verify signed adverts, send unsigned.
+    ReceiveOnly,
+}
+
+/// Freshness check of `auth_hmac` (`anti_replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AntiReplay {
+    /// `time` (default): wall-clock timestamps within `time_window`.
+    #[default]
+    Time,
+    /// `monotonic`: per-sender increasing counters.
+    Monotonic,
+}
+
+/// An `auth_hmac` key secret (32-64 bytes); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HmacSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for HmacSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HmacSecret({} bytes)", self.0.len())
+    }
+}
+
+/// One `key ID VALUE` line of `auth_hmac` (VALUE: ASCII, `hex:...` or `file:PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacKey {
+    /// Key id, 1-255.
+    pub id: u8,
+    /// The secret.
+    pub secret: HmacSecret,
+    /// Where the line is.
+    pub origin: Origin,
+}
+
+/// `auth_hmac { }` (keepalived 2.4.3): parsed and checked, not active yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHmac {
+    /// `key` lines, ids unique.
+    pub keys: Vec<HmacKey>,
+    /// `active_key`: the key adverts are signed with (one of `keys`).
+    pub active_key: u8,
+    /// `time_window`, 1-300 s; unset with `anti_replay time`: 3 x advert_int, 5-300 s.
+    pub time_window: Duration,
+    /// `anti_replay`.
+    pub anti_replay: AntiReplay,
+    /// `mode`.
+    pub mode: HmacMode,
+    /// Where `auth_hmac` is.
+    pub origin: Origin,
 }
 
 /// One `virtual_ipaddress` / `virtual_ipaddress_excluded` line.
@@ -355,6 +462,14 @@ pub struct VrrpInstance {
     pub family: Family,
     /// `authentication { auth_type PASS; auth_pass ... }` (v2 only).
     pub auth: Option<AuthPass>,
+    /// `auth_hmac { }` (parsed, not active yet).
+    pub auth_hmac: Option<AuthHmac>,
+    /// `owner_ignore_adverts`, resolved as keepalived: an address owner (priority 255)
+    /// drops every advert; default false, true in strict mode or with the global
+    /// `vrrp_owner_ignore_adverts`; never set below priority 255.
+    pub owner_ignore_adverts: bool,
+    /// `no_virtual_ipaddress`: no VIP is intended (no warning, and v3 allowed).
+    pub no_virtual_ipaddress: bool,
     /// `virtual_ipaddress` (sent in adverts).
     pub vips: Vec<VipSpec>,
     /// `virtual_ipaddress_excluded` (not sent in adverts; any family).

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use super::build::{effective_version, InstanceDraft};
-use super::model::{Config, Family, GlobalDefs, InitialState};
+use super::model::{Config, Family, GlobalDefs, HmacMode, InitialState};
 use super::Diagnostic;
 use crate::units::Version;
 
@@ -119,6 +119,36 @@ pub(super) fn instances(drafts: &[InstanceDraft], g: &GlobalDefs, errors: &mut V
                 d.name
             )));
         }
+        let strict = d.strict_mode.unwrap_or(g.vrrp_strict);
+        if let Some(h) = &d.auth_hmac {
+            if d.auth.is_some() {
+                errors.push(h.loc.diag(format!(
+                    "vrrp_instance {}: auth_hmac cannot be combined with authentication",
+                    d.name
+                )));
+            }
+            if strict && h.hmac.mode != HmacMode::Enforce {
+                errors.push(h.loc.diag(format!(
+                    "vrrp_instance {}: strict mode requires auth_hmac mode enforce",
+                    d.name
+                )));
+            }
+        }
+        // keepalived: VRRPv3 and strict mode need a VIP unless `no_virtual_ipaddress`
+        // says none is intended (never in strict mode); v2 only warns (a note).
+        if let (Some(loc), true) = (&d.no_vips, strict) {
+            errors.push(loc.diag("no_virtual_ipaddress is incompatible with strict mode"));
+        } else if d.vips.is_empty() && (strict || (version == Version::V3 && d.no_vips.is_none())) {
+            errors.push(at(format!(
+                "vrrp_instance {}: no virtual_ipaddress; at least one is required {}",
+                d.name,
+                if strict {
+                    "in strict mode"
+                } else {
+                    "with version 3 (or say no_virtual_ipaddress)"
+                }
+            )));
+        }
         if let Some(loc) = &d.nopreempt {
             if d.state == InitialState::Master {
                 errors.push(loc.diag("nopreempt needs state BACKUP"));
@@ -222,7 +252,7 @@ mod tests {
     fn advert_int_bounds_per_version() {
         let ok = |v: &str, a: &str| {
             errors(&inst(&format!(
-                "interface eth0\nvirtual_router_id 1\nversion {v}\nadvert_int {a}"
+                "interface eth0\nvirtual_router_id 1\nversion {v}\nadvert_int {a}\nvirtual_ipaddress {{\n192.0.2.1\n}}"
             )))
             .is_empty()
         };
@@ -248,7 +278,7 @@ mod tests {
     #[test]
     fn auth_needs_v2_and_track_refs_must_exist() {
         let e = errors(&inst(
-            "interface eth0\nvirtual_router_id 1\nversion 3\nauthentication {\nauth_type PASS\nauth_pass x\n}\ntrack_script {\nnope\n}",
+            "interface eth0\nvirtual_router_id 1\nversion 3\nauthentication {\nauth_type PASS\nauth_pass x\n}\ntrack_script {\nnope\n}\nno_virtual_ipaddress",
         ));
         assert_eq!(
             e,
@@ -257,6 +287,32 @@ mod tests {
                 "k.conf:10: track_script: no vrrp_script named 'nope'",
             ]
         );
+    }
+
+    #[test]
+    fn no_virtual_ipaddress_as_keepalived() {
+        let base = "interface eth0\nvirtual_router_id 1\n";
+        // v2: allowed (a note); v3: an error unless no_virtual_ipaddress says so.
+        assert!(errors(&inst(base)).is_empty());
+        assert_eq!(
+            errors(&inst(&format!("{base}version 3"))),
+            vec!["k.conf:1: vrrp_instance A: no virtual_ipaddress; at least one is required with version 3 (or say no_virtual_ipaddress)"]
+        );
+        assert!(errors(&inst(&format!("{base}version 3\nno_virtual_ipaddress"))).is_empty());
+        // Strict mode needs a VIP whatever is said.
+        assert_eq!(
+            errors(&inst(&format!("{base}strict_mode\nno_virtual_ipaddress"))),
+            vec!["k.conf:5: no_virtual_ipaddress is incompatible with strict mode"]
+        );
+        let note = |text: &str| {
+            crate::config::parse_str(std::path::Path::new("k.conf"), &inst(text)).map(|l| {
+                l.notes
+                    .iter()
+                    .any(|n| n.message.contains("at least one is sensible"))
+            })
+        };
+        assert_eq!(note(base), Ok(true));
+        assert_eq!(note(&format!("{base}no_virtual_ipaddress")), Ok(false));
     }
 
     #[test]

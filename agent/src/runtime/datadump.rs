@@ -169,9 +169,10 @@ fn render_lb(o: &mut String, lb: &stats::LbStats) {
     }
 }
 
-/// Write both files into `dir` (created if missing).
-pub fn write(dir: &Path, s: &Stats, wall: &str) -> std::io::Result<()> {
-    stats::write_file(dir, TEXT_FILE, render(s, wall).as_bytes())?;
-    let json = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
-    stats::write_file(dir, JSON_FILE, &json)
+/// Write the text dump to `text` and the JSON one to `json` (directories created if
+/// missing).
+pub fn write(text: &Path, json: &Path, s: &Stats, wall: &str) -> std::io::Result<()> {
+    stats::write_path(text, render(s, wall).as_bytes())?;
+    let bytes = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
+    stats::write_path(json, &bytes)
 }

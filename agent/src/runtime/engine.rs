@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::config::model::DumpFiles;
 use crate::lb::service::LbEvent;
 use crate::link::bridge::{kind, FromLink, InstanceView, LocalEvent, OverrideSet, ToLink};
 use crate::net::garp::Announcer;
@@ -176,6 +177,10 @@ struct Engine {
     stalls: u64,
     /// The longest stall seen.
     stall_max: Duration,
+    /// global_defs `state_dump_file` / `json_dump_file` / `stats_dump_file`.
+    dump_files: DumpFiles,
+    /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: no instance starts before this.
+    vrrp_start_at: Option<Instant>,
 }
 
 /// Everything `run` needs.
@@ -259,7 +264,18 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         drain_buf: vec![0u8; RECV_BUF_LEN],
         stalls: 0,
         stall_max: Duration::ZERO,
+        dump_files: plan.config.global.dump_files.clone(),
+        vrrp_start_at: None,
     };
+    let delay =
+        crate::runtime::startup::delay(&plan.config.global, crate::runtime::startup::uptime());
+    if !delay.is_zero() {
+        info!(
+            delay_s = delay.as_secs_f64(),
+            "delaying vrrp start (vrrp_startup_delay / vrrp_delay_after_boot)"
+        );
+        engine.vrrp_start_at = Some(Instant::now() + delay);
+    }
     let (to_link, mut from_link) = match link {
         Some(l) => (Some(l.to_link), Some(l.from_link)),
         None => (None, None),
@@ -315,6 +331,13 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         slept_for = deadline;
         tokio::select! {
             _ = wanted(&stats_wanted) => engine.publish(),
+            _ = sleep_opt(engine.vrrp_start_at) => {
+                engine.vrrp_start_at = None;
+                info!("vrrp start delay over, starting instances");
+                for i in 0..engine.slots.len() {
+                    engine.refresh(i).await;
+                }
+            }
             _ = wake.sleep_until(deadline) => engine.tick(&mut rx).await,
             Some(msg) = rx.recv() => engine.dispatch(msg).await,
             Some(ev) = links.recv() => engine.link(ev).await,
@@ -347,6 +370,14 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
 async fn wanted(w: &Option<stats::Wanted>) {
     match w {
         Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`; never wakes for `None`.
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
 }
@@ -792,7 +823,10 @@ impl Engine {
                 inputs.push(Input::SetPriority(p));
             }
         }
-        if !self.slots[i].started && outcome != PriorityOutcome::Init {
+        if !self.slots[i].started
+            && outcome != PriorityOutcome::Init
+            && self.vrrp_start_at.is_none()
+        {
             self.slots[i].started = true;
             inputs.push(Input::Start);
         }

@@ -75,8 +75,67 @@ pub struct Plan {
     pub config: Config,
 }
 
-/// Build the plan; `node` overrides router_id.
+/// Which halves of keepalived run: keepalived's `-P` (VRRP only) and `-C` (checkers only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Daemons {
+    /// VRRP instances, their trackers and notify scripts.
+    pub vrrp: bool,
+    /// Virtual servers and their checkers (the load balancer).
+    pub checkers: bool,
+}
+
+impl Default for Daemons {
+    fn default() -> Self {
+        Daemons {
+            vrrp: true,
+            checkers: true,
+        }
+    }
+}
+
+/// The process-wide choice of `-P` / `-C`, set once from the command line; every plan
+/// (at start and on each reload) follows it.
+static DAEMONS: std::sync::OnceLock<Daemons> = std::sync::OnceLock::new();
+
+/// Set the halves to run (once, before the first plan); false if already set.
+pub fn set_daemons(d: Daemons) -> bool {
+    DAEMONS.set(d).is_ok()
+}
+
+/// The halves to run (both unless [`set_daemons`] said otherwise).
+pub fn daemons() -> Daemons {
+    DAEMONS.get().copied().unwrap_or_default()
+}
+
+/// `cfg` without the half `d` leaves out: `-C` drops the VRRP side (instances, sync
+/// groups, vrrp_script / track_file / track_process trackers), `-P` the virtual servers.
+pub fn restrict(cfg: &Config, d: Daemons) -> Config {
+    let mut c = cfg.clone();
+    if !d.vrrp {
+        c.vrrp_instances.clear();
+        c.sync_groups.clear();
+        c.vrrp_scripts.clear();
+        c.track_files.clear();
+        c.track_processes.clear();
+    }
+    if !d.checkers {
+        c.virtual_servers.clear();
+        c.virtual_server_groups.clear();
+    }
+    c
+}
+
+/// Build the plan; `node` overrides router_id. Follows [`daemons`].
 pub fn build(cfg: &Config, node: Option<String>) -> Plan {
+    let d = daemons();
+    if d != Daemons::default() {
+        return build_all(&restrict(cfg, d), node);
+    }
+    build_all(cfg, node)
+}
+
+/// Build the plan of everything in `cfg`.
+fn build_all(cfg: &Config, node: Option<String>) -> Plan {
     let node = node
         .or_else(|| cfg.global.router_id.clone())
         .unwrap_or_else(hostname);
@@ -133,6 +192,7 @@ fn instance(i: &VrrpInstance) -> InstancePlan {
             lower_prio_repeat: g.lower_prio_repeat,
         },
         timer_expired_backup: i.timer_expired_backup,
+        owner_ignore_adverts: i.owner_ignore_adverts,
     };
     InstancePlan {
         cfg,

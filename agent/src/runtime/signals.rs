@@ -112,3 +112,36 @@ impl Signals {
         }
     }
 }
+
+/// keepalived's `--signum=SIGFUNC`: the signal that asks for `func` (`STOP`, `RELOAD`,
+/// `DATA`, `STATS`, `JSON`), as ha-agent handles it. keepalived writes its JSON dump on
+/// SIGRTMIN+2; ha-agent writes keepalived.json with the SIGUSR1 data dump, so `JSON` is
+/// SIGUSR1 here. `STATS_CLEAR` (SIGRTMAX-1) has no ha-agent counterpart: an error.
+pub fn signum(func: &str) -> Result<i32, String> {
+    match func {
+        "STOP" => Ok(libc::SIGTERM),
+        "RELOAD" => Ok(libc::SIGHUP),
+        "DATA" | "JSON" => Ok(libc::SIGUSR1),
+        "STATS" => Ok(libc::SIGUSR2),
+        "STATS_CLEAR" => Err(format!(
+            "sigfunc {func}: ha-agent has no signal to clear its statistics"
+        )),
+        _ => Err(format!("unknown sigfunc {func}")),
+    }
+}
+
+#[cfg(test)]
+mod signum_tests {
+    use super::signum;
+
+    #[test]
+    fn keepalived_sigfuncs() {
+        assert_eq!(signum("STOP"), Ok(15));
+        assert_eq!(signum("RELOAD"), Ok(1));
+        assert_eq!(signum("DATA"), Ok(10));
+        assert_eq!(signum("STATS"), Ok(12));
+        assert_eq!(signum("JSON"), Ok(10));
+        assert!(signum("STATS_CLEAR").is_err());
+        assert_eq!(signum("stop"), Err("unknown sigfunc stop".into()));
+    }
+}

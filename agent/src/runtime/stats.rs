@@ -280,21 +280,43 @@ impl LbStats {
     }
 }
 
-/// Write `stats` to `dir/stats.json` atomically.
-pub fn write(dir: &Path, stats: &Stats) -> std::io::Result<()> {
+/// The default name of the stats file in `--runtime-dir` (global_defs `stats_dump_file`
+/// may name another).
+pub const STATS_FILE: &str = "stats.json";
+
+/// Write `stats` to `path` atomically.
+pub fn write(path: &Path, stats: &Stats) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?;
-    write_file(dir, "stats.json", &text)
+    write_path(path, &text)
 }
 
-/// Write `bytes` to `dir/name` atomically (a 0600 temp file, synced, renamed).
+/// Write `bytes` to `path` atomically (see [`write_file`]).
+pub fn write_path(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a file path", path.display()),
+        ));
+    };
+    write_file(dir, &name.to_string_lossy(), bytes)
+}
+
+/// Write `bytes` to `dir/name` atomically (a 0600 temp file, synced, renamed), `dir`
+/// created if missing.
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
+    write_atomic(dir, name, bytes, 0o600)
+}
+
+/// Write `bytes` to `dir/name` through a temp file beside it (`mode`, O_NOFOLLOW,
+/// synced), then renamed over `name`: readers see the old file or the new one.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
     f.write_all(bytes)?;

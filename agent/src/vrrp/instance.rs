@@ -90,6 +90,11 @@ pub struct InstanceConfig {
     /// keepalived `timer_expired_backup` (needs nopreempt): the highest priority of the
     /// other routers; a master that wakes later than their quickest takeover steps back.
     pub timer_expired_backup: Option<Priority>,
+    /// keepalived `owner_ignore_adverts`: as the address owner (priority 255), drop every
+    /// advert (RFC 3768 §7.1 / RFC 5798 §7.1). Off, the owner hears the others as
+    /// keepalived does by default (two owners settle by address; a lower master is
+    /// answered with an advert).
+    pub owner_ignore_adverts: bool,
 }
 
 /// Per-instance statistics.
@@ -380,8 +385,9 @@ impl Instance {
         if adv.vrid != self.cfg.vrid {
             return Err(DropReason::Vrid);
         }
-        // 6. RFC 3768 §7.1 / RFC 5798 §7.1: the address owner drops every advert.
-        if self.effective == Priority::OWNER {
+        // 6. RFC 3768 §7.1 / RFC 5798 §7.1: the address owner drops every advert; keepalived
+        //    only with `owner_ignore_adverts` (its default in strict mode).
+        if self.cfg.owner_ignore_adverts && self.effective == Priority::OWNER {
             return Err(DropReason::Owner);
         }
         // 7. RFC 3768 §5.3.6, §7.1: v2 auth type and password must match; v3 has none.
@@ -702,6 +708,7 @@ mod tests {
             unicast_peers: Vec::new(),
             garp: GarpConfig::default(),
             timer_expired_backup: None,
+            owner_ignore_adverts: false,
         }
     }
 
@@ -956,6 +963,37 @@ mod tests {
             },
         };
         assert_eq!(Input::from_decode(Ok(rx.clone())), Input::Packet(rx));
+    }
+
+    #[test]
+    fn owner_ignore_adverts_keeps_an_owner_deaf() {
+        for (version, interval) in CASES {
+            for ignore in [false, true] {
+                // Two address owners (a misconfiguration keepalived allows): without the
+                // option the lower address steps back; with it both stay MASTER and count
+                // every advert of the other as an owner drop.
+                let mut low = cfg(version, 255, interval);
+                low.owner_ignore_adverts = ignore;
+                let mut high = cfg(version, 255, interval);
+                high.owner_ignore_adverts = ignore;
+                let a = Instance::new(low, primary(1));
+                let b = Instance::new(high, primary(2));
+                let mut lan = Lan::new(vec![a, b], Duration::from_millis(1));
+                lan.input(0, Input::Start);
+                lan.input(1, Input::Start);
+                lan.run_until(at(interval.as_duration() * 10));
+                let label = format!("{version:?} {interval} ignore={ignore}");
+                assert_eq!(lan.nodes[1].state(), State::Master, "{label}");
+                let owner_drops = lan.nodes[0].counters.dropped(DropReason::Owner);
+                if ignore {
+                    assert_eq!(lan.nodes[0].state(), State::Master, "{label}");
+                    assert!(owner_drops >= 5, "{label}: {owner_drops}");
+                } else {
+                    assert_eq!(lan.nodes[0].state(), State::Backup, "{label}");
+                    assert_eq!(owner_drops, 0, "{label}");
+                }
+            }
+        }
     }
 
     #[test]

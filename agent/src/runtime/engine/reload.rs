@@ -29,6 +29,7 @@ impl Engine {
             }
         };
         let plan = crate::runtime::plan::build(&loaded.config, self.node_override.clone());
+        self.dump_files = plan.config.global.dump_files.clone();
         let old: Vec<InstancePlan> = self.slots.iter().map(|s| s.plan.clone()).collect();
         let changes = crate::runtime::reload::diff(&old, &plan.instances);
         let mut summary = Vec::new();

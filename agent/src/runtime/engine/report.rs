@@ -3,24 +3,36 @@
 use super::*;
 
 impl Engine {
-    /// SIGUSR2: write the current stats to `<runtime-dir>/stats.json`.
+    /// Where a dump goes: global_defs' `*_dump_file`, else `default` in `--runtime-dir`.
+    fn dump_path(&self, configured: Option<&std::path::Path>, default: &str) -> PathBuf {
+        DumpFiles::resolve(configured, &self.runtime_dir, default)
+    }
+
+    /// SIGUSR2: write the current stats to `<runtime-dir>/stats.json` (or
+    /// `stats_dump_file`).
     pub(super) fn dump_stats(&mut self) {
         self.dump_seq += 1;
         let s = self.stats();
-        if let Err(e) = stats::write(&self.runtime_dir, &s) {
-            warn!(dir = %self.runtime_dir.display(), error = %e, "cannot write stats");
+        let path = self.dump_path(self.dump_files.stats.as_deref(), stats::STATS_FILE);
+        match stats::write(&path, &s) {
+            Ok(()) => debug!(file = %path.display(), "stats written"),
+            Err(e) => warn!(file = %path.display(), error = %e, "cannot write stats"),
         }
     }
 
-    /// SIGUSR1: the data dump (text and JSON) in the runtime directory.
+    /// SIGUSR1: the data dump, text (`state_dump_file`) and JSON (`json_dump_file`), by
+    /// default in the runtime directory.
     pub(super) fn dump_data(&mut self) {
+        use crate::runtime::datadump::{JSON_FILE, TEXT_FILE};
         self.dump_seq += 1;
         let s = self.stats();
         let wall = crate::runtime::logging::wall_timestamp();
-        match crate::runtime::datadump::write(&self.runtime_dir, &s, &wall) {
-            Ok(()) => info!(dir = %self.runtime_dir.display(), "data dump written"),
+        let text = self.dump_path(self.dump_files.state.as_deref(), TEXT_FILE);
+        let json = self.dump_path(self.dump_files.json.as_deref(), JSON_FILE);
+        match crate::runtime::datadump::write(&text, &json, &s, &wall) {
+            Ok(()) => info!(file = %text.display(), json = %json.display(), "data dump written"),
             Err(e) => {
-                warn!(dir = %self.runtime_dir.display(), error = %e, "cannot write the data dump")
+                warn!(file = %text.display(), json = %json.display(), error = %e, "cannot write the data dump")
             }
         }
     }
