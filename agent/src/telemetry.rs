@@ -19,6 +19,7 @@
 //! snapshot (runtime/stats.rs).
 
 mod export;
+mod process;
 
 pub use export::{encode_text, serve_metrics, state_value, PromPage, PromReader, TelemetryError};
 
@@ -278,6 +279,7 @@ async fn build(
             let page = page
                 .cache_while(PAGE_REUSE, move || version.get().generation)
                 .with_writer(names(&fams), move |out| write_page(&labels, &fams, out))
+                .with_labels(vec![KeyValue::new("node", opts.node.clone())])
                 .collect_inline();
             // The server task lives as long as the thread's runtime.
             let (_server, a) = serve_metrics(addr, page).await?;
@@ -441,12 +443,14 @@ struct Snap {
 
 /// Labels of one instance.
 struct InstLabels {
-    /// instance, interface, vrid.
+    /// vrrp_instance, interface, vrid (`node` is added to every series on output).
     base: [KeyValue; 3],
     /// Per transition key (`stats` order): the base plus `to` and `reason`.
     transitions: Vec<[KeyValue; 5]>,
-    /// Per tracker: instance, kind, name.
+    /// Per tracker: vrrp_instance, kind, name.
     trackers: Vec<[KeyValue; 3]>,
+    /// Per VIP (`stats` order): the base plus `vip` (the address, no prefix).
+    vips: Vec<[KeyValue; 4]>,
 }
 
 /// Labels of one virtual server.
@@ -464,7 +468,7 @@ impl Snap {
             .iter()
             .map(|i| {
                 let base = [
-                    shared("instance", &i.name),
+                    shared("vrrp_instance", &i.name),
                     shared("interface", &i.interface),
                     KeyValue::new("vrid", i64::from(i.vrid)),
                 ];
@@ -475,6 +479,15 @@ impl Snap {
                         let (to, reason) = key.split_once(' ').unwrap_or((key.as_str(), ""));
                         let [a, b, c] = base.clone();
                         [a, b, c, shared("to", to), shared("reason", reason)]
+                    })
+                    .collect();
+                let vips = i
+                    .vips
+                    .iter()
+                    .map(|v| {
+                        let [a, b, c] = base.clone();
+                        let addr = v.split('/').next().unwrap_or(v);
+                        [a, b, c, shared("vip", addr)]
                     })
                     .collect();
                 let trackers = i
@@ -492,6 +505,7 @@ impl Snap {
                     base,
                     transitions,
                     trackers,
+                    vips,
                 }
             })
             .collect();
@@ -843,6 +857,29 @@ fn families() -> Vec<Fam> {
             "Adverts heard as MASTER from another, lower-priority master",
             |i| i.counters.peer_master_adverts,
         ),
+        inst_counter(
+            "ha_vrrp_garp_sent",
+            "Gratuitous ARPs sent for the instance's IPv4 VIPs",
+            |i| i.garp_sent,
+        ),
+        inst_counter(
+            "ha_vrrp_na_sent",
+            "Unsolicited neighbour advertisements sent for the instance's IPv6 VIPs",
+            |i| i.na_sent,
+        ),
+        fam(
+            "ha_vrrp_vip_present",
+            "1 when the VIP is on its interface, added by this agent; 0 otherwise",
+            Inst::GaugeU64,
+            |s, o| {
+                for (i, l) in s.instances() {
+                    for (n, kv) in l.vips.iter().enumerate() {
+                        let present = i.vips_present.get(n).copied().unwrap_or(false);
+                        o(Num::U(u64::from(present)), kv);
+                    }
+                }
+            },
+        ),
         inst_counter("ha_notify_runs", "Notify script runs", |i| i.notify_runs),
         inst_counter(
             "ha_notify_failures",
@@ -1098,7 +1135,8 @@ fn register(m: &Meter, labels: &L, fams: &Arc<Vec<Fam>>) {
                 return;
             }
             let s = l.get();
-            (fs[k].read)(&s, f);
+            let mut buf = Vec::new();
+            (fs[k].read)(&s, &mut |v, kv| f(v, with_node(&s.node, kv, &mut buf)));
         };
         let f = &fams[k];
         match f.inst {
@@ -1156,7 +1194,9 @@ fn names(fams: &[Fam]) -> Vec<&'static str> {
 /// without series writes nothing).
 fn write_page(labels: &Labels, fams: &[Fam], out: &mut String) {
     let s = labels.get();
+    process::write_standard(out, std::slice::from_ref(&s.node));
     let mut name = String::new();
+    let mut buf = Vec::new();
     for f in fams {
         name.clear();
         name.push_str(f.name);
@@ -1172,9 +1212,26 @@ fn write_page(labels: &Labels, fams: &[Fam], out: &mut String) {
                 export::write_family(out, &name, f.help, kind);
                 first = false;
             }
-            export::write_sample(out, &name, kv, v.f64());
+            export::write_sample(out, &name, with_node(&s.node, kv, &mut buf), v.f64());
         });
     }
+}
+
+/// `kv` with the `node` label (unless it has one already): every agent series carries
+/// its node, so that Prometheus keeps its own `instance` (the target) and needs no
+/// `honor_labels`. `buf` is reused between series.
+fn with_node<'b>(
+    node: &KeyValue,
+    kv: &'b [KeyValue],
+    buf: &'b mut Vec<KeyValue>,
+) -> &'b [KeyValue] {
+    if kv.iter().any(|k| k.key == node.key) {
+        return kv;
+    }
+    buf.clear();
+    buf.push(node.clone());
+    buf.extend_from_slice(kv);
+    buf
 }
 
 /// The link's instruments (read live from its counters, collected by the SDK for both
@@ -1251,6 +1308,9 @@ mod tests {
                     ok: false,
                     weight: -10,
                 }],
+                garp_sent: 6,
+                na_sent: 2,
+                vips_present: vec![true, false],
                 notify_runs: 5,
                 notify_failures: 1,
                 override_priority: None,
@@ -1259,7 +1319,7 @@ mod tests {
                 source: "192.0.2.1".into(),
                 master_adver_interval_us: 1_000_000,
                 last_advert_from: None,
-                vips: Vec::new(),
+                vips: vec!["192.0.2.10/32".into(), "2001:db8::10/64".into()],
                 preempt: true,
                 alerts: Vec::new(),
             }],
@@ -1342,7 +1402,7 @@ mod tests {
         let addr = g.metrics_addr().unwrap();
         let text = scrape(addr).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        let l = r#"instance="VI_1",interface="eth0",vrid="51""#;
+        let l = r#"interface="eth0",node="lb1",vrid="51",vrrp_instance="VI_1""#;
         for want in [
             format!("ha_vrrp_state{{{l}}} 1"),
             format!("ha_vrrp_priority_base{{{l}}} 100"),
@@ -1356,21 +1416,39 @@ mod tests {
             format!("ha_vrrp_master_down_interval_seconds{{{l}}} 3.609375"),
             format!("ha_notify_runs_total{{{l}}} 5"),
             format!("ha_notify_failures_total{{{l}}} 1"),
-            r#"ha_vrrp_drops_total{instance="VI_1",interface="eth0",reason="ttl",vrid="51"} 3"#.into(),
-            r#"ha_vrrp_socket_drops_total{interface="eth0",reason="vrid"} 9"#.into(),
-            r#"ha_vrrp_transitions_total{instance="VI_1",interface="eth0",reason="priority-zero-received",to="MASTER",vrid="51"} 2"#.into(),
-            r#"ha_vrrp_state_info{instance="VI_1",interface="eth0",state="BACKUP",vrid="51"} 1"#.into(),
-            r#"ha_vrrp_state_info{instance="VI_1",interface="eth0",state="MASTER",vrid="51"} 0"#.into(),
-            r#"ha_tracker_up{instance="VI_1",kind="script",name="chk_nginx"} 0"#.into(),
-            r#"ha_tracker_weight{instance="VI_1",kind="script",name="chk_nginx"} -10"#.into(),
+            r#"ha_vrrp_drops_total{interface="eth0",node="lb1",reason="ttl",vrid="51",vrrp_instance="VI_1"} 3"#.into(),
+            r#"ha_vrrp_socket_drops_total{interface="eth0",node="lb1",reason="vrid"} 9"#.into(),
+            r#"ha_vrrp_transitions_total{interface="eth0",node="lb1",reason="priority-zero-received",to="MASTER",vrid="51",vrrp_instance="VI_1"} 2"#.into(),
+            r#"ha_vrrp_state_info{interface="eth0",node="lb1",state="BACKUP",vrid="51",vrrp_instance="VI_1"} 1"#.into(),
+            r#"ha_vrrp_state_info{interface="eth0",node="lb1",state="MASTER",vrid="51",vrrp_instance="VI_1"} 0"#.into(),
+            r#"ha_tracker_up{kind="script",name="chk_nginx",node="lb1",vrrp_instance="VI_1"} 0"#.into(),
+            r#"ha_tracker_weight{kind="script",name="chk_nginx",node="lb1",vrrp_instance="VI_1"} -10"#.into(),
             r#"ha_agent_instances{node="lb1"} 1"#.into(),
             format!(r#"ha_agent_up{{node="lb1",version="{}"}} 1"#, env!("CARGO_PKG_VERSION")),
-            "ha_link_connected 1".into(),
-            "ha_link_buffered_events 3".into(),
-            "ha_link_reconnects_total 0".into(),
+            r#"ha_link_connected{node="lb1"} 1"#.into(),
+            r#"ha_vrrp_vip_present{interface="eth0",node="lb1",vip="192.0.2.10",vrid="51",vrrp_instance="VI_1"} 1"#.into(),
+            r#"ha_vrrp_vip_present{interface="eth0",node="lb1",vip="2001:db8::10",vrid="51",vrrp_instance="VI_1"} 0"#.into(),
+            format!("ha_vrrp_garp_sent_total{{{l}}} 6"),
+            format!("ha_vrrp_na_sent_total{{{l}}} 2"),
+            r#"ha_link_buffered_events{node="lb1"} 3"#.into(),
+            r#"ha_link_reconnects_total{node="lb1"} 0"#.into(),
         ] {
             assert!(has(&text, &want), "missing {want:?} in\n{text}");
         }
+        for prefix in [
+            "process_open_fds{node=\"lb1\"} ",
+            "process_resident_memory_bytes{node=\"lb1\"} ",
+            "ha_build_info{binary=\"ha-agent\",node=\"lb1\",version=",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(prefix)),
+                "missing {prefix} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("{instance=") && !text.contains(",instance="),
+            "{text}"
+        );
 
         // A new snapshot shows on the next scrape.
         tx.send_replace(Arc::new(stats(2, "MASTER", 12)));
@@ -1462,7 +1540,7 @@ mod tests {
         assert!(
             has(
                 &text,
-                "ha_tracker_weight{instance=\"VI_1\",kind=\"script\",name=\"chk_nginx\"} -10"
+                "ha_tracker_weight{kind=\"script\",name=\"chk_nginx\",node=\"lb1\",vrrp_instance=\"VI_1\"} -10"
             ),
             "{text}"
         );
@@ -1646,6 +1724,9 @@ mod bench {
                     },
                     transitions: [("BACKUP startup".to_string(), 1)].into_iter().collect(),
                     trackers: Vec::new(),
+                    garp_sent: 0,
+                    na_sent: 0,
+                    vips_present: Vec::new(),
                     notify_runs: 0,
                     notify_failures: 0,
                     override_priority: None,

@@ -14,6 +14,8 @@
 
 #[path = "../../agent/src/telemetry/export.rs"]
 mod export;
+#[path = "../../agent/src/telemetry/process.rs"]
+mod process;
 
 use export::state_value;
 pub use export::{encode_text, serve_metrics, TelemetryError};
@@ -165,7 +167,9 @@ pub async fn start(
     let mut tasks = vec![count_events(&meter, core.subscribe())];
     let mut metrics_addr = None;
     if let Some(addr) = opts.metrics_listen {
-        let (t, a) = serve_metrics(addr, registry).await?;
+        // ha_build_info and process_* on top of the page (no labels: the target's).
+        let page = registry.with_writer([], |out| process::write_standard(out, &[]));
+        let (t, a) = serve_metrics(addr, page).await?;
         tasks.push(t);
         metrics_addr = Some(a);
     }
@@ -354,7 +358,7 @@ fn register(m: &Meter, core: Arc<Core>) {
 fn fleet_labels(node: &str, i: &ha_proto::v1::InstanceState) -> [KeyValue; 3] {
     [
         KeyValue::new("node", node.to_string()),
-        KeyValue::new("instance", i.name.clone()),
+        KeyValue::new("vrrp_instance", i.name.clone()),
         KeyValue::new("vrid", i64::from(i.vrid)),
     ]
 }

@@ -114,6 +114,10 @@ pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
 pub struct AnnounceReport {
     /// Frames handed to the kernel.
     pub sent: u32,
+    /// Of those, gratuitous ARPs (IPv4).
+    pub garp: u32,
+    /// Of those, unsolicited NAs (IPv6).
+    pub na: u32,
     /// Frames dropped because the socket buffer was full (never waited for).
     pub dropped: u32,
 }
@@ -180,7 +184,14 @@ impl Announcer {
             };
             let to = link_addr(self.ifindex, proto, dst)?;
             match self.sock.send_to(&frame, &to) {
-                Ok(_) => report.sent += 1,
+                Ok(_) => {
+                    report.sent += 1;
+                    if addr.is_ipv4() {
+                        report.garp += 1;
+                    } else {
+                        report.na += 1;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => report.dropped += 1,
                 Err(e) => return Err(e),
             }
@@ -201,6 +212,8 @@ pub fn announce(
     for _ in 0..count {
         let r = a.announce(addrs)?;
         total.sent += r.sent;
+        total.garp += r.garp;
+        total.na += r.na;
         total.dropped += r.dropped;
     }
     Ok(total)

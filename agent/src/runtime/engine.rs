@@ -127,6 +127,9 @@ struct Slot {
     last_notify: String,
     /// Transitions by "STATE reason".
     transitions: BTreeMap<String, u64>,
+    /// Gratuitous ARPs and unsolicited NAs handed to the kernel.
+    garp_sent: u64,
+    na_sent: u64,
     /// Notify runs and failures.
     notify_runs: u64,
     /// Notify failures (non-zero exit, timeout, dropped).
@@ -330,7 +333,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         let deadline = engine.next_deadline();
         slept_for = deadline;
         tokio::select! {
-            _ = wanted(&stats_wanted) => engine.publish(),
+            _ = wanted(&stats_wanted) => engine.publish().await,
             _ = sleep_opt(engine.vrrp_start_at) => {
                 engine.vrrp_start_at = None;
                 info!("vrrp start delay over, starting instances");
@@ -509,6 +512,8 @@ impl Engine {
             group_fault: false,
             last_notify: String::new(),
             transitions: BTreeMap::new(),
+            garp_sent: 0,
+            na_sent: 0,
             notify_runs: 0,
             notify_failures: 0,
         });
@@ -952,11 +957,18 @@ impl Engine {
                 }
             }
             Action::Announce { count } => {
+                let slot = &mut self.slots[i];
                 if let Some(a) = &slot.announcer {
                     for _ in 0..count {
-                        if let Err(e) = a.announce(&slot.announce) {
-                            warn!(instance = %name, error = %e, "gratuitous ARP / NA failed");
-                            break;
+                        match a.announce(&slot.announce) {
+                            Ok(r) => {
+                                slot.garp_sent += u64::from(r.garp);
+                                slot.na_sent += u64::from(r.na);
+                            }
+                            Err(e) => {
+                                warn!(instance = %name, error = %e, "gratuitous ARP / NA failed");
+                                break;
+                            }
                         }
                     }
                     debug!(instance = %name, count, "sent gratuitous ARP / NA");

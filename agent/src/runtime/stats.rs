@@ -33,6 +33,13 @@ pub struct InstanceStats {
     pub transitions: std::collections::BTreeMap<String, u64>,
     /// Trackers: kind, name, status, weight.
     pub trackers: Vec<TrackerStats>,
+    /// Gratuitous ARPs sent (IPv4 VIPs).
+    pub garp_sent: u64,
+    /// Unsolicited neighbour advertisements sent (IPv6 VIPs).
+    pub na_sent: u64,
+    /// Per entry of `vips`: on its interface, added by us (filled for the metrics only).
+    #[serde(skip)]
+    pub vips_present: Vec<bool>,
     /// Notify script runs and failures (incl. timeouts and drops).
     pub notify_runs: u64,
     /// Notify script failures.

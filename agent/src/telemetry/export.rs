@@ -74,6 +74,7 @@ pub fn prometheus_reader() -> Result<(PromPage, PromReader), TelemetryError> {
         version: None,
         writer: None,
         inline: false,
+        labels: Arc::from(Vec::new()),
     };
     Ok((page, PromReader(reader)))
 }
@@ -169,6 +170,9 @@ pub struct PromPage {
     writer: Option<(Writer, Arc<[&'static str]>)>,
     /// Build the page on the server's own thread ([`PromPage::collect_inline`]).
     inline: bool,
+    /// Labels added to every series the page takes from the SDK's collection
+    /// ([`PromPage::with_labels`]; not to `target_info`).
+    labels: Arc<[KeyValue]>,
 }
 
 /// See [`PromPage::with_writer`].
@@ -259,6 +263,14 @@ impl PromPage {
         self
     }
 
+    /// Adds `labels` to every series of the SDK's collection that has no label of that
+    /// name (the agent's `node`); what a writer writes carries its own labels.
+    #[allow(dead_code)] // the manager, which compiles this file too, adds none
+    pub fn with_labels(mut self, labels: Vec<KeyValue>) -> Self {
+        self.labels = labels.into();
+        self
+    }
+
     /// The page now: the cached one while still valid, else a fresh collection.
     pub fn body(&self) -> Bytes {
         let Some((version, reuse)) = &self.version else {
@@ -302,7 +314,7 @@ impl PromPage {
             w(&mut out);
             written = names;
         }
-        encode(&rm, written, &mut out);
+        encode(&rm, written, &self.labels, &mut out);
         out
     }
 }
@@ -457,12 +469,28 @@ struct Scratch<'a> {
     series: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     /// Attributes of the data point at hand, to sort.
     attrs: Vec<(&'a str, &'a Value)>,
+    /// Labels every data point gets (see [`PromPage::with_labels`]).
+    extra: &'a [KeyValue],
+}
+
+impl<'a> Scratch<'a> {
+    /// Sets `attrs` to a data point's attributes plus the extra labels it lacks.
+    fn point(&mut self, attrs: impl Iterator<Item = &'a KeyValue>) {
+        self.attrs.clear();
+        self.attrs
+            .extend(attrs.map(|kv| (kv.key.as_str(), &kv.value)));
+        for kv in self.extra {
+            if !self.attrs.iter().any(|(k, _)| *k == kv.key.as_str()) {
+                self.attrs.push((kv.key.as_str(), &kv.value));
+            }
+        }
+    }
 }
 
 /// Prometheus text of `rm` but the instruments named in `skip`: families sorted by
 /// name, series sorted by labels, labels sorted by name (what the `prometheus` crate's
 /// encoder wrote).
-fn encode(rm: &ResourceMetrics, skip: &[&str], out: &mut String) {
+fn encode<'a>(rm: &'a ResourceMetrics, skip: &[&str], extra: &'a [KeyValue], out: &mut String) {
     let mut families = Vec::new();
     for sm in rm.scope_metrics() {
         for m in sm.metrics().filter(|m| !skip.contains(&m.name())) {
@@ -490,7 +518,10 @@ fn encode(rm: &ResourceMetrics, skip: &[&str], out: &mut String) {
         });
     }
     families.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut s = Scratch::default();
+    let mut s = Scratch {
+        extra,
+        ..Scratch::default()
+    };
     let mut i = 0;
     while i < families.len() {
         // Same name from several scopes: one family, typed by the first.
@@ -567,25 +598,19 @@ fn data_series<'a, T: AsF64>(d: &'a MetricData<T>, name: &str, s: &mut Scratch<'
     match d {
         MetricData::Gauge(g) => {
             for dp in g.data_points() {
-                s.attrs.clear();
-                s.attrs
-                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                s.point(dp.attributes());
                 sample_series(s, name, dp.value().as_f64());
             }
         }
         MetricData::Sum(sum) => {
             for dp in sum.data_points() {
-                s.attrs.clear();
-                s.attrs
-                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                s.point(dp.attributes());
                 sample_series(s, name, dp.value().as_f64());
             }
         }
         MetricData::Histogram(h) => {
             for dp in h.data_points() {
-                s.attrs.clear();
-                s.attrs
-                    .extend(dp.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                s.point(dp.attributes());
                 let key = label_block(s);
                 let start = s.text.len();
                 let block = &s.labels[key.clone()];

@@ -86,6 +86,9 @@ impl Engine {
                                 weight: t.weight,
                             })
                             .collect(),
+                        garp_sent: s.garp_sent,
+                        na_sent: s.na_sent,
+                        vips_present: Vec::new(),
                         notify_runs: s.notify_runs,
                         notify_failures: s.notify_failures,
                         override_priority: s.override_prio.map(|p| p.get()),
@@ -123,11 +126,33 @@ impl Engine {
     }
 
     /// Publish the stats for the metrics exporter (when it asks: a scrape, an export).
-    pub(super) fn publish(&self) {
+    pub(super) async fn publish(&self) {
         // Nobody reads it with telemetry off: skip building the snapshot (every instance
         // and every real server) on the engine's loop.
         if let Some(tx) = self.stats_tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
-            tx.send_replace(std::sync::Arc::new(self.stats()));
+            let mut st = self.stats();
+            // Which VIPs are on their interface, added by us (the netlink task's table:
+            // no kernel round trip). Unknown (task gone): every VIP reads as absent.
+            let applied: std::collections::HashSet<(String, IpAddr)> = match self.nl.status().await
+            {
+                Ok(v) => v
+                    .into_iter()
+                    .filter(|(_, _, s)| *s == netlink::VipStatus::Applied)
+                    .map(|(owner, e, _)| (owner, e.addr))
+                    .collect(),
+                Err(_) => Default::default(),
+            };
+            for i in &mut st.instances {
+                i.vips_present = i
+                    .vips
+                    .iter()
+                    .map(|v| {
+                        let addr = v.split('/').next().and_then(|a| a.parse().ok());
+                        addr.is_some_and(|a| applied.contains(&(i.name.clone(), a)))
+                    })
+                    .collect();
+            }
+            tx.send_replace(std::sync::Arc::new(st));
         }
     }
 }
