@@ -121,8 +121,8 @@ port_free() { # port
 start_prometheus() {
   mkdir -p "$run/prometheus"
   # The fleet's jobs of the shipped config (the OTel Collector job needs a collector).
-  sed '/OpenTelemetry Collector over OTLP/,$d' "$here/prometheus/prometheus.yml" \
-    >"$run/prometheus/prometheus.yml"
+
+
   ip netns exec ha-client setsid prometheus --config.file="$run/prometheus/prometheus.yml" \
     --storage.tsdb.path="$run/prometheus/data" --web.listen-address="$PROM_ADDR:9090" \
     >"$run/prometheus.log" 2>&1 < /dev/null &
