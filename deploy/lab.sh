@@ -120,9 +120,11 @@ port_free() { # port
 # routed on this host, whose own network may use that range.
 start_prometheus() {
   mkdir -p "$run/prometheus"
-  # The fleet's jobs of the shipped config (the OTel Collector job needs a collector).
-
-
+  # The fleet's jobs of the shipped config (the OTel Collector job needs a collector)
+  # and its alert rules.
+  sed '/OpenTelemetry Collector over OTLP/,$d' "$here/prometheus/prometheus.yml" \
+    >"$run/prometheus/prometheus.yml"
+  cp "$here/prometheus/ha-alerts.yml" "$run/prometheus/ha-alerts.yml"
   ip netns exec ha-client setsid prometheus --config.file="$run/prometheus/prometheus.yml" \
     --storage.tsdb.path="$run/prometheus/data" --web.listen-address="$PROM_ADDR:9090" \
     >"$run/prometheus.log" 2>&1 < /dev/null &
