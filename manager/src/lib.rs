@@ -9,6 +9,7 @@
 //! - `session`: one agent stream (hello, snapshot, events, acks, pings, override results);
 //! - `api`: thin tonic adapters with per-method authorization;
 //! - `server`: TLS setup and serving on a given listener until a shutdown future;
+//! - `health`: the standard grpc.health.v1 service and server reflection on the same port;
 //! - `listen`: connection admission (handshake deadline, per-source and total bounds,
 //!   descriptors kept for authenticated clients); `fdlimit`: RLIMIT_NOFILE;
 //! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
@@ -19,6 +20,7 @@ pub mod api;
 pub mod core;
 pub mod fdlimit;
 pub mod fleet;
+pub mod health;
 pub mod listen;
 pub mod logging;
 pub mod pki;

@@ -31,6 +31,9 @@ pub enum ServeError {
     /// The TLS material is unusable.
     #[error("tls: {0}")]
     Tls(String),
+    /// The reflection service could not read the descriptor sets.
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// The server's TLS configuration (mTLS: a client certificate signed by the CA is
@@ -80,7 +83,8 @@ pub fn tls_config(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsC
     Ok(TlsConfig(Arc::new(cfg)))
 }
 
-/// Serves `AgentLink` and `Control` on `listener` (TLS when `tls` is given) until
+/// Serves `AgentLink`, `Control`, gRPC health and reflection (health.rs) on `listener`
+/// (TLS when `tls` is given) until
 /// `shutdown` resolves, with admission limits from the process's descriptor limit and a
 /// 10 s handshake deadline; see [`serve_with`].
 pub async fn serve(
@@ -130,12 +134,16 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Connected + Unpin + Send + 'static,
     IO::ConnectInfo: Clone + Send + Sync + 'static,
 {
+    let health = crate::health::health_service(core.clone()).await;
+    let reflection = crate::health::reflection_service()?;
     Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(AgentLinkServer::new(AgentLinkApi { core: core.clone() }))
         .add_service(ControlServer::new(ControlApi { core }))
+        .add_service(health)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     Ok(())
