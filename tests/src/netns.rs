@@ -77,6 +77,22 @@ impl Netns {
             .unwrap_or(false)
     }
 
+    /// Runs `f` on a thread of its own moved into this namespace (sockets it makes stay
+    /// in the namespace; the thread ends with `f`, so nothing else ever runs in it).
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || -> Result<T> {
+            let file = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+            enter_netns(&file)?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
+    }
+
     /// Whether `addr` is configured on any interface of this namespace.
     pub fn has_addr(&self, addr: &str) -> bool {
         self.sh("ip -o addr show")
@@ -86,6 +102,20 @@ impl Netns {
             })
             .unwrap_or(false)
     }
+}
+
+/// Moves the calling thread into the network namespace of `f`.
+#[allow(unsafe_code)]
+fn enter_netns(f: &std::fs::File) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns(2) takes a file descriptor and a namespace type and touches no memory
+    // of ours; `f` stays open for the whole call, and the change applies to the calling
+    // thread only (a thread spawned for this and ended right after).
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        bail!("setns: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Netns {

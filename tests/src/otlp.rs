@@ -4,11 +4,9 @@
 //! a test namespace.
 
 use std::collections::HashMap;
-use std::fs;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -152,31 +150,12 @@ impl MetricsService for Receiver {
 
 /// A TCP listener bound inside `ns` (a socket keeps the namespace it was made in).
 pub fn listen_in(ns: &Netns, addr: &str) -> Result<std::net::TcpListener> {
-    let path = format!("/run/netns/{}", ns.name);
     let addr = addr.to_string();
-    std::thread::spawn(move || -> Result<std::net::TcpListener> {
-        let f = fs::File::open(&path).with_context(|| format!("open {path}"))?;
-        enter_netns(&f)?;
+    ns.run_inside(move || {
         let l = std::net::TcpListener::bind(&addr).with_context(|| format!("bind {addr}"))?;
         l.set_nonblocking(true)?;
         Ok(l)
-        // The thread ends here; only it ever was in the namespace.
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
-}
-
-/// Moves the calling thread into the network namespace of `f`.
-#[allow(unsafe_code)]
-fn enter_netns(f: &fs::File) -> Result<()> {
-    // SAFETY: setns(2) takes a file descriptor and a namespace type and touches no memory
-    // of ours; `f` stays open for the whole call, and the change applies to the calling
-    // thread only (a thread spawned for this and ended right after).
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!("setns: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl Receiver {

@@ -20,6 +20,7 @@
 //! failover itself arrives as lb2's `vrrp transition` span (BACKUP to MASTER, with its
 //! `state change` event).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,11 +76,11 @@ fn conf(idx: usize) -> String {
 }
 
 /// ha-manager with metrics and OTLP; waits until hactl gets a status.
-fn start_manager(f: &mut Fleet, otlp: &str) -> Result<()> {
+fn start_manager(f: &mut Fleet, otlp: Option<&str>) -> Result<()> {
     let listen = format!("{MGR_ADDR}:{MGR_PORT}");
     let metrics = format!("{MGR_ADDR}:{METRICS_PORT}");
     let data = f.data.to_string_lossy().into_owned();
-    let args = [
+    let mut args = vec![
         "--listen",
         listen.as_str(),
         "--data",
@@ -87,11 +88,12 @@ fn start_manager(f: &mut Fleet, otlp: &str) -> Result<()> {
         "--insecure",
         "--metrics-listen",
         metrics.as_str(),
-        "--otlp-endpoint",
-        otlp,
         "--ping-interval-s",
         "1",
     ];
+    if let Some(o) = otlp {
+        args.extend(["--otlp-endpoint", o]);
+    }
     let d = Daemon::start(
         f.classic.lan.ns(MGR),
         &f.classic.dir.join("mgr"),
@@ -111,12 +113,12 @@ fn start_manager(f: &mut Fleet, otlp: &str) -> Result<()> {
 }
 
 /// ha-agent on lb`idx+1` with `--metrics-listen` (and `--otlp-endpoint` if it has it).
-fn start_agent(f: &mut Fleet, idx: usize, otlp: Option<&str>) -> Result<()> {
+fn start_agent(f: &mut Fleet, idx: usize, text: &str, otlp: Option<&str>) -> Result<()> {
     let name = format!("lb{}", idx + 1);
     let dir = f.classic.dir.join(&name);
     fs::create_dir_all(&dir)?;
     let cfg = dir.join("keepalived.conf");
-    fs::write(&cfg, conf(idx))?;
+    fs::write(&cfg, text)?;
     let state_dir = dir.join("state");
     let metrics = format!("192.0.2.{}:{METRICS_PORT}", idx + 1);
     let (c, s, url) = (
@@ -154,22 +156,44 @@ fn start_agent(f: &mut Fleet, idx: usize, otlp: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Prometheus in the client namespace scraping every second.
-fn start_prometheus(f: &Fleet, agents: bool) -> Result<Daemon> {
+/// A file of deploy/.
+fn deploy(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(path)
+}
+
+/// Prometheus in the client namespace with the shipped config (deploy/prometheus: the
+/// fleet's jobs, the lab's addresses, which are the fleet's) and alert rules, scraping and
+/// evaluating every second; with `fast_rules` every rule's `for:` is 1 s (the expressions
+/// are the shipped ones).
+fn start_prometheus(f: &Fleet, agents: bool, fast_rules: bool) -> Result<Daemon> {
     let dir = f.classic.dir.join("prometheus");
     fs::create_dir_all(&dir)?;
-    let mut cfg = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
-         \x20 - job_name: ha-manager\n    honor_labels: true\n    static_configs:\n\
-         \x20     - targets: [\"{MGR_ADDR}:{METRICS_PORT}\"]\n        labels: {{node: mgr}}\n"
-    );
-    if agents {
-        cfg.push_str(&format!(
-            "  - job_name: ha-agent\n    honor_labels: true\n    static_configs:\n\
-             \x20     - targets: [\"192.0.2.1:{METRICS_PORT}\"]\n        labels: {{node: lb1}}\n\
-             \x20     - targets: [\"192.0.2.2:{METRICS_PORT}\"]\n        labels: {{node: lb2}}\n"
-        ));
+    let shipped = fs::read_to_string(deploy("prometheus/prometheus.yml"))?;
+    // The OTel Collector's job needs a collector: left out.
+    let fleet_jobs = shipped
+        .split("  # Metrics that reached the OpenTelemetry Collector")
+        .next()
+        .unwrap_or_default();
+    let mut cfg = fleet_jobs
+        .replace("scrape_interval: 5s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 5s", "evaluation_interval: 1s");
+    if !agents {
+        if let Some(at) = cfg.find("  - job_name: ha-agent") {
+            cfg.truncate(at);
+        }
     }
+    let mut rules = fs::read_to_string(deploy("prometheus/ha-alerts.yml"))?;
+    if fast_rules {
+        rules = rules
+            .lines()
+            .map(|l| match l.split_once("for: ") {
+                Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 1s"),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    fs::write(dir.join("ha-alerts.yml"), rules)?;
     let file = dir.join("prometheus.yml");
     fs::write(&file, cfg)?;
     let (cf, data, listen) = (
@@ -186,60 +210,94 @@ fn start_prometheus(f: &Fleet, agents: bool) -> Result<Daemon> {
     )
 }
 
-/// One instant query through Prometheus' HTTP API (curl in the client namespace).
-fn query(f: &Fleet, expr: &str) -> Result<Vec<Value>> {
+/// GET `url` with curl in the client namespace: the body.
+fn curl(f: &Fleet, url: &str, params: &[&str]) -> Result<Vec<u8>> {
     let out = f
         .classic
         .lan
         .ns(CLIENT)
         .command("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "5",
-            "-G",
-            &format!("http://{CLIENT_ADDR}:{PROM_PORT}/api/v1/query"),
-            "--data-urlencode",
-            &format!("query={expr}"),
-        ])
+        .args(["-sS", "--max-time", "5", "-G", url])
+        .args(params)
         .output()
         .context("run curl")?;
-    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "prometheus answer to {expr:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    if v["status"] != "success" {
-        bail!("query {expr:?} failed: {v}");
+    if !out.status.success() {
+        bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(out.stdout)
+}
+
+/// One instant query through Prometheus' HTTP API (curl in the client namespace).
+fn query(f: &Fleet, expr: &str) -> Result<Vec<Value>> {
+    let v = prom_api(f, "query", &["--data-urlencode", &format!("query={expr}")])?;
     Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
-/// Every `targets[].expr` of the dashboard (rows included).
-fn dashboard_exprs() -> Result<Vec<String>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/grafana/dashboards/ha-fleet.json");
-    let v: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
-    let mut out = Vec::new();
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(e)) = m.get("expr") {
-                    out.push(e.clone());
-                }
-                m.values().for_each(|x| walk(x, out));
+/// One call of Prometheus' HTTP API (`/api/v1/PATH`): its answer, which succeeded.
+fn prom_api(f: &Fleet, path: &str, params: &[&str]) -> Result<Value> {
+    let body = curl(
+        f,
+        &format!("http://{CLIENT_ADDR}:{PROM_PORT}/api/v1/{path}"),
+        params,
+    )?;
+    let v: Value = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "prometheus answer to {path} {params:?}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    if v["status"] != "success" {
+        bail!("{path} {params:?} failed: {v}");
+    }
+    Ok(v)
+}
+
+/// The dashboard's JSON.
+fn dashboard() -> Result<Value> {
+    let path = deploy("grafana/dashboards/ha-fleet.json");
+    Ok(serde_json::from_str(&fs::read_to_string(&path)?)?)
+}
+
+/// Every `expr` under `v`.
+fn exprs_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(e)) = m.get("expr") {
+                out.push(e.clone());
             }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
+            m.values().for_each(|x| exprs_in(x, out));
         }
+        Value::Array(a) => a.iter().for_each(|x| exprs_in(x, out)),
+        _ => {}
     }
-    walk(&v, &mut out);
-    if out.len() < 20 {
-        bail!("only {} expressions in {}", out.len(), path.display());
+}
+
+/// A dashboard expression as Grafana sends it with every variable at "All" (`.*`) and
+/// the intervals at one minute.
+fn substitute(e: &str) -> String {
+    e.replace("$__rate_interval", "1m")
+        .replace("$__interval", "1m")
+        .replace("$vrrp_instance", ".*")
+        .replace("$node", ".*")
+        .replace("$vs", ".*")
+}
+
+/// Every panel `targets[].expr` of the dashboard (rows included) and, apart, the
+/// annotations' expressions; variables substituted.
+fn dashboard_exprs() -> Result<(Vec<String>, Vec<String>)> {
+    let v = dashboard()?;
+    let (mut panels, mut annotations) = (Vec::new(), Vec::new());
+    exprs_in(&v["panels"], &mut panels);
+    exprs_in(&v["annotations"], &mut annotations);
+    if panels.len() < 20 || annotations.is_empty() {
+        bail!(
+            "only {} panel and {} annotation expressions in the dashboard",
+            panels.len(),
+            annotations.len()
+        );
     }
-    Ok(out)
+    let sub = |v: Vec<String>| v.iter().map(|e| substitute(e)).collect();
+    Ok((sub(panels), sub(annotations)))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -268,10 +326,10 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
         &format!("{CLIENT_ADDR}:{OTLP_PORT}"),
     )?;
 
-    start_manager(&mut f, &otlp)?;
+    start_manager(&mut f, Some(&otlp))?;
     for idx in 0..2 {
         if agent_metrics {
-            start_agent(&mut f, idx, agent_otlp.then_some(otlp.as_str()))?;
+            start_agent(&mut f, idx, &conf(idx), agent_otlp.then_some(otlp.as_str()))?;
         } else {
             f.start_agent(idx, &conf(idx), None)?;
         }
@@ -281,7 +339,7 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
     f.wait_status("both agents connected", LONG, |s| {
         connected(s, "lb1") && connected(s, "lb2")
     })?;
-    let _prom = start_prometheus(&f, agent_metrics)?;
+    let _prom = start_prometheus(&f, agent_metrics, false)?;
 
     // A command that fails over: lb2 above lb1 (preempt) becomes MASTER; one trace.
     let out = f
@@ -306,15 +364,19 @@ fn prometheus_dashboard_and_otlp_traces() -> Result<()> {
     } else {
         vec![
             r#"ha_manager_events_ingested_total{kind="TRANSITION"} > 0"#,
-            r#"ha_manager_instance_state{node="lb2",instance="VI_1"} == 2"#,
+            r#"ha_manager_instance_state{node="lb2",vrrp_instance="VI_1"} == 2"#,
         ]
     };
     for e in &failover_exprs {
         wait_series(&f, e, LONG)?;
     }
 
-    // Every dashboard expression returns a series (pending families listed).
-    let exprs = dashboard_exprs()?;
+    // Every dashboard expression returns a series (pending families listed); the
+    // annotations' are valid PromQL (they have series only around a transition).
+    let (exprs, annotations) = dashboard_exprs()?;
+    for e in &annotations {
+        query(&f, e)?;
+    }
     let agent_families = [
         "ha_vrrp_",
         "ha_tracker_",
@@ -477,4 +539,410 @@ fn wait_series(f: &Fleet, expr: &str, limit: Duration) -> Result<Vec<Value>> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The sample lines of a /metrics page: metric name -> the label names its series have.
+fn families_of(page: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = out.entry(line[..end].to_string()).or_default();
+        if line[end..].starts_with('{') {
+            labels.extend(label_names(&line[end + 1..]));
+        }
+    }
+    out
+}
+
+/// Label names of `a="x",b="y"}...` (values may hold commas, braces, escaped quotes).
+fn label_names(block: &str) -> Vec<String> {
+    let (mut names, mut name, mut in_value, mut escaped) =
+        (Vec::new(), String::new(), false, false);
+    for c in block.chars() {
+        if in_value {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_value = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '}' => break,
+            '"' => {
+                in_value = true;
+                let n = name.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+                names.push(n.to_string());
+                name.clear();
+            }
+            ',' | ' ' => name.clear(),
+            _ => name.push(c),
+        }
+    }
+    names
+}
+
+/// Metric names (ha_*, process_*) in a PromQL expression, with each `{...}` selector's
+/// label names.
+fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        if word(b[i]) && (i == 0 || !word(b[i - 1])) {
+            let start = i;
+            while i < b.len() && word(b[i]) {
+                i += 1;
+            }
+            let name = &expr[start..i];
+            if name.starts_with("ha_") || name.starts_with("process_") {
+                let labels = if expr[i..].starts_with('{') {
+                    let close = expr[i..].find('}').map_or(expr.len(), |c| i + c);
+                    let l = expr[i + 1..close]
+                        .split(',')
+                        .filter_map(|m| m.split(['=', '!']).next())
+                        .map(|n| n.trim().to_string())
+                        .filter(|n| !n.is_empty())
+                        .collect();
+                    i = close;
+                    l
+                } else {
+                    Vec::new()
+                };
+                out.push((name.to_string(), labels));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The label names of every `by (...)` of `expr`.
+fn grouping(expr: &str) -> Vec<String> {
+    expr.split("by (")
+        .skip(1)
+        .filter_map(|r| r.split(')').next())
+        .flat_map(|l| l.split(','))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// The dashboard against real pages: every metric it queries is on a page, every label
+/// it selects or groups by is one that metric has, the variables it uses exist (a
+/// datasource variable among them) and every panel reads the datasource variable.
+fn check_dashboard(fams: &BTreeMap<String, BTreeSet<String>>) -> Result<()> {
+    let d = dashboard()?;
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .context("templating.list")?
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for v in ["datasource", "node", "vrrp_instance", "vs"] {
+        if !vars.contains(&v) {
+            bail!("dashboard variable ${v} missing (have {vars:?})");
+        }
+    }
+    let ds = d["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "datasource");
+    if ds.is_none_or(|v| v["type"] != "datasource") {
+        bail!("$datasource is not a datasource variable");
+    }
+    let mut problems = Vec::new();
+    // Every datasource reference but the built-in annotation's is the variable.
+    fn datasources(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(ds)) = m.get("datasource") {
+                    if let Some(uid) = ds.get("uid").and_then(Value::as_str) {
+                        out.push(uid.to_string());
+                    }
+                }
+                m.values().for_each(|x| datasources(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| datasources(x, out)),
+            _ => {}
+        }
+    }
+    let mut uids = Vec::new();
+    datasources(&d["panels"], &mut uids);
+    for u in uids.iter().filter(|u| *u != "${datasource}") {
+        problems.push(format!("panel datasource {u:?} is not ${{datasource}}"));
+    }
+    let mut exprs = Vec::new();
+    exprs_in(&d, &mut exprs);
+    // The variables' own queries: label_values(METRIC{...}, LABEL).
+    for v in d["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = v["definition"].as_str() {
+            if let Some(inner) = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                let (sel, label) = inner.rsplit_once(',').context("label_values args")?;
+                exprs.push(format!("sum by ({}) ({sel})", label.trim()));
+            }
+        }
+    }
+    let rate_uses = exprs
+        .iter()
+        .filter(|e| e.contains("rate("))
+        .filter(|e| !e.contains("[$__rate_interval]"))
+        .count();
+    if rate_uses > 0 {
+        problems.push(format!("{rate_uses} rate() queries without $__rate_interval"));
+    }
+    for e in &exprs {
+        for var in e.split('$').skip(1) {
+            let name: String = var
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.starts_with("__") && !vars.contains(&name.as_str()) {
+                problems.push(format!("{e}: variable ${name} undefined"));
+            }
+        }
+        let sels = selectors(e);
+        let mut have: BTreeSet<String> = ["le".to_string()].into();
+        for (metric, labels) in &sels {
+            match fams.get(metric) {
+                None => problems.push(format!("{e}: {metric} is on no page")),
+                Some(l) => {
+                    have.extend(l.iter().cloned());
+                    for n in labels.iter().filter(|n| !l.contains(*n)) {
+                        problems.push(format!("{e}: {metric} has no label {n} ({l:?})"));
+                    }
+                }
+            }
+        }
+        for g in grouping(e).iter().filter(|g| !have.contains(*g)) {
+            problems.push(format!("{e}: grouped by {g}, which its metrics lack"));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("dashboard problems:\n{}", problems.join("\n"));
+    }
+    eprintln!("dashboard: {} expressions checked against the pages", exprs.len());
+    Ok(())
+}
+
+/// `promtool ARGS` with `input` on stdin: Ok(output) when it exits 0.
+fn promtool(args: &[&str], input: &[u8]) -> Result<String> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("run promtool (Debian package prometheus)")?;
+    child.stdin.take().context("stdin")?.write_all(input)?;
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("promtool {args:?} failed ({}):\n{text}", out.status);
+    }
+    Ok(text)
+}
+
+/// The alerts Prometheus has firing: (alertname, labels).
+fn firing(f: &Fleet) -> Result<Vec<(String, Value)>> {
+    let v = prom_api(f, "alerts", &[])?;
+    Ok(v["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["labels"].clone(),
+            )
+        })
+        .collect())
+}
+
+/// Whether alert `name` is firing with `labels` (a subset).
+fn is_firing(alerts: &[(String, Value)], name: &str, labels: &[(&str, &str)]) -> bool {
+    alerts
+        .iter()
+        .any(|(n, l)| n == name && labels.iter().all(|(k, v)| l[*k] == *v))
+}
+
+/// Polls Prometheus' alerts until `name` fires with `labels`.
+fn wait_firing(f: &Fleet, name: &str, labels: &[(&str, &str)]) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let alerts = firing(f)?;
+        if is_firing(&alerts, name, labels) {
+            eprintln!("firing after {:?}: {name} {labels:?}", start.elapsed());
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{name} {labels:?} not firing; firing: {alerts:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Ecosystem conventions (issue 12 item 7): every /metrics page of the agents and the
+/// manager passes `promtool check metrics`; agent series name their node and VRRP
+/// instance themselves (no `instance` label); the dashboard's queries use labels the pages
+/// have; the shipped alert rules pass `promtool check rules` and fire in a real Prometheus
+/// scraping the fleet: real server down and quorum lost (the real server serves nothing),
+/// FAULT (lb2 tracks an interface this test sets down), agent disconnected (lb2's agent
+/// stopped); split brain never.
+#[test]
+fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
+    if !Path::new(PROMETHEUS).exists() {
+        bail!("{PROMETHEUS} missing: install the Debian package prometheus");
+    }
+    let rules = deploy("prometheus/ha-alerts.yml");
+    let checked = promtool(&["check", "rules", &rules.to_string_lossy()], b"")?;
+    let config = deploy("prometheus/prometheus.yml");
+    promtool(&["check", "config", &config.to_string_lossy()], b"")?;
+    eprintln!("{}", checked.trim());
+
+    let mut f = Fleet::new("metc", false)?;
+    start_manager(&mut f, None)?;
+    // lb2 also tracks trk0, a dummy interface of its own namespace.
+    f.classic.lan.ns(1).ip(&["link", "add", "trk0", "type", "dummy"])?;
+    f.classic.lan.ns(1).ip(&["link", "set", "trk0", "up"])?;
+    let lb2 = conf(1).replacen("        eth0\n    }\n", "        eth0\n        trk0\n    }\n", 1);
+    if !lb2.contains("trk0") {
+        bail!("no track_interface block in\n{lb2}");
+    }
+    start_agent(&mut f, 0, &conf(0), None)?;
+    start_agent(&mut f, 1, &lb2, None)?;
+    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
+    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
+    f.wait_status("both agents connected", LONG, |s| {
+        connected(s, "lb1") && connected(s, "lb2")
+    })?;
+
+    // Every page passes promtool; agent series carry node and vrrp_instance.
+    let mut fams: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let pages = [
+        ("mgr", MGR_ADDR.to_string()),
+        ("lb1", "192.0.2.1".to_string()),
+        ("lb2", "192.0.2.2".to_string()),
+    ];
+    // A check round has run on both agents (the duration histogram has series then).
+    let start = Instant::now();
+    for (node, addr) in &pages {
+        let url = format!("http://{addr}:{METRICS_PORT}/metrics");
+        let page = loop {
+            let page = String::from_utf8(curl(&f, &url, &[])?)?;
+            if *node == "mgr" || page.contains("ha_lb_check_duration_seconds_bucket") {
+                break page;
+            }
+            if start.elapsed() > LONG {
+                bail!("no check round on {node}:\n{page}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let out = promtool(&["check", "metrics"], page.as_bytes())
+            .with_context(|| format!("the page of {node}:\n{page}"))?;
+        eprintln!("promtool check metrics, {node}: ok {}", out.trim());
+        for must in ["ha_build_info", "process_cpu_seconds_total", "process_open_fds"] {
+            if !page.contains(must) {
+                bail!("{must} missing on {node}'s page");
+            }
+        }
+        let mine = families_of(&page);
+        if *node != "mgr" {
+            for (name, labels) in &mine {
+                if name.starts_with("ha_") && !labels.contains("node") {
+                    bail!("{node}: {name} has no node label ({labels:?})");
+                }
+                if labels.contains("instance") {
+                    bail!("{node}: {name} has an instance label");
+                }
+            }
+            for name in ["ha_vrrp_state", "ha_vrrp_garp_sent_total", "ha_vrrp_vip_present"] {
+                if !mine.get(name).is_some_and(|l| l.contains("vrrp_instance")) {
+                    bail!("{node}: {name} without vrrp_instance");
+                }
+            }
+            if !page.contains(&format!("node=\"{node}\"")) {
+                bail!("{node}'s page does not name its node");
+            }
+        }
+        for (name, labels) in mine {
+            fams.entry(name).or_default().extend(labels);
+        }
+    }
+    // The master announced its VIP and holds it; the backup does not.
+    let lb1 = String::from_utf8(curl(&f, &format!("http://192.0.2.1:{METRICS_PORT}/metrics"), &[])?)?;
+    let present = lb1
+        .lines()
+        .find(|l| l.starts_with("ha_vrrp_vip_present{"))
+        .context("ha_vrrp_vip_present on lb1")?;
+    assert!(present.ends_with(" 1"), "master's VIP: {present}");
+    let garp = lb1
+        .lines()
+        .find(|l| l.starts_with("ha_vrrp_garp_sent_total{"))
+        .context("GARP counter on lb1")?;
+    assert!(!garp.ends_with(" 0"), "the master sent no GARP: {garp}");
+    check_dashboard(&fams)?;
+
+    // The rules in a real Prometheus.
+    let _prom = start_prometheus(&f, true, true)?;
+    let start = Instant::now();
+    let groups = loop {
+        let v = prom_api(&f, "rules", &[]).unwrap_or_default();
+        let groups = v["data"]["groups"].as_array().cloned().unwrap_or_default();
+        if !groups.is_empty() || start.elapsed() > LONG {
+            break groups;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let loaded: Vec<&Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .collect();
+    let in_file = fs::read_to_string(&rules)?.matches("- alert:").count();
+    assert_eq!(loaded.len(), in_file, "rules loaded: {groups:#?}");
+
+    wait_firing(&f, "HaRealServerDown", &[("rs", "192.0.2.100:80")])?;
+    wait_firing(&f, "HaVirtualServerQuorumLost", &[])?;
+    let now = firing(&f)?;
+    assert!(
+        !is_firing(&now, "HaVrrpInstanceFault", &[]),
+        "FAULT before any fault: {now:#?}"
+    );
+
+    f.classic.lan.ns(1).ip(&["link", "set", "trk0", "down"])?;
+    f.classic.wait_state(1, "VI_1", "FAULT", LONG)?;
+    wait_firing(
+        &f,
+        "HaVrrpInstanceFault",
+        &[("node", "lb2"), ("vrrp_instance", "VI_1")],
+    )?;
+
+    f.classic.nodes[1] = None;
+    wait_firing(&f, "HaAgentDisconnected", &[("node", "lb2")])?;
+
+    // Every rule evaluated without error, and no split brain was ever seen.
+    let v = prom_api(&f, "rules", &[])?;
+    for r in v["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+    {
+        assert_eq!(r["health"], "ok", "rule {}", r["name"]);
+    }
+    let ever = query(&f, "max_over_time(ALERTS{alertname=\"HaSplitBrain\"}[10m])")?;
+    assert!(ever.is_empty(), "split brain alert: {ever:?}");
+    Ok(())
 }
