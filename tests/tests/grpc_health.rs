@@ -53,7 +53,12 @@ async fn channel(ca: &str, identity: Option<(String, String)>) -> Result<Channel
 async fn probe(ch: Channel) -> Result<Seen> {
     let mut health = HealthClient::new(ch.clone());
     let mut seen = Vec::new();
-    for name in ["", "ha.v1.Control", "ha.v1.AgentLink", "ha.v1.NoSuchService"] {
+    for name in [
+        "",
+        "ha.v1.Control",
+        "ha.v1.AgentLink",
+        "ha.v1.NoSuchService",
+    ] {
         let r = health
             .check(HealthCheckRequest {
                 service: name.into(),

@@ -158,7 +158,9 @@ fn start_agent(f: &mut Fleet, idx: usize, text: &str, otlp: Option<&str>) -> Res
 
 /// A file of deploy/.
 fn deploy(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path)
 }
 
 /// Prometheus in the client namespace with the shipped config (deploy/prometheus: the
@@ -544,7 +546,10 @@ fn wait_series(f: &Fleet, expr: &str, limit: Duration) -> Result<Vec<Value>> {
 /// The sample lines of a /metrics page: metric name -> the label names its series have.
 fn families_of(page: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in page
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let end = line.find(['{', ' ']).unwrap_or(line.len());
         let labels = out.entry(line[..end].to_string()).or_default();
         if line[end..].starts_with('{') {
@@ -695,7 +700,9 @@ fn check_dashboard(fams: &BTreeMap<String, BTreeSet<String>>) -> Result<()> {
         .filter(|e| !e.contains("[$__rate_interval]"))
         .count();
     if rate_uses > 0 {
-        problems.push(format!("{rate_uses} rate() queries without $__rate_interval"));
+        problems.push(format!(
+            "{rate_uses} rate() queries without $__rate_interval"
+        ));
     }
     for e in &exprs {
         for var in e.split('$').skip(1) {
@@ -727,7 +734,10 @@ fn check_dashboard(fams: &BTreeMap<String, BTreeSet<String>>) -> Result<()> {
     if !problems.is_empty() {
         bail!("dashboard problems:\n{}", problems.join("\n"));
     }
-    eprintln!("dashboard: {} expressions checked against the pages", exprs.len());
+    eprintln!(
+        "dashboard: {} expressions checked against the pages",
+        exprs.len()
+    );
     Ok(())
 }
 
@@ -814,10 +824,19 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
 
     let mut f = Fleet::new("metc", false)?;
     start_manager(&mut f, None)?;
-    // lb2 also tracks trk0, a dummy interface of its own namespace.
-    f.classic.lan.ns(1).ip(&["link", "add", "trk0", "type", "dummy"])?;
-    f.classic.lan.ns(1).ip(&["link", "set", "trk0", "up"])?;
-    let lb2 = conf(1).replacen("        eth0\n    }\n", "        eth0\n        trk0\n    }\n", 1);
+    // lb2 also tracks trk0, one end of a veth pair inside its own namespace (this
+    // kernel has no dummy interfaces).
+    let ns2 = f.classic.lan.ns(1);
+    ns2.ip(&[
+        "link", "add", "trk0", "type", "veth", "peer", "name", "trk0p",
+    ])?;
+    ns2.ip(&["link", "set", "trk0p", "up"])?;
+    ns2.ip(&["link", "set", "trk0", "up"])?;
+    let lb2 = conf(1).replacen(
+        "        eth0\n    }\n",
+        "        eth0\n        trk0\n    }\n",
+        1,
+    );
     if !lb2.contains("trk0") {
         bail!("no track_interface block in\n{lb2}");
     }
@@ -828,6 +847,10 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
     f.wait_status("both agents connected", LONG, |s| {
         connected(s, "lb1") && connected(s, "lb2")
     })?;
+
+    // A command, so that the manager's command counter has series (lb1's own priority:
+    // nothing changes).
+    f.hactl(&["set-priority", "lb1", "VI_1", "150"])?.ok()?;
 
     // Every page passes promtool; agent series carry node and vrrp_instance.
     let mut fams: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -853,7 +876,11 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
         let out = promtool(&["check", "metrics"], page.as_bytes())
             .with_context(|| format!("the page of {node}:\n{page}"))?;
         eprintln!("promtool check metrics, {node}: ok {}", out.trim());
-        for must in ["ha_build_info", "process_cpu_seconds_total", "process_open_fds"] {
+        for must in [
+            "ha_build_info",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
             if !page.contains(must) {
                 bail!("{must} missing on {node}'s page");
             }
@@ -868,7 +895,11 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
                     bail!("{node}: {name} has an instance label");
                 }
             }
-            for name in ["ha_vrrp_state", "ha_vrrp_garp_sent_total", "ha_vrrp_vip_present"] {
+            for name in [
+                "ha_vrrp_state",
+                "ha_vrrp_garp_sent_total",
+                "ha_vrrp_vip_present",
+            ] {
                 if !mine.get(name).is_some_and(|l| l.contains("vrrp_instance")) {
                     bail!("{node}: {name} without vrrp_instance");
                 }
@@ -882,7 +913,11 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
         }
     }
     // The master announced its VIP and holds it; the backup does not.
-    let lb1 = String::from_utf8(curl(&f, &format!("http://192.0.2.1:{METRICS_PORT}/metrics"), &[])?)?;
+    let lb1 = String::from_utf8(curl(
+        &f,
+        &format!("http://192.0.2.1:{METRICS_PORT}/metrics"),
+        &[],
+    )?)?;
     let present = lb1
         .lines()
         .find(|l| l.starts_with("ha_vrrp_vip_present{"))
