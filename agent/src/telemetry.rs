@@ -14,8 +14,9 @@
 //! ([`reconcile_span`]) are short spans of their own, exported over OTLP when it is on
 //! (no-op spans otherwise).
 //!
-//! The exporters, `/metrics` server and setup errors live in `telemetry/export.rs`, which
-//! the manager compiles too. Not here: the log subscriber (runtime/logging.rs), the stats
+//! The exporters, `/metrics` server and setup errors live in `telemetry/export.rs`, the
+//! `process_*` families and `ha_build_info` in `telemetry/process.rs`; the manager compiles
+//! both too. Not here: the log subscriber (runtime/logging.rs), the stats
 //! snapshot (runtime/stats.rs).
 
 mod export;

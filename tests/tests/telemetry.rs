@@ -19,6 +19,11 @@
 //! manager and (once wired) the agent, each the child of the previous one; and the
 //! failover itself arrives as lb2's `vrrp transition` span (BACKUP to MASTER, with its
 //! `state change` event).
+//!
+//! And the ecosystem conventions (issue 12 item 7, `metric_pages_pass_promtool_and_alert_rules_fire`):
+//! `promtool check metrics` on every page, `node` / `vrrp_instance` on agent series, the
+//! dashboard's variables and the labels its queries use, and the shipped alert rules
+//! (deploy/prometheus/ha-alerts.yml) firing in Prometheus on real conditions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
