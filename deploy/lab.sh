@@ -30,7 +30,7 @@ bindir="${CARGO_TARGET_DIR:-$top/target}/debug"
 METRICS_PORT=9464
 PROM_ADDR=192.0.2.100
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+ns_exists() { ip netns list | awk '{print $1}' | grep -x "$1" >/dev/null; }
 
 # Install what the lab uses (a fresh machine has no nft, ping, curl or busybox): each
 # argument is COMMAND:DEBIAN-PACKAGE.
@@ -79,7 +79,7 @@ state_of() { # node
 status() {
   for n in lb1 lb2; do
     local holds=""
-    ip -n "ha-$n" -o addr show | grep -q " $VIP/" && holds="  holds $VIP"
+    ip -n "ha-$n" -o addr show | grep " $VIP/" >/dev/null && holds="  holds $VIP"
     printf '%-4s pid %-7s VI_1 %-7s%s\n' "$n" "$(cat "$run/$n.pid" 2>/dev/null)" "$(state_of "$n")" "$holds"
   done
   if ! command -v ping >/dev/null; then
@@ -112,7 +112,7 @@ wait_connected() {
 }
 
 port_free() { # port
-  ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+  ! ss -Hltn "sport = :$1" 2>/dev/null | grep . >/dev/null
 }
 
 # Prometheus inside the lab (the client namespace reaches every --metrics-listen), shown
@@ -153,7 +153,7 @@ start_prometheus() {
 
 wait_unreachable() { # node: until the manager shows it unreachable (bounded)
   for _ in $(seq 1 100); do
-    hactl status 2>/dev/null | grep -E "^$1 " | grep -q unreachable && return 0
+    hactl status 2>/dev/null | grep -E "^$1 " | grep unreachable >/dev/null && return 0
     sleep 0.1
   done
   echo "warning: the manager still shows $1 reachable" >&2
