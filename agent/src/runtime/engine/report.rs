@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How long a stats snapshot waits for the netlink task's VIP status.
+pub(super) const VIP_STATUS_WAIT: Duration = Duration::from_millis(20);
+
 impl Engine {
     /// Where a dump goes: global_defs' `*_dump_file`, else `default` in `--runtime-dir`.
     fn dump_path(&self, configured: Option<&std::path::Path>, default: &str) -> PathBuf {
@@ -126,32 +129,38 @@ impl Engine {
     }
 
     /// Publish the stats for the metrics exporter (when it asks: a scrape, an export).
-    pub(super) async fn publish(&self) {
+    pub(super) async fn publish(&mut self) {
         // Nobody reads it with telemetry off: skip building the snapshot (every instance
         // and every real server) on the engine's loop.
-        if let Some(tx) = self.stats_tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
-            let mut st = self.stats();
-            // Which VIPs are on their interface, added by us (the netlink task's table:
-            // no kernel round trip). Unknown (task gone): every VIP reads as absent.
-            let applied: std::collections::HashSet<(String, IpAddr)> = match self.nl.status().await
-            {
-                Ok(v) => v
-                    .into_iter()
-                    .filter(|(_, _, s)| *s == netlink::VipStatus::Applied)
-                    .map(|(owner, e, _)| (owner, e.addr))
-                    .collect(),
-                Err(_) => Default::default(),
-            };
-            for i in &mut st.instances {
-                i.vips_present = i
-                    .vips
-                    .iter()
-                    .map(|v| {
-                        let addr = v.split('/').next().and_then(|a| a.parse().ok());
-                        addr.is_some_and(|a| applied.contains(&(i.name.clone(), a)))
-                    })
-                    .collect();
-            }
+        if self
+            .stats_tx
+            .as_ref()
+            .is_none_or(|tx| tx.receiver_count() == 0)
+        {
+            return;
+        }
+        // Which VIPs are on their interface, added by us: the netlink task's table (no
+        // kernel round trip), asked with a bounded wait so that a task busy with the kernel
+        // never holds the VRRP loop; the last answer stands meanwhile.
+        if let Ok(Ok(v)) = tokio::time::timeout(VIP_STATUS_WAIT, self.nl.status()).await {
+            self.vips_applied = v
+                .into_iter()
+                .filter(|(_, _, s)| *s == netlink::VipStatus::Applied)
+                .map(|(owner, e, _)| (owner, e.addr))
+                .collect();
+        }
+        let mut st = self.stats();
+        for i in &mut st.instances {
+            i.vips_present = i
+                .vips
+                .iter()
+                .map(|v| {
+                    let addr = v.split('/').next().and_then(|a| a.parse().ok());
+                    addr.is_some_and(|a| self.vips_applied.contains(&(i.name.clone(), a)))
+                })
+                .collect();
+        }
+        if let Some(tx) = &self.stats_tx {
             tx.send_replace(std::sync::Arc::new(st));
         }
     }
