@@ -400,3 +400,40 @@ fn a_full_disk_under_the_agent_dirs_stops_nothing_that_runs() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// `se.slice` of a task, ns (`/proc/<pid>/task/<tid>/sched`).
+fn slice_of(pid: u32, tid: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched"))?;
+    text.lines()
+        .find(|l| l.starts_with("se.slice"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("se.slice in\n{text}"))
+}
+
+#[test]
+fn the_vrrp_thread_asks_for_a_short_time_slice() -> Result<()> {
+    // Without vrrp_rt_priority the VRRP thread asks EEVDF for a 0.5 ms slice, so its
+    // wake-ups preempt CPU hogs; the other threads keep the default.
+    let mut c = Classic::new("slice")?;
+    let conf = render("lb1", &[fast("MASTER", 150, "0.1")]);
+    c.start_agent_with(0, &conf, &["--metrics-listen", "127.0.0.1:9464"])?;
+    c.wait_state(0, "VI_1", "MASTER", LONG)?;
+    let pid = c.node(0).daemon().pid().context("agent pid")?;
+    let main = slice_of(pid, &pid.to_string())?;
+    let wanted = u64::try_from(ha_agent::runtime::sched::VRRP_SLICE.as_nanos())?;
+    assert_eq!(main, wanted, "VRRP thread slice");
+    let (_, _, policy) = sched_of(pid, &pid.to_string())?;
+    assert_eq!(policy, 0, "still SCHED_OTHER");
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))?.filter_map(|e| e.ok()) {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        if tid != pid.to_string() {
+            assert_ne!(
+                slice_of(pid, &tid)?,
+                wanted,
+                "thread {tid} got the short slice"
+            );
+        }
+    }
+    Ok(())
+}

@@ -2,14 +2,25 @@
 //! which is the main thread: the engine runs on a current-thread runtime):
 //! `vrrp_priority` (nice), `vrrp_rt_priority` (SCHED_RR) and `vrrp_no_swap` (mlockall).
 //!
+//! Without real-time scheduling the VRRP thread also asks the kernel for a short time
+//! slice ([`VRRP_SLICE`], EEVDF's `sched_runtime` for SCHED_OTHER, Linux 6.12 and later):
+//! its virtual deadline comes sooner, so a wake-up preempts CPU hogs instead of waiting
+//! out their slices. It gets no larger share of the CPU, only a shorter wait for it: the
+//! master's adverts go out on time under load. Older kernels ignore or refuse it (logged
+//! at debug level).
+//!
 //! Applied once the other threads (load balancer, telemetry) exist, so they keep the
 //! default scheduling; SCHED_RESET_ON_FORK keeps scripts and threads started later out of
 //! the real-time class, as keepalived resets its children. A refusal (no CAP_SYS_NICE,
 //! RLIMIT_RTPRIO, RLIMIT_MEMLOCK) is logged and the agent runs on.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::model::ProcessTuning;
+
+/// Time slice the VRRP thread asks for (see the module docs): the kernel's minimum is
+/// 0.1 ms; an advert round is a few microseconds of work per instance.
+pub const VRRP_SLICE: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Apply `t` to the calling thread (and, for mlockall, the process).
 pub fn apply(t: &ProcessTuning) {
@@ -17,6 +28,15 @@ pub fn apply(t: &ProcessTuning) {
         match set_nice(nice) {
             Ok(()) => info!(nice, "vrrp_priority: VRRP thread niceness set"),
             Err(e) => warn!(nice, error = %e, "vrrp_priority: cannot set niceness"),
+        }
+    }
+    if t.rt_priority.is_none() {
+        match set_slice(VRRP_SLICE) {
+            Ok(()) => debug!(
+                slice_us = VRRP_SLICE.as_micros() as u64,
+                "VRRP thread asks for a short time slice"
+            ),
+            Err(e) => debug!(error = %e, "kernel refused a custom time slice; default scheduling"),
         }
     }
     if let Some(prio) = t.rt_priority {
@@ -55,6 +75,46 @@ fn set_nice(nice: i32) -> std::io::Result<()> {
     // (Linux: per thread); no pointers, no memory effects.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn empty_attr() -> libc::sched_attr {
+    libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: 0,
+        sched_flags: 0,
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: 0,
+        sched_deadline: 0,
+        sched_period: 0,
+    }
+}
+
+fn set_slice(slice: std::time::Duration) -> std::io::Result<()> {
+    let (_, nice) = current();
+    let mut attr = empty_attr();
+    attr.sched_policy = libc::SCHED_OTHER as u32;
+    // SCHED_FLAG_RESET_ON_FORK: scripts and threads started later get the defaults.
+    attr.sched_flags = 0x01;
+    // sched_setattr sets the nice value too: keep the one in force (vrrp_priority).
+    attr.sched_nice = nice;
+    attr.sched_runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
+    // SAFETY: `attr` is a valid, initialised sched_attr whose `size` field is its size; it
+    // lives across the call and the kernel only reads it. pid 0 is the calling thread.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &attr as *const libc::sched_attr,
+            0,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
