@@ -149,14 +149,21 @@ impl Fleet {
     /// (`lb2_clock`: a libfaketime offset for lb2), both connected and settled as
     /// `hactl status` shows them.
     pub fn settled_pair(test: &str, tls: bool, lb2_clock: Option<&str>) -> Result<Fleet> {
-        let long = Duration::from_secs(20);
         let mut f = Fleet::new(test, tls)?;
         f.start_manager()?;
-        f.start_agent(0, &fast_pair_conf(0), None)?;
-        f.start_agent(1, &fast_pair_conf(1), lb2_clock)?;
-        f.classic.wait_state(0, "VI_1", "MASTER", long)?;
-        f.classic.wait_state(1, "VI_1", "BACKUP", long)?;
-        f.wait_status(
+        f.start_pair(lb2_clock)?;
+        Ok(f)
+    }
+
+    /// Start lb1 (MASTER 150) and lb2 (BACKUP 100) on the fast pair's configs and wait
+    /// until the manager shows both connected, lb1 MASTER and lb2 BACKUP.
+    pub fn start_pair(&mut self, lb2_clock: Option<&str>) -> Result<()> {
+        let long = Duration::from_secs(20);
+        self.start_agent(0, &fast_pair_conf(0), None)?;
+        self.start_agent(1, &fast_pair_conf(1), lb2_clock)?;
+        self.classic.wait_state(0, "VI_1", "MASTER", long)?;
+        self.classic.wait_state(1, "VI_1", "BACKUP", long)?;
+        self.wait_status(
             "both agents connected, lb1 MASTER, lb2 BACKUP",
             Duration::from_secs(30),
             |s| {
@@ -166,7 +173,7 @@ impl Fleet {
                     && state_of(s, "lb2", "VI_1") == "BACKUP"
             },
         )?;
-        Ok(f)
+        Ok(())
     }
 
     /// The manager URL for this fleet's security.
