@@ -32,9 +32,42 @@ pub struct Cli {
     /// Print request ids and connection details on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Output format: table, wide (more columns: peer, boot id, config digest, last
+    /// seen) or json (the same as a subcommand's --json).
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Output::Table,
+        value_name = "FORMAT"
+    )]
+    pub output: Output,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `-o table|wide|json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Columns for people.
+    Table,
+    /// The table with more columns.
+    Wide,
+    /// One JSON object (the shapes of `--json`).
+    Json,
+}
+
+impl Output {
+    /// The format in force: a subcommand's `--json` is `-o json`.
+    pub fn with_json_flag(self, json: bool) -> Output {
+        if json {
+            Output::Json
+        } else {
+            self
+        }
+    }
 }
 
 /// How to reach the manager.
@@ -80,15 +113,21 @@ pub struct ConnArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fleet status: nodes, instances, states, priorities, VIPs, alerts.
+    /// Fleet status: nodes, instances, states, priorities, VIPs, alerts (the fleet's
+    /// alerts, also when filtered).
     Status {
-        /// One JSON object: {"nodes":[...],"alerts":[...]}.
+        /// Only this node (exit 1 naming the known nodes if there is none).
+        node: Option<String>,
+        /// Only this vrrp_instance (exit 1 naming the known ones if there is none).
+        #[arg(long)]
+        instance: Option<String>,
+        /// One JSON object: {"nodes":[...],"alerts":[...]} (= -o json).
         #[arg(long)]
         json: bool,
     },
     /// Nodes the manager knows and their sessions.
     Nodes {
-        /// One JSON object: {"nodes":[...]}.
+        /// One JSON object: {"nodes":[...]} (= -o json).
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +182,14 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         request_id: Option<String>,
     },
+    /// Shell completion script on stdout: `hactl completion bash > /etc/bash_completion.d/hactl`.
+    Completion {
+        /// bash, zsh, fish (also elvish, powershell).
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// hactl's version and the manager's (hactl's alone, exit 3, if it is unreachable).
+    Version,
 }
 
 /// `vip add` / `vip del`.
@@ -324,7 +371,7 @@ pub struct HistoryArgs {
     /// At most this many events (the oldest matching ones).
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
-    /// One JSON object: {"events":[...]}.
+    /// One JSON object: {"events":[...]} (= -o json).
     #[arg(long)]
     pub json: bool,
 }

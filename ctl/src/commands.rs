@@ -9,7 +9,7 @@ use ha_proto::v1::{
     StatusReply, StatusRequest, SwitchoverRequest, VipChangeRequest, WatchRequest,
 };
 
-use crate::cli::{Cli, Command, HistoryArgs, PriorityArg, RsOp, VipArg, VipOp};
+use crate::cli::{Cli, Command, HistoryArgs, Output, PriorityArg, RsOp, VipArg, VipOp};
 use crate::client::{connect, Manager};
 use crate::error::CtlError;
 use crate::format;
@@ -21,6 +21,10 @@ const PAGE: u32 = 500;
 
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
+    // Local answers first: they need no manager.
+    if let Command::Completion { shell } = cli.command {
+        return completion(shell);
+    }
     let (url, transport) = crate::cli::resolve(&cli.conn).map_err(CtlError::Usage)?;
     let timeout = cli.conn.timeout;
     if cli.verbose {
@@ -33,14 +37,27 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
     };
     let streaming = matches!(cli.command, Command::Watch { .. });
     let request_timeout = (!streaming).then_some(timeout);
+    let output = cli.output;
+    let view = |wide: bool| format::View {
+        now_ms: now_ms(),
+        wide,
+    };
+    if matches!(cli.command, Command::Version) {
+        return version(&url, &transport, timeout, output).await;
+    }
     let mut m = connect(&url, &transport, timeout, request_timeout).await?;
     match cli.command {
-        Command::Status { json } => {
+        Command::Status {
+            node,
+            instance,
+            json,
+        } => {
             let reply = status(&mut m).await?;
-            if json {
-                print_json(&format::status_json(&reply))
-            } else {
-                print(&format::render_status(&reply))
+            let reply = format::filter_status(reply, node.as_deref(), instance.as_deref())
+                .map_err(CtlError::Failed)?;
+            match output.with_json_flag(json) {
+                Output::Json => print_json(&format::status_json(&reply)),
+                o => print(&format::render_status(&reply, view(o == Output::Wide))),
             }
         }
         Command::Nodes { json } => {
@@ -50,11 +67,11 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
                 .await
                 .map_err(|s| m.err(&s))?
                 .into_inner();
-            if json {
+            if output.with_json_flag(json) == Output::Json {
                 let nodes = reply.nodes.iter().map(format::node_json).collect();
                 print_json(&format::NodesJson { nodes })
             } else {
-                print(&format::render_nodes(&reply.nodes))
+                print(&format::render_nodes(&reply.nodes, now_ms()))
             }
         }
         Command::SetPriority {
@@ -82,19 +99,62 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Rs { op } => rs(&mut m, cli.verbose, &op).await,
         Command::History(h) => {
             let req = history_filter.unwrap_or_default();
-            history(&mut m, req, h.limit, h.json).await
+            let json = output.with_json_flag(h.json) == Output::Json;
+            history(&mut m, req, h.limit, json).await
         }
         Command::Watch {
             node,
             instance,
             json,
-        } => watch(&mut m, node, instance, json).await,
+        } => {
+            let json = output.with_json_flag(json) == Output::Json;
+            watch(&mut m, node, instance, json).await
+        }
         Command::Switchover {
             instance,
             to,
             request_id,
         } => switchover(&mut m, cli.verbose, &instance, &to, request_id).await,
+        // Answered above, before connecting.
+        Command::Completion { .. } | Command::Version => Ok(()),
     }
+}
+
+/// `hactl completion SHELL`: the script clap_complete makes from our own definition.
+fn completion(shell: clap_complete::Shell) -> Result<(), CtlError> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "hactl", &mut buf);
+    print(&String::from_utf8_lossy(&buf))
+}
+
+/// `hactl version`: ours, then the manager's from its status reply. An unreachable
+/// manager still gets hactl's line printed, then exit 3.
+async fn version(
+    url: &str,
+    transport: &crate::cli::Transport,
+    timeout: std::time::Duration,
+    output: Output,
+) -> Result<(), CtlError> {
+    let ours = env!("CARGO_PKG_VERSION");
+    let manager = match connect(url, transport, timeout, Some(timeout)).await {
+        Ok(mut m) => status(&mut m).await.map(|r| r.manager_version),
+        Err(e) => Err(e),
+    };
+    let text = match &manager {
+        Ok(v) => format::version_text(ours, Some(v), url),
+        Err(_) => format::version_text(ours, None, url),
+    };
+    if output == Output::Json {
+        print_json(&format::VersionJson {
+            hactl: ours.to_string(),
+            manager: manager.as_ref().ok().cloned(),
+            manager_url: url.to_string(),
+        })?;
+    } else {
+        print(&text)?;
+    }
+    manager.map(|_| ())
 }
 
 fn now_ms() -> i64 {
@@ -104,11 +164,17 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// Write to stdout. A reader that went away (`hactl history | head`) is
+/// [`CtlError::OutputClosed`]: a quiet exit 0, never "Broken pipe" or a panic (Rust
+/// ignores SIGPIPE, so the write returns EPIPE).
 fn print(s: &str) -> Result<(), CtlError> {
     let mut out = std::io::stdout().lock();
     out.write_all(s.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| CtlError::Failed(format!("cannot write output: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CtlError::OutputClosed,
+            _ => CtlError::Failed(format!("cannot write output: {e}")),
+        })
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CtlError> {
@@ -347,9 +413,10 @@ async fn history(
     } else if events.is_empty() {
         print("no events\n")
     } else {
+        let now = now_ms();
         let mut s = String::new();
         for e in &events {
-            s.push_str(&format::event_line(e));
+            s.push_str(&format::event_line_at(e, now));
             s.push('\n');
         }
         print(&s)

@@ -22,6 +22,10 @@ pub enum CtlError {
     /// The manager answered, and the answer is "no" (or the operation failed).
     #[error("{0}")]
     Failed(String),
+    /// stdout was closed by its reader (`hactl history | head`): hactl stops quietly and
+    /// exits 0, as a Unix filter does.
+    #[error("output closed")]
+    OutputClosed,
     /// The manager could not be reached at `url`.
     #[error("manager unreachable at {url}: {detail}")]
     Unreachable {
@@ -38,6 +42,7 @@ impl CtlError {
         match self {
             CtlError::Usage(_) => EXIT_USAGE,
             CtlError::Failed(_) => EXIT_FAILED,
+            CtlError::OutputClosed => 0,
             CtlError::Unreachable { .. } => EXIT_UNREACHABLE,
         }
     }

@@ -45,6 +45,8 @@ pub struct NodeJson {
     pub override_generation: u64,
     /// Address the agent connects from.
     pub peer_addr: String,
+    /// Digest of the agent's config (from its hello; "" if never connected).
+    pub config_digest: String,
     /// VRRP instances.
     pub instances: Vec<InstanceJson>,
     /// Virtual servers (empty without virtual_server blocks).
@@ -261,6 +263,7 @@ pub fn node_json(n: &NodeStatus) -> NodeJson {
         last_seen_ms: n.last_seen_ms,
         override_generation: n.override_generation,
         peer_addr: n.peer_addr.clone(),
+        config_digest: n.config_digest.clone(),
         instances: n
             .instances
             .iter()
@@ -486,12 +489,35 @@ pub fn offset_text(n: &NodeStatus) -> String {
     }
 }
 
+/// How to render a table: the time ages are relative to, and whether `-o wide`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct View {
+    /// Now, ms since the epoch (0: absolute times only, no age).
+    pub now_ms: i64,
+    /// Add the wide columns (peer, boot id, config digest, last seen).
+    pub wide: bool,
+}
+
+/// The columns `-o wide` adds after CLOCK.
+const WIDE_HEADERS: [&str; 4] = ["PEER", "BOOT", "CONFIG", "LAST SEEN"];
+
+/// The wide cells of node `n`.
+fn wide_cells(n: &NodeStatus, now_ms: i64) -> Vec<String> {
+    vec![
+        dash_if_empty(n.peer_addr.clone()),
+        dash_if_empty(n.boot_id.clone()),
+        dash_if_empty(n.config_digest.clone()),
+        time_with_age(n.last_seen_ms, now_ms),
+    ]
+}
+
 /// The `status` table and its alerts section.
-pub fn render_status(reply: &StatusReply) -> String {
-    let headers = [
-        "NODE",
-        "CONNECTED",
-        "CLOCK",
+pub fn render_status(reply: &StatusReply, view: View) -> String {
+    let mut headers = vec!["NODE", "CONNECTED", "CLOCK"];
+    if view.wide {
+        headers.extend(WIDE_HEADERS);
+    }
+    headers.extend([
         "INSTANCE",
         "VRID",
         "STATE",
@@ -499,11 +525,12 @@ pub fn render_status(reply: &StatusReply) -> String {
         "EFFECTIVE",
         "VIPS",
         "ALERTS",
-    ];
-    let mut rows = Vec::new();
+    ]);
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for n in &reply.nodes {
         let connected = connected_text(n);
         let offset = offset_text(n);
+        let first = rows.len();
         if n.instances.is_empty() {
             rows.push(vec![
                 n.name.clone(),
@@ -536,6 +563,12 @@ pub fn render_status(reply: &StatusReply) -> String {
                 dash_if_empty(i.vips.join(",")),
                 dash_if_empty(i.alerts.join("; ")),
             ]);
+        }
+        if view.wide {
+            let cells = wide_cells(n, view.now_ms);
+            for row in &mut rows[first..] {
+                row.splice(3..3, cells.iter().cloned());
+            }
         }
     }
     let mut out = if rows.is_empty() {
@@ -604,7 +637,7 @@ pub fn render_status(reply: &StatusReply) -> String {
                 vec![
                     a.kind.clone(),
                     a.subject.clone(),
-                    since_text(a.since_ms),
+                    time_with_age(a.since_ms, view.now_ms),
                     a.message.clone(),
                 ]
             })
@@ -721,8 +754,8 @@ pub fn rs_result(node: &str, vs: &str, action: &str, rs: &str, reply: &CommandRe
     out
 }
 
-/// The `nodes` table.
-pub fn render_nodes(nodes: &[NodeStatus]) -> String {
+/// The `nodes` table (last seen with its age relative to `now_ms`, 0 for none).
+pub fn render_nodes(nodes: &[NodeStatus], now_ms: i64) -> String {
     if nodes.is_empty() {
         return "no nodes\n".to_string();
     }
@@ -735,7 +768,7 @@ pub fn render_nodes(nodes: &[NodeStatus]) -> String {
                 dash_if_empty(n.peer_addr.clone()),
                 dash_if_empty(n.version.clone()),
                 dash_if_empty(n.boot_id.clone()),
-                since_text(n.last_seen_ms),
+                time_with_age(n.last_seen_ms, now_ms),
                 offset_text(n),
                 n.instances.len().to_string(),
                 n.override_generation.to_string(),
@@ -758,12 +791,112 @@ pub fn render_nodes(nodes: &[NodeStatus]) -> String {
     )
 }
 
-fn since_text(ms: i64) -> String {
-    if ms == 0 {
-        "-".into()
-    } else {
-        format_rfc3339_ms(ms)
+/// How long before `now_ms` the time `then_ms` was, for people: "just now", "45s ago",
+/// "5m ago", "3h ago", "2d ago" (whole units, rounded down), "in 3s" for a time ahead
+/// (clocks differ). "" when either time is unknown (0).
+pub fn age_text(then_ms: i64, now_ms: i64) -> String {
+    if then_ms == 0 || now_ms == 0 {
+        return String::new();
     }
+    let d = now_ms.saturating_sub(then_ms);
+    let secs = d.unsigned_abs() / 1000;
+    if secs == 0 {
+        return "just now".into();
+    }
+    let span = match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    if d < 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// An absolute time with its age beside it: "2026-12-03T12:00:00.000Z (5m ago)"; "-"
+/// when unknown (0), the absolute time alone when `now_ms` is 0.
+pub fn time_with_age(ms: i64, now_ms: i64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let age = age_text(ms, now_ms);
+    if age.is_empty() {
+        format_rfc3339_ms(ms)
+    } else {
+        format!("{} ({age})", format_rfc3339_ms(ms))
+    }
+}
+
+/// `status [NODE] [--instance NAME]`: only that node, only nodes with that instance and
+/// only that instance of them; the fleet's alerts are kept whole. Unknown names are an
+/// error naming the known ones.
+pub fn filter_status(
+    mut reply: StatusReply,
+    node: Option<&str>,
+    instance: Option<&str>,
+) -> Result<StatusReply, String> {
+    if let Some(want) = node {
+        if !reply.nodes.iter().any(|n| n.name == want) {
+            let known: Vec<&str> = reply.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(format!(
+                "unknown node {want:?} (known: {})",
+                list_or_none(&known)
+            ));
+        }
+        reply.nodes.retain(|n| n.name == want);
+    }
+    if let Some(want) = instance {
+        let mut known: Vec<&str> = reply
+            .nodes
+            .iter()
+            .flat_map(|n| n.instances.iter().map(|i| i.name.as_str()))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if !known.contains(&want) {
+            return Err(format!(
+                "unknown instance {want:?} (known: {})",
+                list_or_none(&known)
+            ));
+        }
+        for n in &mut reply.nodes {
+            n.instances.retain(|i| i.name == want);
+        }
+        reply.nodes.retain(|n| !n.instances.is_empty());
+    }
+    Ok(reply)
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `version -o json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct VersionJson {
+    /// hactl's version.
+    pub hactl: String,
+    /// The manager's ("" from a manager too old to say; null if unreachable).
+    pub manager: Option<String>,
+    /// The manager asked.
+    pub manager_url: String,
+}
+
+/// `hactl version`: "hactl 0.1.0\nmanager 0.1.0 (URL)\n".
+pub fn version_text(hactl: &str, manager: Option<&str>, url: &str) -> String {
+    let m = match manager {
+        Some("") => format!("manager (version not reported) ({url})"),
+        Some(v) => format!("manager {v} ({url})"),
+        None => format!("manager unreachable ({url})"),
+    };
+    format!("hactl {hactl}\n{m}\n")
 }
 
 fn dash_if_empty(s: String) -> String {
@@ -776,9 +909,19 @@ fn dash_if_empty(s: String) -> String {
 
 /// One line per event: time, node, instance, kind, then what happened.
 pub fn event_line(e: &Event) -> String {
+    event_line_at(e, 0)
+}
+
+/// [`event_line`] with the event's age beside its time (`history`):
+/// "2026-12-03T12:00:00.000Z (5m ago) lb1 VI_1 TRANSITION ...".
+pub fn event_line_at(e: &Event, now_ms: i64) -> String {
+    let when = match age_text(e.wall_time_ms, now_ms) {
+        a if a.is_empty() => format_rfc3339_ms(e.wall_time_ms),
+        a => format!("{} ({a})", format_rfc3339_ms(e.wall_time_ms)),
+    };
     let mut line = format!(
         "{} {} {} {}",
-        format_rfc3339_ms(e.wall_time_ms),
+        when,
         dash_if_empty(e.node.clone()),
         dash_if_empty(e.instance.clone()),
         kind_name(e.kind)
@@ -947,7 +1090,118 @@ mod tests {
                 message: "lb2 clock is 5001 ms ahead".into(),
                 since_ms: 0,
             }],
+            ..Default::default()
         }
+    }
+
+    /// 2026-12-03T12:00:00Z in ms.
+    const NOON: i64 = 1_796_299_200_000;
+
+    #[test]
+    fn ages_are_relative_and_rounded_down() {
+        assert_eq!(age_text(NOON, NOON), "just now");
+        assert_eq!(age_text(NOON - 999, NOON), "just now");
+        assert_eq!(age_text(NOON - 45_000, NOON), "45s ago");
+        assert_eq!(age_text(NOON - 59_999, NOON), "59s ago");
+        assert_eq!(age_text(NOON - 60_000, NOON), "1m ago");
+        assert_eq!(age_text(NOON - 5 * 60_000 - 30_000, NOON), "5m ago");
+        assert_eq!(age_text(NOON - 3 * 3_600_000, NOON), "3h ago");
+        assert_eq!(age_text(NOON - 2 * 86_400_000 - 1, NOON), "2d ago");
+        assert_eq!(age_text(NOON + 3_000, NOON), "in 3s");
+        assert_eq!(age_text(0, NOON), "");
+        assert_eq!(age_text(NOON, 0), "");
+        assert_eq!(
+            time_with_age(NOON - 300_000, NOON),
+            "2026-12-03T11:55:00.000Z (5m ago)"
+        );
+        assert_eq!(time_with_age(NOON, 0), "2026-12-03T12:00:00.000Z");
+        assert_eq!(time_with_age(0, NOON), "-");
+    }
+
+    #[test]
+    fn history_lines_carry_the_age() {
+        let e = Event {
+            node: "lb1".into(),
+            instance: "VI_1".into(),
+            wall_time_ms: NOON - 120_000,
+            ..Default::default()
+        };
+        let line = event_line_at(&e, NOON);
+        assert!(
+            line.starts_with("2026-12-03T11:58:00.000Z (2m ago) lb1 VI_1 "),
+            "{line}"
+        );
+        assert!(!event_line(&e).contains("ago"), "{}", event_line(&e));
+    }
+
+    #[test]
+    fn status_filters_by_node_and_instance() {
+        let mut all = sample();
+        all.nodes[1]
+            .instances
+            .push(inst("VI_2", "MASTER", 150, 150, 0));
+        let one = filter_status(all.clone(), Some("lb2"), None).unwrap();
+        assert_eq!(one.nodes.len(), 1);
+        assert_eq!(one.nodes[0].name, "lb2");
+        assert_eq!(one.alerts.len(), 1, "the fleet's alerts stay");
+        let vi2 = filter_status(all.clone(), None, Some("VI_2")).unwrap();
+        assert_eq!(vi2.nodes.len(), 1, "lb1 has no VI_2");
+        assert_eq!(vi2.nodes[0].instances.len(), 1);
+        assert_eq!(vi2.nodes[0].instances[0].name, "VI_2");
+        let both = filter_status(all.clone(), Some("lb1"), Some("VI_1")).unwrap();
+        assert_eq!(both.nodes[0].instances[0].name, "VI_1");
+        let err = filter_status(all.clone(), Some("lb9"), None).unwrap_err();
+        assert_eq!(err, "unknown node \"lb9\" (known: lb1, lb2)");
+        let err = filter_status(all.clone(), Some("lb1"), Some("VI_2")).unwrap_err();
+        assert_eq!(err, "unknown instance \"VI_2\" (known: VI_1)");
+        let err = filter_status(StatusReply::default(), Some("lb1"), None).unwrap_err();
+        assert!(err.ends_with("(known: none)"), "{err}");
+        assert_eq!(filter_status(all.clone(), None, None).unwrap(), all);
+    }
+
+    #[test]
+    fn wide_status_adds_identity_columns() {
+        let mut s = sample();
+        s.nodes[0].peer_addr = "192.0.2.1:40000".into();
+        s.nodes[0].boot_id = "boot-1".into();
+        s.nodes[0].config_digest = "sha256:abcd".into();
+        s.nodes[0].last_seen_ms = NOON - 5_000;
+        let view = View {
+            now_ms: NOON,
+            wide: true,
+        };
+        let t = render_status(&s, view);
+        let header = t.lines().next().unwrap();
+        for h in ["PEER", "BOOT", "CONFIG", "LAST SEEN", "INSTANCE"] {
+            assert!(header.contains(h), "{header}");
+        }
+        let row = t.lines().find(|l| l.starts_with("lb1")).unwrap();
+        for cell in [
+            "192.0.2.1:40000",
+            "boot-1",
+            "sha256:abcd",
+            "2026-12-03T11:59:55.000Z (5s ago)",
+            "VI_1",
+        ] {
+            assert!(row.contains(cell), "{row}");
+        }
+        // The plain table has none of them.
+        let plain = render_status(&s, View::default());
+        assert!(!plain.lines().next().unwrap().contains("PEER"), "{plain}");
+        assert!(!plain.contains("sha256:abcd"), "{plain}");
+        // JSON carries the digest.
+        let j = serde_json::to_value(node_json(&s.nodes[0])).unwrap();
+        assert_eq!(j["config_digest"], "sha256:abcd");
+    }
+
+    #[test]
+    fn version_lines() {
+        assert_eq!(
+            version_text("0.1.0", Some("0.1.0"), "http://192.0.2.1:7400"),
+            "hactl 0.1.0\nmanager 0.1.0 (http://192.0.2.1:7400)\n"
+        );
+        assert!(version_text("0.1.0", Some(""), "u").contains("not reported"));
+        assert!(version_text("0.1.0", None, "u").contains("manager unreachable (u)"));
     }
 
     #[test]
@@ -997,10 +1251,14 @@ mod tests {
             instances: vec![inst("VI_1", "MASTER", 150, 150, 0)],
             ..Default::default()
         };
-        let t = render_status(&StatusReply {
-            nodes: vec![n.clone()],
-            alerts: vec![],
-        });
+        let t = render_status(
+            &StatusReply {
+                nodes: vec![n.clone()],
+                alerts: vec![],
+                ..Default::default()
+            },
+            View::default(),
+        );
         assert!(
             t.contains("yes (silent)") && t.contains("unreachable (last seen MASTER 12 s ago)"),
             "{t}"
@@ -1015,10 +1273,14 @@ mod tests {
         n.silent_ms = 300;
         let j = serde_json::to_value(node_json(&n)).unwrap();
         assert_eq!(j["instances"][0]["state"], "MASTER");
-        assert!(!render_status(&StatusReply {
-            nodes: vec![n],
-            alerts: vec![],
-        })
+        assert!(!render_status(
+            &StatusReply {
+                nodes: vec![n],
+                alerts: vec![],
+                ..Default::default()
+            },
+            View::default()
+        )
         .contains("unreachable"));
     }
 
@@ -1039,7 +1301,7 @@ mod tests {
 
     #[test]
     fn status_table_shows_every_column_and_alerts() {
-        let t = render_status(&sample());
+        let t = render_status(&sample(), View::default());
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NODE  CONNECTED  CLOCK"), "{t}");
         assert!(
@@ -1053,7 +1315,7 @@ mod tests {
         assert!(lines[2].contains("200 (override)") && lines[2].contains("192.0.2.10/24"));
         assert!(t.contains("ALERTS\nKIND"), "{t}");
         assert!(t.contains("clock-offset  lb2"), "{t}");
-        let empty = render_status(&StatusReply::default());
+        let empty = render_status(&StatusReply::default(), View::default());
         assert_eq!(empty, "no nodes\n\nno alerts\n");
     }
 
@@ -1221,11 +1483,11 @@ mod tests {
 
     #[test]
     fn status_shows_virtual_servers_only_where_there_are_some() {
-        let plain = render_status(&sample());
+        let plain = render_status(&sample(), View::default());
         assert!(!plain.contains("VIRTUAL SERVERS"), "{plain}");
         let mut s = sample();
         s.nodes[0].virtual_servers = vec![web_vs()];
-        let t = render_status(&s);
+        let t = render_status(&s, View::default());
         let after = t.split("VIRTUAL SERVERS\n").nth(1).unwrap();
         let section = after.split("\n\n").next().unwrap();
         assert!(

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let otlp = cli.conn.otlp_endpoint.clone();
     let name = trace::command_name(&cli.command);
     match rt.block_on(trace::traced(otlp.as_deref(), name, commands::run(cli))) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(error::CtlError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             let label = if e.exit_code() == error::EXIT_USAGE {
                 "usage error"

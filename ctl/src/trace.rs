@@ -37,6 +37,8 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::History(_) => "history",
         Command::Watch { .. } => "watch",
         Command::Switchover { .. } => "switchover",
+        Command::Completion { .. } => "completion",
+        Command::Version => "version",
     }
 }
 

@@ -159,6 +159,7 @@ impl Control for Mock {
                 message: "lb2 clock 5002 ms ahead".into(),
                 since_ms: 1000,
             }],
+            manager_version: "9.9.9-mock".into(),
         }))
     }
 

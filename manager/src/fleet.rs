@@ -288,6 +288,7 @@ impl NodeView {
             virtual_servers: self.virtual_servers.clone(),
             reachable: false,
             silent_ms: 0,
+            config_digest: self.config_digest.clone(),
         }
     }
 }
@@ -512,6 +513,7 @@ impl Fleet {
         StatusReply {
             nodes: self.nodes(now_ms),
             alerts,
+            manager_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::netns::{run, Netns};
 use crate::proc::{bin, Agent, Daemon};
-use crate::scenario::{Classic, Node, CLIENT};
+use crate::scenario::{fast_pair_conf, Classic, Node, CLIENT};
 
 /// The manager host's address on the LAN.
 pub const MGR_ADDR: &str = "192.0.2.50";
@@ -143,6 +143,37 @@ impl Fleet {
             agent_args: Vec::new(),
             agent_env: Vec::new(),
         })
+    }
+
+    /// Manager, then lb1 (MASTER 150) and lb2 (BACKUP 100) on the fast pair's configs
+    /// (`lb2_clock`: a libfaketime offset for lb2), both connected and settled as
+    /// `hactl status` shows them.
+    pub fn settled_pair(test: &str, tls: bool, lb2_clock: Option<&str>) -> Result<Fleet> {
+        let mut f = Fleet::new(test, tls)?;
+        f.start_manager()?;
+        f.start_pair(lb2_clock)?;
+        Ok(f)
+    }
+
+    /// Start lb1 (MASTER 150) and lb2 (BACKUP 100) on the fast pair's configs and wait
+    /// until the manager shows both connected, lb1 MASTER and lb2 BACKUP.
+    pub fn start_pair(&mut self, lb2_clock: Option<&str>) -> Result<()> {
+        let long = Duration::from_secs(20);
+        self.start_agent(0, &fast_pair_conf(0), None)?;
+        self.start_agent(1, &fast_pair_conf(1), lb2_clock)?;
+        self.classic.wait_state(0, "VI_1", "MASTER", long)?;
+        self.classic.wait_state(1, "VI_1", "BACKUP", long)?;
+        self.wait_status(
+            "both agents connected, lb1 MASTER, lb2 BACKUP",
+            Duration::from_secs(30),
+            |s| {
+                connected(s, "lb1")
+                    && connected(s, "lb2")
+                    && state_of(s, "lb1", "VI_1") == "MASTER"
+                    && state_of(s, "lb2", "VI_1") == "BACKUP"
+            },
+        )?;
+        Ok(())
     }
 
     /// The manager URL for this fleet's security.

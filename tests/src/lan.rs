@@ -52,17 +52,34 @@ impl Lan {
         let ns = Netns::new(prefix)?;
         let idx = self.hosts.len();
         let port = format!("p{idx}");
+        self.connect(&ns, "eth0", &port, cidr)?;
+        if let Some(v6) = v6 {
+            ns.sh(&format!("ip -6 addr add {v6} dev eth0 nodad"))?;
+        }
+        let addr = cidr.split('/').next().unwrap_or(cidr).to_string();
+        self.hosts.push(Host { ns, port, addr });
+        Ok(idx)
+    }
+
+    /// Plug a namespace that lives on another LAN (a router, a NAT director) into this
+    /// one too, as `ifname` at `cidr`; its switch port is `x<ifname>`. It is not a host
+    /// of this LAN (the caller keeps the namespace).
+    pub fn plug(&self, ns: &Netns, ifname: &str, cidr: &str) -> Result<()> {
+        self.connect(ns, ifname, &format!("x{ifname}"), cidr)
+    }
+
+    fn connect(&self, ns: &Netns, ifname: &str, port: &str, cidr: &str) -> Result<()> {
         crate::netns::ip(&[
             "link",
             "add",
-            "eth0",
+            ifname,
             "netns",
             &ns.name,
             "type",
             "veth",
             "peer",
             "name",
-            &port,
+            port,
             "netns",
             &self.switch.name,
         ])?;
@@ -70,14 +87,10 @@ impl Lan {
             "ip link set {port} master br0 && ip link set {port} up"
         ))?;
         ns.sh(&format!(
-            "sysctl -qw net.ipv6.conf.eth0.accept_dad=0 && ip addr add {cidr} dev eth0 && ip link set eth0 up"
+            "sysctl -qw net.ipv6.conf.{ifname}.accept_dad=0 && ip addr add {cidr} dev {ifname} \
+             && ip link set {ifname} up"
         ))?;
-        if let Some(v6) = v6 {
-            ns.sh(&format!("ip -6 addr add {v6} dev eth0 nodad"))?;
-        }
-        let addr = cidr.split('/').next().unwrap_or(cidr).to_string();
-        self.hosts.push(Host { ns, port, addr });
-        Ok(idx)
+        Ok(())
     }
 
     /// Cut (or restore) host `idx`'s link at the switch: the host sees carrier loss.

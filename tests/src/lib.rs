@@ -12,7 +12,8 @@
 //! - [`otlp`]: an OTLP/gRPC receiver; [`idle`]: the idle pair of the CPU benchmarks;
 //!   [`bench`]: interruption-aware waits of the benchmark programs; [`chaos`]: the seeded
 //!   fault schedule, its nemeses and invariants (chaos-bench, tests/chaos.rs);
-//!   [`systemd`]: `systemd-analyze verify` of the units; [`scratch`]: a directory removed on drop.
+//!   [`systemd`]: `systemd-analyze verify` of the units; [`scratch`]: a directory removed on drop;
+//!   [`syslog`]: a private rsyslogd; [`web`]: real servers, nginx and curl loops.
 
 pub mod bench;
 pub mod chaos;
@@ -26,6 +27,7 @@ pub mod otlp;
 pub mod proc;
 pub mod scenario;
 pub mod scratch;
+pub mod syslog;
 pub mod systemd;
 pub mod tmpfs;
 pub mod web;

@@ -30,23 +30,7 @@ fn conf(idx: usize) -> String {
 
 /// Manager, then lb1 (MASTER 150) and lb2 (BACKUP 100), both connected and settled.
 fn fleet(test: &str, tls: bool, lb2_clock: Option<&str>) -> Result<Fleet> {
-    let mut f = Fleet::new(test, tls)?;
-    f.start_manager()?;
-    f.start_agent(0, &conf(0), None)?;
-    f.start_agent(1, &conf(1), lb2_clock)?;
-    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
-    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
-    f.wait_status(
-        "both agents connected, lb1 MASTER, lb2 BACKUP",
-        SETTLE,
-        |s| {
-            connected(s, "lb1")
-                && connected(s, "lb2")
-                && state_of(s, "lb1", "VI_1") == "MASTER"
-                && state_of(s, "lb2", "VI_1") == "BACKUP"
-        },
-    )?;
-    Ok(f)
+    Fleet::settled_pair(test, tls, lb2_clock)
 }
 
 /// A request id no other run used.

@@ -32,21 +32,7 @@ fn conf(idx: usize) -> String {
 
 /// Start both agents and wait until the manager shows lb1 MASTER, lb2 BACKUP.
 fn start_pair(f: &mut Fleet) -> Result<()> {
-    f.start_agent(0, &conf(0), None)?;
-    f.start_agent(1, &conf(1), None)?;
-    f.classic.wait_state(0, "VI_1", "MASTER", LONG)?;
-    f.classic.wait_state(1, "VI_1", "BACKUP", LONG)?;
-    f.wait_status(
-        "both agents connected, lb1 MASTER, lb2 BACKUP",
-        SETTLE,
-        |s| {
-            connected(s, "lb1")
-                && connected(s, "lb2")
-                && state_of(s, "lb1", "VI_1") == "MASTER"
-                && state_of(s, "lb2", "VI_1") == "BACKUP"
-        },
-    )?;
-    Ok(())
+    f.start_pair(None)
 }
 
 fn s(v: &Value) -> &str {

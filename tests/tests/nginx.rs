@@ -4,70 +4,17 @@
 //! master: the VIP moves and the client's HTTP request to the VIP is answered by lb2;
 //! start it again: lb1 takes the VIP back.
 
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ha_tests::conf::{self, global, instance, p, vrrp_script};
+use ha_tests::conf::{self, global, instance, vrrp_script};
 use ha_tests::proc::wait_until;
 use ha_tests::scenario::{Classic, Impl, CLIENT};
-use ha_tests::{Daemon, Netns};
+use ha_tests::web::{start_nginx, stop_nginx, CURL, NGINX};
 
 const VIP: &str = "192.0.2.10";
 const LONG: Duration = Duration::from_secs(15);
-const NGINX: &str = "/usr/sbin/nginx";
-const CURL: &str = "/usr/bin/curl";
-
-/// Start nginx in the foreground in `ns`, serving a page that names `node`, with every
-/// file it writes under `dir`; waits until it answers on 127.0.0.1.
-fn start_nginx(ns: &Netns, dir: &Path, node: &str) -> Result<Daemon> {
-    let www = conf::mkdir(&dir.join("www"))?;
-    fs::write(www.join("index.html"), format!("served by {node}\n"))?;
-    let tmp = conf::mkdir(&dir.join("tmp"))?;
-    let d = p(dir);
-    let t = p(&tmp);
-    let cfg = dir.join("nginx.conf");
-    fs::write(
-        &cfg,
-        format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {t}/body;\n  \
-             proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  \
-             uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  \
-             server {{\n    listen 80;\n    root {www};\n    index index.html;\n  }}\n}}\n",
-            www = p(&www)
-        ),
-    )?;
-    let daemon = Daemon::start(
-        ns,
-        dir,
-        "nginx",
-        Path::new(NGINX),
-        &["-p", &d, "-e", &format!("{d}/error.log"), "-c", &p(&cfg)],
-    )?;
-    wait_until(&format!("nginx on {node} answers"), LONG, || {
-        ns.ok(&format!(
-            "{CURL} -sf -o /dev/null --max-time 1 http://127.0.0.1/"
-        ))
-    })
-    .with_context(|| {
-        format!(
-            "nginx log:\n{}\nerror.log:\n{}",
-            daemon.log_text(),
-            fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        )
-    })?;
-    Ok(daemon)
-}
-
-/// Stop nginx (SIGTERM to the master: a fast shutdown that takes the workers down).
-fn stop_nginx(d: &mut Daemon) -> Result<()> {
-    d.signal("TERM")?;
-    d.wait_exit(LONG)?;
-    Ok(())
-}
 
 /// The page the client gets from the VIP (None if the request fails).
 fn client_page(c: &Classic) -> Option<String> {

@@ -48,7 +48,10 @@ fn confs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in fs::read_dir(dir).with_context(|| format!("{} missing", dir.display()))? {
         let p = e?.path();
         if p.is_dir() {
-            confs(&p, out)?;
+            // rsyslog.d holds rsyslog snippets (deploy/examples/syslog), not agent configs.
+            if !p.ends_with("rsyslog.d") {
+                confs(&p, out)?;
+            }
         } else if p.extension().is_some_and(|x| x == "conf") {
             out.push(p);
         }

@@ -22,47 +22,24 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ha_tests::proc::{bin, wait_until, Daemon};
 use ha_tests::scenario::{render, Inst};
+use ha_tests::syslog;
 use ha_tests::Lan;
 
-const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 const LONG: Duration = Duration::from_secs(20);
 
-/// rsyslogd with its own config, socket, pid file and work directory, under `dir`.
+/// rsyslogd routing local3 to keepalived.log and the rest to other.log, under `dir`.
 fn start_rsyslogd(lan: &Lan, dir: &Path) -> Result<(Daemon, PathBuf)> {
-    anyhow::ensure!(
-        Path::new(RSYSLOGD).exists(),
-        "{RSYSLOGD} missing: install Debian's rsyslog package"
-    );
-    let work = dir.join("work");
-    fs::create_dir_all(&work)?;
-    let sock = dir.join("log.sock");
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     // The template shows facility and severity, so the test checks the PRI end to end.
-    let conf = format!(
-        r#"global(workDirectory="{work}")
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="{sock}" CreatePath="on")
-template(name="tagged" type="string"
+    let rules = format!(
+        r#"template(name="tagged" type="string"
          string="%syslogfacility-text%.%syslogseverity-text% %syslogtag%%msg%\n")
 local3.* action(type="omfile" file="{k}" template="tagged")
-*.*;local3.none action(type="omfile" file="{o}" template="tagged")
-"#,
-        work = work.display(),
-        sock = sock.display(),
+*.*;local3.none action(type="omfile" file="{o}" template="tagged")"#,
         k = p("keepalived.log"),
         o = p("other.log"),
     );
-    fs::write(dir.join("rsyslog.conf"), conf)?;
-    let d = Daemon::start(
-        &lan.switch,
-        dir,
-        "rsyslogd",
-        Path::new(RSYSLOGD),
-        &["-n", "-f", &p("rsyslog.conf"), "-i", &p("rsyslogd.pid")],
-    )?;
-    wait_until("rsyslogd socket", LONG, || sock.exists())
-        .with_context(|| format!("rsyslogd output:\n{}", d.log_text()))?;
-    Ok((d, sock))
+    syslog::start_rsyslogd(&lan.switch, dir, &rules)
 }
 
 /// ha-agent on lan host `idx` running instance `inst`, with extra logging arguments.
