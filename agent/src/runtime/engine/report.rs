@@ -2,8 +2,10 @@
 
 use super::*;
 
-/// How long a stats snapshot waits for the netlink task's VIP status.
-pub(super) const VIP_STATUS_WAIT: Duration = Duration::from_millis(20);
+/// How long a stats snapshot waits for the netlink task's VIP status: an in-memory
+/// answer takes microseconds; the wait is on the VRRP loop (adverts may be 10 ms apart),
+/// so it stays far below one advert interval and a busy task costs a stale gauge only.
+pub(super) const VIP_STATUS_WAIT: Duration = Duration::from_millis(2);
 
 impl Engine {
     /// Where a dump goes: global_defs' `*_dump_file`, else `default` in `--runtime-dir`.
