@@ -996,6 +996,14 @@ fn metric_pages_pass_promtool_and_alert_rules_fire() -> Result<()> {
     f.start_agent(1, &conf(1), Some("+5s"))?;
     wait_firing(&f, "HaClockOffset", &[("node", "lb2")])?;
 
+    // lb2 again, unable to run nft (not on its PATH, as on a machine without nftables):
+    // its data plane cannot program the virtual server: HaDataPlaneError.
+    f.classic.nodes[1] = None;
+    f.agent_env = vec!["PATH=/nonexistent".into()];
+    f.start_agent(1, &conf(1), None)?;
+    f.agent_env.clear();
+    wait_firing(&f, "HaDataPlaneError", &[("node", "lb2")])?;
+
     // Every rule evaluated without error.
     let v = prom_api(&f, "rules", &[])?;
     for r in v["data"]["groups"]
