@@ -39,12 +39,22 @@ struct Found {
     at: String,
 }
 
+/// Where keepalived 2.4.3's source is: `$KEEPALIVED_SRC_TARBALL`, else `shared/peers/`
+/// beside the workspace (the developers' layout), else the team's shared directory
+/// /work/shared (a clone elsewhere on the same machine, as CI's is).
 fn tarball() -> PathBuf {
     if let Some(p) = std::env::var_os("KEEPALIVED_SRC_TARBALL") {
         return PathBuf::from(p);
     }
+    const NAME: &str = "peers/keepalived-2.4.3.tar.gz";
     // tests/ -> workspace -> its parent holds shared/.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/keepalived-2.4.3.tar.gz")
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(NAME);
+    if beside.exists() {
+        return beside;
+    }
+    Path::new("/work/shared").join(NAME)
 }
 
 /// Extract the tarball into a fresh directory; returns the source root.
