@@ -23,7 +23,7 @@
 //!  subscribe_links() <--unbounded LinkEvent-+  + resync tick (anti-entropy)
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -39,7 +39,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 /// `IFA_PROTO` value marking addresses this agent added ('h').
@@ -294,6 +294,9 @@ enum Request {
 pub struct NetlinkHandle {
     /// Requests to the task, served in order.
     tx: mpsc::UnboundedSender<Request>,
+    /// (owner, address) of every desired VIP the task last found applied by us, kept up
+    /// to date by the task: read without a round trip (metrics on the VRRP loop).
+    applied: watch::Receiver<BTreeSet<(String, IpAddr)>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -303,6 +306,11 @@ impl std::fmt::Debug for Request {
 }
 
 impl NetlinkHandle {
+    /// (owner, address) of every desired VIP applied by us, as the task last saw it.
+    pub fn applied(&self) -> BTreeSet<(String, IpAddr)> {
+        self.applied.borrow().clone()
+    }
+
     fn send(&self, r: Request) -> Result<(), NetError> {
         self.tx.send(r).map_err(|_| NetError::TaskGone)
     }
@@ -425,8 +433,10 @@ pub fn spawn(opts: Options) -> Result<NetlinkHandle, NetError> {
     ])?;
     tokio::spawn(mconn);
     let (tx, rx) = mpsc::unbounded_channel();
+    let (applied_tx, applied) = watch::channel(BTreeSet::new());
     let task = Task {
         handle,
+        applied: applied_tx,
         table: VipTable::default(),
         status: HashMap::new(),
         installed: HashSet::new(),
@@ -436,7 +446,7 @@ pub fn spawn(opts: Options) -> Result<NetlinkHandle, NetError> {
         subscribers: Vec::new(),
     };
     tokio::spawn(task.run(rx, events, opts));
-    Ok(NetlinkHandle { tx })
+    Ok(NetlinkHandle { tx, applied })
 }
 
 type Events = futures::channel::mpsc::UnboundedReceiver<(
@@ -447,6 +457,8 @@ type Events = futures::channel::mpsc::UnboundedReceiver<(
 struct Task {
     /// The one rtnetlink handle of the process.
     handle: Handle,
+    /// Published after every request, event and resync: see [`NetlinkHandle::applied`].
+    applied: watch::Sender<BTreeSet<(String, IpAddr)>>,
     /// Desired VIPs per owner.
     table: VipTable,
     /// Last outcome per desired (ifindex, address).
@@ -499,8 +511,26 @@ impl Task {
                     }
                 }
             }
+            self.publish_applied();
         }
         debug!("netlink task stops");
+    }
+
+    /// Publish the desired VIPs applied by us (only when that set changed).
+    fn publish_applied(&self) {
+        let now: BTreeSet<(String, IpAddr)> = self
+            .table
+            .entries()
+            .filter(|(_, e)| self.status.get(&e.key()) == Some(&VipStatus::Applied))
+            .map(|(o, e)| (o.to_string(), e.addr))
+            .collect();
+        self.applied.send_if_modified(|s| {
+            let changed = *s != now;
+            if changed {
+                *s = now;
+            }
+            changed
+        });
     }
 
     async fn serve(&mut self, r: Request) {

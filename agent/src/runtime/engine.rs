@@ -170,9 +170,6 @@ struct Engine {
     reports_tx: mpsc::UnboundedSender<NotifyReport>,
     /// Latest stats for the metrics exporter.
     stats_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<stats::Stats>>>,
-    /// VIPs (owner instance, address) the netlink task last reported applied by us, for
-    /// `ha_vrrp_vip_present` (kept when it does not answer within report.rs `VIP_STATUS_WAIT`).
-    vips_applied: std::collections::HashSet<(String, IpAddr)>,
     /// The load-balancer thread, when the config has virtual servers.
     lb: Option<Lb>,
     /// Its history events come back here (kept for restarts on reload).
@@ -265,7 +262,6 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         trackers_tx,
         reports_tx,
         stats_tx,
-        vips_applied: Default::default(),
         lb: None,
         lb_events_tx,
         drain_buf: vec![0u8; RECV_BUF_LEN],
@@ -337,7 +333,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         let deadline = engine.next_deadline();
         slept_for = deadline;
         tokio::select! {
-            _ = wanted(&stats_wanted) => engine.publish().await,
+            _ = wanted(&stats_wanted) => engine.publish(),
             _ = sleep_opt(engine.vrrp_start_at) => {
                 engine.vrrp_start_at = None;
                 info!("vrrp start delay over, starting instances");

@@ -2,11 +2,6 @@
 
 use super::*;
 
-/// How long a stats snapshot waits for the netlink task's VIP status: an in-memory
-/// answer takes microseconds; the wait is on the VRRP loop (adverts may be 10 ms apart),
-/// so it stays far below one advert interval and a busy task costs a stale gauge only.
-pub(super) const VIP_STATUS_WAIT: Duration = Duration::from_millis(2);
-
 impl Engine {
     /// Where a dump goes: global_defs' `*_dump_file`, else `default` in `--runtime-dir`.
     fn dump_path(&self, configured: Option<&std::path::Path>, default: &str) -> PathBuf {
@@ -131,7 +126,7 @@ impl Engine {
     }
 
     /// Publish the stats for the metrics exporter (when it asks: a scrape, an export).
-    pub(super) async fn publish(&mut self) {
+    pub(super) fn publish(&self) {
         // Nobody reads it with telemetry off: skip building the snapshot (every instance
         // and every real server) on the engine's loop.
         if self
@@ -141,16 +136,9 @@ impl Engine {
         {
             return;
         }
-        // Which VIPs are on their interface, added by us: the netlink task's table (no
-        // kernel round trip), asked with a bounded wait so that a task busy with the kernel
-        // never holds the VRRP loop; the last answer stands meanwhile.
-        if let Ok(Ok(v)) = tokio::time::timeout(VIP_STATUS_WAIT, self.nl.status()).await {
-            self.vips_applied = v
-                .into_iter()
-                .filter(|(_, _, s)| *s == netlink::VipStatus::Applied)
-                .map(|(owner, e, _)| (owner, e.addr))
-                .collect();
-        }
+        // Which VIPs are on their interface, added by us: the netlink task publishes its
+        // table's outcome, so this is no round trip on the VRRP loop.
+        let applied = self.nl.applied();
         let mut st = self.stats();
         for i in &mut st.instances {
             i.vips_present = i
@@ -158,7 +146,7 @@ impl Engine {
                 .iter()
                 .map(|v| {
                     let addr = v.split('/').next().and_then(|a| a.parse().ok());
-                    addr.is_some_and(|a| self.vips_applied.contains(&(i.name.clone(), a)))
+                    addr.is_some_and(|a| applied.contains(&(i.name.clone(), a)))
                 })
                 .collect();
         }
