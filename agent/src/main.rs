@@ -8,8 +8,8 @@ use clap::{CommandFactory, Parser};
 use ha_agent::link::bridge::OverrideSet;
 use ha_agent::link::{InstanceInfo, LinkOptions, TlsFiles};
 use ha_agent::runtime::engine::{LinkEnds, RunOptions};
-use ha_agent::runtime::logging::{Facility, LogFormat, LogOptions};
 use ha_agent::runtime::plan::Plan;
+use ha_common::logging::{Facility, LogFormat, LogOptions};
 
 /// A keepalived-compatible VRRP agent.
 ///
@@ -116,7 +116,7 @@ struct Args {
     #[arg(long, short = 'S')]
     log_facility: Option<Facility>,
     /// The syslog socket (for tests).
-    #[arg(long, hide = true, default_value = ha_agent::runtime::logging::DEFAULT_SOCKET)]
+    #[arg(long, hide = true, default_value = ha_common::logging::DEFAULT_SOCKET)]
     log_socket: PathBuf,
     /// ha-manager to stream state to (https://HOST:PORT, or http:// with --insecure).
     #[arg(long)]
@@ -209,7 +209,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => log_opts.default_filter = "info,ha_agent=trace".into(),
     }
     // Kept alive until run returns: dropping it flushes the last lines to syslog.
-    let _log = ha_agent::runtime::logging::init(log_opts)?;
+    let _log = ha_common::logging::init(log_opts)?;
     for n in &loaded.notes {
         tracing::info!("{n}");
     }

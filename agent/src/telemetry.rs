@@ -14,15 +14,16 @@
 //! ([`reconcile_span`]) are short spans of their own, exported over OTLP when it is on
 //! (no-op spans otherwise).
 //!
-//! The exporters, `/metrics` server and setup errors live in `telemetry/export.rs`, the
-//! `process_*` families and `ha_build_info` in `telemetry/process.rs`; the manager compiles
-//! both too. Not here: the log subscriber (runtime/logging.rs), the stats
-//! snapshot (runtime/stats.rs).
+//! The exporters, `/metrics` server and setup errors are `ha_common::export`, the
+//! `process_*` families and `ha_build_info` `ha_common::process` (shared with the
+//! manager). Not here: the log subscriber (`ha_common::logging`), the stats snapshot
+//! (runtime/stats.rs).
 
-mod export;
-mod process;
-
-pub use export::{encode_text, serve_metrics, state_value, PromPage, PromReader, TelemetryError};
+use ha_common::export;
+pub use ha_common::export::{
+    encode_text, serve_metrics, state_value, PromPage, PromReader, TelemetryError,
+};
+use ha_common::process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,11 @@ use crate::vrrp::instance::Instance;
 pub const PAGE_REUSE: Duration = Duration::from_millis(500);
 /// Instrumentation scope of every instrument and span.
 const SCOPE: &str = "ha-agent";
+/// This binary, for `ha_build_info`.
+const BUILD: process::Build = process::Build {
+    binary: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// What telemetry needs from the command line.
 #[derive(Debug, Clone, Default)]
@@ -1195,7 +1201,7 @@ fn names(fams: &[Fam]) -> Vec<&'static str> {
 /// without series writes nothing).
 fn write_page(labels: &Labels, fams: &[Fam], out: &mut String) {
     let s = labels.get();
-    process::write_standard(out, std::slice::from_ref(&s.node));
+    process::write_standard(out, BUILD, std::slice::from_ref(&s.node));
     let mut name = String::new();
     let mut buf = Vec::new();
     for f in fams {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use ha_common::time::wall_ms as now_ms;
 use ha_proto::v1::{
     CommandReply, HistoryRequest, NodesRequest, RealServerRequest, RsAction, SetPriorityRequest,
     StatusReply, StatusRequest, SwitchoverRequest, VipChangeRequest, WatchRequest,
@@ -155,13 +156,6 @@ async fn version(
         print(&text)?;
     }
     manager.map(|_| ())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// Write to stdout. A reader that went away (`hactl history | head`) is

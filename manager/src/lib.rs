@@ -13,8 +13,10 @@
 //! - `listen`: connection admission (handshake deadline, per-source and total bounds,
 //!   descriptors kept for authenticated clients); `fdlimit`: RLIMIT_NOFILE;
 //! - `pki`: the `pki init` / `pki issue` certificate tooling (rcgen).
-//! - `logging`: console, `--log-file` and syslog output (the agent's logging source).
 //! - `telemetry`: metrics (Prometheus `/metrics`, OTLP), RPC spans, trace propagation.
+//!
+//! Logging, the `/metrics` plumbing and the clock helpers are the `ha-common` crate's,
+//! shared with the agent.
 
 pub mod api;
 pub mod core;
@@ -22,7 +24,6 @@ pub mod fdlimit;
 pub mod fleet;
 pub mod health;
 pub mod listen;
-pub mod logging;
 pub mod pki;
 pub mod server;
 pub mod session;
@@ -30,8 +31,4 @@ pub mod store;
 pub mod telemetry;
 
 /// Wall clock now, ms since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use ha_common::time::wall_ms as now_ms;

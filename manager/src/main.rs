@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use ha_common::logging::{self, Facility, LogFormat, LogOptions};
 use ha_manager::core::{Core, CoreOptions};
-use ha_manager::logging::{self, Facility, LogFormat, LogOptions};
 use ha_manager::pki;
 use ha_manager::server;
 use ha_manager::store::sled::SledStore;

@@ -9,16 +9,12 @@
 //! [`record_ack_latency`]); events ingested are counted from the durable-event broadcast.
 //! The Prometheus exporter appends `_total` to counters; units are in the names.
 //!
-//! The exporters, the `/metrics` server and the setup errors are the agent's
-//! `agent/src/telemetry/export.rs`, compiled into this crate as well (like logging.rs).
+//! The exporters, the `/metrics` server and the setup errors are `ha_common::export`,
+//! shared with the agent.
 
-#[path = "../../agent/src/telemetry/export.rs"]
-mod export;
-#[path = "../../agent/src/telemetry/process.rs"]
-mod process;
-
-use export::state_value;
-pub use export::{encode_text, serve_metrics, TelemetryError};
+use ha_common::export::{self, state_value};
+pub use ha_common::export::{encode_text, serve_metrics, TelemetryError};
+use ha_common::process;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -42,6 +38,11 @@ use crate::core::Core;
 
 /// Instrumentation scope and service name.
 const SCOPE: &str = "ha-manager";
+/// This binary, for `ha_build_info`.
+const BUILD: process::Build = process::Build {
+    binary: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+};
 /// Alert kinds that always have a series (0 when none is active).
 pub const ALERT_KINDS: [&str; 7] = [
     "split-brain",
@@ -168,7 +169,7 @@ pub async fn start(
     let mut metrics_addr = None;
     if let Some(addr) = opts.metrics_listen {
         // ha_build_info and process_* on top of the page (no labels: the target's).
-        let page = registry.with_writer([], |out| process::write_standard(out, &[]));
+        let page = registry.with_writer([], |out| process::write_standard(out, BUILD, &[]));
         let (t, a) = serve_metrics(addr, page).await?;
         tasks.push(t);
         metrics_addr = Some(a);

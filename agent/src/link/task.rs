@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ha_common::time::wall_ms;
 use ha_proto::v1 as pb;
 use pb::agent_msg::Msg as Out;
 use pb::manager_msg::Msg as In;
@@ -566,14 +567,6 @@ fn heartbeat(ping_id: u64, ping_manager_ms: i64) -> pb::AgentMsg {
             ping_manager_ms,
         })),
     }
-}
-
-/// Wall clock, ms since the Unix epoch.
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Connection logging: one line per change (not per retry), at most [`LOG_BURST`] per

@@ -353,7 +353,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
                 SignalEvent::Dump => engine.dump_data(),
                 SignalEvent::Reload => {
                     sd.reloading();
-                    crate::runtime::logging::reopen_on_hangup();
+                    ha_common::logging::reopen_on_hangup();
                     engine.reload().await;
                     sd.notify(crate::runtime::sdnotify::State::Ready, Some("running"));
                 }

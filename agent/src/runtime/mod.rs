@@ -25,7 +25,6 @@ pub mod crash;
 pub mod datadump;
 pub mod engine;
 pub mod lb;
-pub mod logging;
 pub mod overrides;
 pub mod pidfile;
 pub mod plan;

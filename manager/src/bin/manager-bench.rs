@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ha_common::time::wall_ms as now_ms;
 use ha_proto::v1::agent_link_client::AgentLinkClient;
 use ha_proto::v1::control_client::ControlClient;
 use ha_proto::v1::{
@@ -60,12 +61,6 @@ struct Opts {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 struct ManagerProc {
     child: Child,

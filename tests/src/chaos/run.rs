@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use ha_common::time::wall_ms as epoch_ms;
 use serde_json::Value;
 
 use crate::bench::check_interrupted;
@@ -57,13 +58,6 @@ impl Report {
     pub fn count(&self, inv: Invariant) -> usize {
         self.violations.iter().filter(|v| v.inv == inv).count()
     }
-}
-
-fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Shared recording of the probe threads.

@@ -26,7 +26,7 @@ impl Engine {
         use crate::runtime::datadump::{JSON_FILE, TEXT_FILE};
         self.dump_seq += 1;
         let s = self.stats();
-        let wall = crate::runtime::logging::wall_timestamp();
+        let wall = ha_common::time::wall_timestamp();
         let text = self.dump_path(self.dump_files.state.as_deref(), TEXT_FILE);
         let json = self.dump_path(self.dump_files.json.as_deref(), JSON_FILE);
         match crate::runtime::datadump::write(&text, &json, &s, &wall) {

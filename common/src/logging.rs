@@ -15,8 +15,7 @@
 //! are counted and reported with the next line that gets through.
 //!
 //! Pure parts (facility parsing, PRI, the syslog line, the JSON line) are plain functions,
-//! unit tested below. This file does not depend on anything else in the crate, so the
-//! manager compiles the same source (see manager/src/logging.rs).
+//! unit tested below. Used by ha-agent and ha-manager alike.
 
 use std::fmt::{self, Write as _};
 use std::fs::File;
@@ -27,7 +26,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::time::{local_time, LocalTime};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -246,38 +247,6 @@ pub fn pri(facility: Facility, severity: Severity) -> u8 {
     facility.code() * 8 + severity.code()
 }
 
-/// A wall-clock time as an RFC 3164 TIMESTAMP shows it (local time, no year).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyslogTime {
-    /// Month, 1-12.
-    pub month: u8,
-    /// Day of the month, 1-31.
-    pub day: u8,
-    /// Hour, 0-23.
-    pub hour: u8,
-    /// Minute, 0-59.
-    pub minute: u8,
-    /// Second, 0-60 (leap second).
-    pub second: u8,
-}
-
-impl fmt::Display for SyslogTime {
-    /// `Mmm dd hh:mm:ss` with the day padded by a space (RFC 3164 §4.1.2).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let month = MONTHS
-            .get(usize::from(self.month.saturating_sub(1)))
-            .unwrap_or(&"Jan");
-        write!(
-            f,
-            "{month} {:>2} {:02}:{:02}:{:02}",
-            self.day, self.hour, self.minute, self.second
-        )
-    }
-}
-
 /// One syslog datagram: `<PRI>Mmm dd hh:mm:ss TAG[pid]: MSG`.
 ///
 /// This is RFC 3164 §4.1 as local senders (glibc `syslog(3)`) write it to `/dev/log`:
@@ -287,7 +256,7 @@ impl fmt::Display for SyslogTime {
 pub fn syslog_line(
     facility: Facility,
     severity: Severity,
-    time: SyslogTime,
+    time: LocalTime,
     tag: &str,
     pid: u32,
     msg: &str,
@@ -302,70 +271,6 @@ pub fn syslog_line(
         line.truncate(cut);
     }
     line
-}
-
-/// Now, for dumps: seconds since the epoch and the local time ("1764748800.123 (Dec  3
-/// 07:00:00)").
-pub fn wall_timestamp() -> String {
-    let now = std::time::SystemTime::now();
-    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!(
-        "{}.{:03} ({})",
-        d.as_secs(),
-        d.subsec_millis(),
-        local_time(now)
-    )
-}
-
-/// Local time of `now` for syslog timestamps (UTC if the C library cannot tell).
-fn local_time(now: std::time::SystemTime) -> SyslogTime {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    localtime(secs).unwrap_or_else(|| utc_time(secs))
-}
-
-#[allow(unsafe_code)]
-fn localtime(secs: u64) -> Option<SyslogTime> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: `libc::tm` is a plain C struct of integers and one pointer, for which all
-    // zero bytes (a null `tm_zone`) is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers come from live references that outlive the call;
-    // `localtime_r` is the reentrant variant: it reads `t`, writes only into `tm` and
-    // keeps no pointer to either.
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    let b = |v: libc::c_int| u8::try_from(v).ok();
-    Some(SyslogTime {
-        month: b(tm.tm_mon + 1)?,
-        day: b(tm.tm_mday)?,
-        hour: b(tm.tm_hour)?,
-        minute: b(tm.tm_min)?,
-        second: b(tm.tm_sec)?,
-    })
-}
-
-/// UTC broken-down time of `secs` since the epoch (civil-from-days).
-fn utc_time(secs: u64) -> SyslogTime {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Shift the epoch to 0000-03-01 so leap days end each 4/100/400-year cycle.
-    let z = days + 719_468;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let n = |v: u64| u8::try_from(v).unwrap_or(0);
-    SyslogTime {
-        month: n(month),
-        day: n(day),
-        hour: n(rem / 3600),
-        minute: n(rem % 3600 / 60),
-        second: n(rem % 60),
-    }
 }
 
 /// A field value as recorded, kept typed for JSON.
@@ -948,8 +853,8 @@ mod tests {
         assert_eq!(Severity::from_level(Level::TRACE), Severity::Debug);
     }
 
-    fn t(month: u8, day: u8, hour: u8, minute: u8, second: u8) -> SyslogTime {
-        SyslogTime {
+    fn t(month: u8, day: u8, hour: u8, minute: u8, second: u8) -> LocalTime {
+        LocalTime {
             month,
             day,
             hour,
@@ -1005,15 +910,6 @@ mod tests {
         );
         assert!(line.len() <= MAX_SYSLOG_LINE && line.len() > MAX_SYSLOG_LINE - 4);
         assert!(line.ends_with('é'));
-    }
-
-    #[test]
-    fn utc_time_matches_known_dates() {
-        assert_eq!(utc_time(0), t(1, 1, 0, 0, 0));
-        // 2000-02-29 12:34:56 UTC (a leap day of a 400-year leap year).
-        assert_eq!(utc_time(951_827_696), t(2, 29, 12, 34, 56));
-        // 2024-12-31 23:59:59 UTC.
-        assert_eq!(utc_time(1_735_689_599), t(12, 31, 23, 59, 59));
     }
 
     #[test]

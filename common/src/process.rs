@@ -1,14 +1,14 @@
 //! The standard families every Prometheus client library exports, written straight onto
 //! the `/metrics` page (not through OTel: OTLP has its own process semantic conventions):
 //! `process_*` read from /proc/self (CPU, resident memory, descriptors, start time) and
-//! `ha_build_info`. The agent and the manager both compile this file (the manager through
-//! `#[path]`, like export.rs). Not here: the families of the agent's state (telemetry.rs).
+//! `ha_build_info`, for the agent's and the manager's pages. Not here: the families of
+//! either's state (each crate's telemetry.rs).
 
 use std::fs;
 
 use opentelemetry::KeyValue;
 
-use super::export::{write_family, write_sample, PromKind};
+use crate::export::{write_family, write_sample, PromKind};
 
 /// Clock ticks per second of /proc/PID/stat times: USER_HZ, 100 on every Linux
 /// architecture (the kernel converts to it; sysconf(_SC_CLK_TCK) would need `unsafe`).
@@ -141,8 +141,18 @@ pub fn write_process(out: &mut String, p: &ProcessStats, labels: &[KeyValue]) {
     }
 }
 
-/// Writes `ha_build_info{version,rustc?,...} 1`: the build of this binary, plus `labels`.
-pub fn write_build_info(out: &mut String, labels: &[KeyValue]) {
+/// The binary a page describes: its package name and version (`env!("CARGO_PKG_NAME")`
+/// and `env!("CARGO_PKG_VERSION")` of the binary's crate, not of this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Build {
+    /// Package name, label `binary` (`ha-agent`, `ha-manager`).
+    pub binary: &'static str,
+    /// Package version, label `version`.
+    pub version: &'static str,
+}
+
+/// Writes `ha_build_info{version,binary,...} 1`: the build of this binary, plus `labels`.
+pub fn write_build_info(out: &mut String, build: Build, labels: &[KeyValue]) {
     let name = "ha_build_info";
     write_family(
         out,
@@ -151,16 +161,16 @@ pub fn write_build_info(out: &mut String, labels: &[KeyValue]) {
         PromKind::Gauge,
     );
     let mut l = vec![
-        KeyValue::new("version", env!("CARGO_PKG_VERSION")),
-        KeyValue::new("binary", env!("CARGO_PKG_NAME")),
+        KeyValue::new("version", build.version),
+        KeyValue::new("binary", build.binary),
     ];
     l.extend_from_slice(labels);
     write_sample(out, name, &l, 1.0);
 }
 
 /// Both of the above: what the `/metrics` page of a binary starts with.
-pub fn write_standard(out: &mut String, labels: &[KeyValue]) {
-    write_build_info(out, labels);
+pub fn write_standard(out: &mut String, build: Build, labels: &[KeyValue]) {
+    write_build_info(out, build, labels);
     write_process(out, &ProcessStats::read(), labels);
 }
 
@@ -200,14 +210,18 @@ mod tests {
         assert!(p.open_fds.is_some_and(|n| n >= 3.0) && p.max_fds.is_some());
         assert!(p.start_time_seconds.is_some_and(|t| t > 1.5e9));
         let mut out = String::new();
-        write_standard(&mut out, &[KeyValue::new("node", "lb1")]);
+        let build = Build {
+            binary: "ha-agent",
+            version: "0.1.0",
+        };
+        write_standard(&mut out, build, &[KeyValue::new("node", "lb1")]);
         for f in [
             "process_cpu_seconds_total{node=\"lb1\"}",
             "process_resident_memory_bytes{node=\"lb1\"}",
             "process_open_fds{node=\"lb1\"}",
             "process_max_fds{node=\"lb1\"}",
             "process_start_time_seconds{node=\"lb1\"}",
-            "ha_build_info{binary=",
+            "ha_build_info{binary=\"ha-agent\",node=\"lb1\",version=\"0.1.0\"} 1",
         ] {
             assert!(out.contains(f), "{f} in {out}");
         }

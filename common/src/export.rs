@@ -7,11 +7,6 @@
 //! `opentelemetry-prometheus` exporter built a protobuf family per data point, which the
 //! `prometheus` registry then merged, checked and sorted: most of a scrape's time).
 //!
-//! The manager compiles this same source through `#[path]` (as it does with
-//! runtime/logging.rs), so it depends only on crates both have: opentelemetry,
-//! opentelemetry_sdk, opentelemetry-otlp, axum, tokio, tracing and thiserror; never on
-//! the rest of either crate.
-//!
 //! Not here: which instruments exist and what they read (each crate's telemetry.rs).
 
 use std::net::SocketAddr;
@@ -186,7 +181,6 @@ thread_local! {
 /// True inside an observable instrument's callback when the collection is the
 /// `/metrics` page's: the callbacks of families a page writer writes itself (see
 /// [`PromPage::with_writer`]) observe nothing then, and everything for OTLP.
-#[allow(dead_code)] // the manager, which compiles this file too, has no page writer
 pub fn page_collecting() -> bool {
     PAGE_COLLECTING.with(std::cell::Cell::get)
 }
@@ -265,7 +259,6 @@ impl PromPage {
 
     /// Adds `labels` to every series of the SDK's collection that has no label of that
     /// name (the agent's `node`); what a writer writes carries its own labels.
-    #[allow(dead_code)] // the manager, which compiles this file too, adds none
     pub fn with_labels(mut self, labels: Vec<KeyValue>) -> Self {
         self.labels = labels.into();
         self
@@ -366,7 +359,6 @@ pub fn write_family(out: &mut String, name: &str, help: &str, kind: PromKind) {
 }
 
 /// One sample line, `name{labels} value`, labels sorted by name.
-#[allow(dead_code)] // the manager, which compiles this file too, has no page writer
 pub fn write_sample(out: &mut String, name: &str, labels: &[KeyValue], value: f64) {
     out.push_str(name);
     if !labels.is_empty() {
