@@ -6,9 +6,12 @@
 //! - [`vrrp`]: the pure protocol core (packet codec, state machine, timers).
 //! - [`net`]: the I/O edges (raw sockets, GARP/NA, netlink).
 //! - [`runtime`]: wiring of config, core and edges into tasks.
-//! - [`telemetry`]: OpenTelemetry metrics (Prometheus `/metrics`, OTLP) and trace export.
+//! - [`instrument`]: spans and live instruments any layer records (a leaf).
+//! - [`telemetry`]: OpenTelemetry metrics (Prometheus `/metrics`, OTLP) and trace export;
+//!   it reads the other layers' stats, so none of them imports it.
 
 pub mod config;
+pub mod instrument;
 pub mod lb;
 pub mod link;
 pub mod net;

@@ -10,9 +10,9 @@
 //! own (`ha-telemetry`). Names follow Prometheus conventions with units in the name; the Prometheus exporter appends `_total` to counters (the OTLP name has no
 //! suffix; the Collector's Prometheus exporter appends it the same way).
 //!
-//! VRRP state transitions ([`transition_span`]) and load-balancer reconciler runs
-//! ([`reconcile_span`]) are short spans of their own, exported over OTLP when it is on
-//! (no-op spans otherwise).
+//! VRRP state transitions, pushed overrides and load-balancer reconciler runs are short
+//! spans of their own, recorded through [`crate::instrument`] (a leaf every layer may
+//! use) and exported over OTLP when it is on (no-op spans otherwise).
 //!
 //! The exporters, `/metrics` server and setup errors are `ha_common::export`, the
 //! `process_*` families and `ha_build_info` `ha_common::process` (shared with the
@@ -27,30 +27,24 @@ use ha_common::process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{Span as _, SpanKind, Status as SpanStatus, Tracer as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tokio::sync::watch;
 
-use crate::lb::dataplane::reconcile::TickOutcome;
+use crate::instrument::SCOPE;
 use crate::link::stats::LinkStats;
 use crate::runtime::stats::{InstanceStats, ObjectCounters, RsStats, Stats, VsStats, Wanted};
-use crate::vrrp::fsm::State;
-use crate::vrrp::instance::Instance;
 
 /// How long `/metrics` serves a page again while the engine has published no new stats
 /// snapshot (it publishes when a reader asks; the checkers' duration histogram and the
 /// link's gauges, recorded live, show at most this late).
 pub const PAGE_REUSE: Duration = Duration::from_millis(500);
-/// Instrumentation scope of every instrument and span.
-const SCOPE: &str = "ha-agent";
 /// This binary, for `ha_build_info`.
 const BUILD: process::Build = process::Build {
     binary: env!("CARGO_PKG_NAME"),
@@ -309,110 +303,6 @@ where
     use opentelemetry::trace::TracerProvider as _;
     let provider = guard.tracer.as_ref()?;
     Some(tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)))
-}
-
-/// The OTel context carried by a W3C `traceparent` value (empty context if none or bad).
-pub fn context_from_traceparent(traceparent: &str) -> Context {
-    let mut carrier = std::collections::HashMap::new();
-    if !traceparent.is_empty() {
-        carrier.insert("traceparent".to_string(), traceparent.to_string());
-    }
-    TraceContextPropagator::new().extract(&carrier)
-}
-
-/// A span for applying a pushed override set, child of `traceparent` (exported through
-/// the global tracer provider; a no-op span when OTLP is off).
-pub fn override_span(
-    traceparent: &str,
-    generation: u64,
-    request_id: &str,
-) -> opentelemetry::global::BoxedSpan {
-    let cx = context_from_traceparent(traceparent);
-    opentelemetry::global::tracer(SCOPE)
-        .span_builder("ha-agent apply-overrides")
-        .with_kind(SpanKind::Server)
-        .with_attributes([
-            KeyValue::new(
-                "ha.generation",
-                i64::try_from(generation).unwrap_or(i64::MAX),
-            ),
-            KeyValue::new("ha.request_id", request_id.to_string()),
-        ])
-        .start_with_context(&opentelemetry::global::tracer(SCOPE), &cx)
-}
-
-/// Ends an override span with the result (`error` is empty on success).
-pub fn end_override_span(mut span: opentelemetry::global::BoxedSpan, ok: bool, error: &str) {
-    span.set_attribute(KeyValue::new("ha.ok", ok));
-    if !ok {
-        span.set_status(SpanStatus::error(error.to_string()));
-    }
-    span.end();
-}
-
-/// Records one VRRP state change of `inst` as a short span `vrrp transition` with a
-/// `state change` event: attributes instance, VRID, version, from, to, reason and the
-/// effective priority (the node is the resource's `service.instance.id`). A no-op span
-/// when OTLP is off.
-pub fn transition_span(name: &str, inst: &Instance, from: State, to: State, reason: &str) {
-    let tracer = opentelemetry::global::tracer(SCOPE);
-    let cfg = inst.config();
-    let attrs = vec![
-        KeyValue::new("ha.instance", name.to_string()),
-        KeyValue::new("ha.vrid", i64::from(cfg.vrid.get())),
-        KeyValue::new("ha.vrrp_version", i64::from(cfg.version.wire())),
-        KeyValue::new("ha.from", from.as_str()),
-        KeyValue::new("ha.to", to.as_str()),
-        KeyValue::new("ha.reason", reason.to_string()),
-        KeyValue::new("ha.priority", i64::from(inst.effective_priority().get())),
-    ];
-    let mut span = tracer
-        .span_builder("vrrp transition")
-        .with_kind(SpanKind::Internal)
-        .with_attributes(attrs)
-        .start(&tracer);
-    span.add_event(
-        "state change",
-        vec![
-            KeyValue::new("ha.from", from.as_str()),
-            KeyValue::new("ha.to", to.as_str()),
-        ],
-    );
-    span.end();
-}
-
-/// Records one run of the load-balancer reconciler that did something (not
-/// [`TickOutcome::Idle`]) as a span `lb reconcile` from `started` to now: attributes
-/// backend, outcome (`in-sync`, `applied`, `failed`), reason of an apply (`change`,
-/// `drift`, `retry`), objects applied and errors; status error when the backend failed
-/// or an object did. A no-op span when OTLP is off.
-pub fn reconcile_span(backend: &str, started: SystemTime, outcome: &TickOutcome, objects: usize) {
-    let (what, reason, errors, failure) = match outcome {
-        TickOutcome::Idle => return,
-        TickOutcome::InSync => ("in-sync", "resync", 0, None),
-        TickOutcome::Applied { reason, failed } => ("applied", *reason, *failed, None),
-        TickOutcome::Failed(e) => ("failed", "", 1, Some(e.as_str())),
-    };
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let tracer = opentelemetry::global::tracer(SCOPE);
-    let mut span = tracer
-        .span_builder("lb reconcile")
-        .with_kind(SpanKind::Internal)
-        .with_start_time(started)
-        .with_attributes([
-            KeyValue::new("ha.lb.backend", backend.to_string()),
-            KeyValue::new("ha.lb.outcome", what),
-            KeyValue::new("ha.lb.reason", reason),
-            KeyValue::new("ha.lb.objects", count(objects)),
-            KeyValue::new("ha.lb.errors", count(errors)),
-        ])
-        .start(&tracer);
-    if let Some(e) = failure {
-        span.set_status(SpanStatus::error(e.to_string()));
-    } else if errors > 0 {
-        span.set_status(SpanStatus::error(format!("{errors} object(s) failed")));
-    }
-    span.end();
 }
 
 /// The states `ha_vrrp_state_info` has a series for.
@@ -1570,122 +1460,12 @@ mod tests {
     }
 
     #[test]
-    fn traceparent_round_trip() {
-        use opentelemetry::trace::TraceContextExt as _;
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let cx = context_from_traceparent(tp);
-        let sc = cx.span().span_context().clone();
-        assert!(sc.is_valid());
-        assert_eq!(
-            sc.trace_id().to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        assert!(!context_from_traceparent("")
-            .span()
-            .span_context()
-            .is_valid());
-        assert!(!context_from_traceparent("junk")
-            .span()
-            .span_context()
-            .is_valid());
-    }
-
-    #[test]
     fn state_values_follow_keepalived_order() {
         assert_eq!(
             STATES.map(state_value),
             [0, 1, 2, 3],
             "INIT BACKUP MASTER FAULT"
         );
-    }
-
-    /// Collects exported spans.
-    #[derive(Debug, Clone, Default)]
-    struct Collect(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
-
-    impl opentelemetry_sdk::trace::SpanExporter for Collect {
-        async fn export(
-            &self,
-            batch: Vec<opentelemetry_sdk::trace::SpanData>,
-        ) -> opentelemetry_sdk::error::OTelSdkResult {
-            self.0.lock().unwrap().extend(batch);
-            Ok(())
-        }
-    }
-
-    fn attr(s: &opentelemetry_sdk::trace::SpanData, key: &str) -> String {
-        s.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.to_string())
-            .unwrap_or_default()
-    }
-
-    /// Both span kinds reach the global tracer provider with their attributes (one test:
-    /// the provider is process-wide).
-    #[test]
-    fn transitions_and_reconciler_runs_are_spans() {
-        use crate::units::{Centiseconds, Priority, Version, Vrid};
-        use crate::vrrp::instance::{GarpConfig, InstanceConfig};
-        let got = Collect::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(got.clone())
-            .build();
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        let cfg = InstanceConfig {
-            name: "VI_7".into(),
-            vrid: Vrid::new(57).unwrap(),
-            version: Version::V3,
-            priority: Priority(120),
-            interval: Centiseconds(1),
-            preempt: true,
-            preempt_delay: Duration::ZERO,
-            start: crate::vrrp::instance::StartState::Backup,
-            vips: vec!["192.0.2.57".parse().unwrap()],
-            auth: None,
-            unicast_peers: Vec::new(),
-            garp: GarpConfig::default(),
-            timer_expired_backup: None,
-            owner_ignore_adverts: false,
-        };
-        let inst = Instance::new(cfg, "192.0.2.1".parse().unwrap());
-        transition_span("VI_7", &inst, State::Backup, State::Master, "master down");
-        let t0 = SystemTime::now();
-        reconcile_span("ipvs", t0, &TickOutcome::Idle, 3);
-        reconcile_span(
-            "ipvs",
-            t0,
-            &TickOutcome::Applied {
-                reason: "drift",
-                failed: 1,
-            },
-            3,
-        );
-        provider.force_flush().unwrap();
-        let spans = got.0.lock().unwrap().clone();
-        let t = spans
-            .iter()
-            .find(|s| s.name == "vrrp transition")
-            .expect("transition span");
-        assert_eq!(attr(t, "ha.instance"), "VI_7");
-        assert_eq!(attr(t, "ha.vrid"), "57");
-        assert_eq!(attr(t, "ha.vrrp_version"), "3");
-        assert_eq!(attr(t, "ha.from"), "BACKUP");
-        assert_eq!(attr(t, "ha.to"), "MASTER");
-        assert_eq!(attr(t, "ha.reason"), "master down");
-        assert_eq!(attr(t, "ha.priority"), "120");
-        let ev: Vec<&str> = t.events.iter().map(|e| e.name.as_ref()).collect();
-        assert_eq!(ev, ["state change"]);
-        let r: Vec<_> = spans.iter().filter(|s| s.name == "lb reconcile").collect();
-        assert_eq!(r.len(), 1, "an idle tick makes no span");
-        assert_eq!(attr(r[0], "ha.lb.backend"), "ipvs");
-        assert_eq!(attr(r[0], "ha.lb.outcome"), "applied");
-        assert_eq!(attr(r[0], "ha.lb.reason"), "drift");
-        assert_eq!(attr(r[0], "ha.lb.objects"), "3");
-        assert_eq!(attr(r[0], "ha.lb.errors"), "1");
-        assert_eq!(r[0].start_time, t0);
-        assert!(matches!(r[0].status, SpanStatus::Error { .. }));
-        let _ = provider.shutdown();
     }
 }
 

@@ -446,11 +446,11 @@ impl Link {
                 let fresh = o.generation > self.generation;
                 // The operator's trace continues here (W3C traceparent from the manager).
                 let span =
-                    crate::telemetry::override_span(&o.traceparent, o.generation, &o.request_id);
+                    crate::instrument::override_span(&o.traceparent, o.generation, &o.request_id);
                 let r = self.overrides(o).await;
                 match &r {
-                    Ok(r) => crate::telemetry::end_override_span(span, r.ok, &r.error),
-                    Err(e) => crate::telemetry::end_override_span(span, false, &e.to_string()),
+                    Ok(r) => crate::instrument::end_override_span(span, r.ok, &r.error),
+                    Err(e) => crate::instrument::end_override_span(span, false, &e.to_string()),
                 }
                 let r = r?;
                 let applied = fresh && self.generation == r.generation;

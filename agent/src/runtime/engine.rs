@@ -984,7 +984,7 @@ impl Engine {
                 };
                 info!(instance = %name, from = %from, to = %to, reason = %reason,
                       "({name}) Entering {to} STATE");
-                crate::telemetry::transition_span(&name, &self.slots[i].inst, from, to, &reason);
+                crate::instrument::transition_span(&name, &self.slots[i].inst, from, to, &reason);
                 *self.slots[i]
                     .transitions
                     .entry(format!("{to} {fsm_reason}"))

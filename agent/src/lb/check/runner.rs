@@ -127,25 +127,6 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_micros(r % micros.saturating_add(1))
 }
 
-/// `ha_lb_check_duration_seconds`: every check round's duration, by virtual server,
-/// checker kind and result (not by real server: a thousand servers would be a thousand
-/// histograms). From the global meter provider telemetry installs (a no-op without it).
-fn duration_histogram() -> &'static opentelemetry::metrics::Histogram<f64> {
-    static H: std::sync::OnceLock<opentelemetry::metrics::Histogram<f64>> =
-        std::sync::OnceLock::new();
-    H.get_or_init(|| {
-        opentelemetry::global::meter("ha-agent")
-            .f64_histogram("ha_lb_check_duration_seconds")
-            .with_description("Duration of health-check rounds (retries included)")
-            .with_unit("s")
-            .with_boundaries(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-            .build()
-    })
-}
-
 /// Start the checker task. It reports the first verdict, then every change of `up` (or
 /// of the dynamic weight of MISC_CHECK with `misc_dynamic`, in `detail` as
 /// `dynamic_weight=N`).
@@ -160,14 +141,7 @@ pub fn spawn(spec: CheckerSpec, tx: UnboundedSender<CheckEvent>) -> JoinHandle<(
             // each of a thousand idle tasks (the probe inside is boxed per kind too).
             let (o, latency) = Box::pin(round(&spec, up)).await;
             up = o.up;
-            duration_histogram().record(
-                latency.as_secs_f64(),
-                &[
-                    opentelemetry::KeyValue::new("vs", spec.rs.vs.clone()),
-                    opentelemetry::KeyValue::new("checker", kind),
-                    opentelemetry::KeyValue::new("result", if o.up { "up" } else { "down" }),
-                ],
-            );
+            crate::instrument::record_check_round(&spec.rs.vs, kind, o.up, latency);
             let state = (o.up, o.weight);
             if last != Some(state) {
                 last = Some(state);

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::instrument::ReconcileRun;
+
 use super::{DataPlane, Forward, ObjectStatus, Service, ServiceKey};
 
 /// How one service differs.
@@ -148,6 +150,26 @@ pub enum TickOutcome {
     },
     /// The backend as a whole failed; retried at the deadline.
     Failed(String),
+}
+
+impl TickOutcome {
+    /// What the `lb reconcile` span records of this run over `objects` applied; `None`
+    /// for an idle tick, which makes no span.
+    pub fn span_run(&self, objects: usize) -> Option<ReconcileRun<'_>> {
+        let (outcome, reason, errors, failure) = match self {
+            TickOutcome::Idle => return None,
+            TickOutcome::InSync => ("in-sync", "resync", 0, None),
+            TickOutcome::Applied { reason, failed } => ("applied", *reason, *failed, None),
+            TickOutcome::Failed(e) => ("failed", "", 1, Some(e.as_str())),
+        };
+        Some(ReconcileRun {
+            outcome,
+            reason,
+            objects,
+            errors,
+            failure,
+        })
+    }
 }
 
 /// Reconciler state as shown by status.
@@ -294,7 +316,9 @@ impl<D: DataPlane> Reconciler<D> {
         let started = std::time::SystemTime::now();
         let out = self.run_due(now).await;
         let objects = self.status.objects.len();
-        crate::telemetry::reconcile_span(self.status.backend, started, &out, objects);
+        if let Some(run) = out.span_run(objects) {
+            crate::instrument::reconcile_span(self.status.backend, started, &run);
+        }
         out
     }
 
@@ -507,5 +531,36 @@ mod tests {
         );
         assert_eq!(r.deadline(t4), t4 + Duration::from_secs(1));
         assert!(r.status().objects[0].result.is_err());
+    }
+
+    #[test]
+    fn span_runs_of_outcomes() {
+        assert_eq!(
+            TickOutcome::Idle.span_run(3),
+            None,
+            "an idle tick makes no span"
+        );
+        let applied = TickOutcome::Applied {
+            reason: "drift",
+            failed: 1,
+        };
+        assert_eq!(
+            applied.span_run(3),
+            Some(ReconcileRun {
+                outcome: "applied",
+                reason: "drift",
+                objects: 3,
+                errors: 1,
+                failure: None,
+            })
+        );
+        let r = TickOutcome::InSync.span_run(2).unwrap();
+        assert_eq!((r.outcome, r.reason, r.errors), ("in-sync", "resync", 0));
+        let failed = TickOutcome::Failed("no nft".into());
+        let r = failed.span_run(0).unwrap();
+        assert_eq!(
+            (r.outcome, r.errors, r.failure),
+            ("failed", 1, Some("no nft"))
+        );
     }
 }
