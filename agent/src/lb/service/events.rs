@@ -2,13 +2,16 @@
 //! a VIP state, an override or shutdown ([`LbState::on_input`]). Each returns the
 //! [`Effect`]s to run; none does I/O.
 
+use std::net::IpAddr;
+
 use crate::lb::check::CheckEvent;
 
-use super::input::{Effect, LbEvent, ServiceInput};
-use super::state::{LbState, RsState};
+use super::error::OverrideError;
+use super::input::{Effect, LbEvent, RsOverride, ServiceInput};
+use super::state::{LbState, RsState, VsState};
 
 impl LbState {
-    /// A checker verdict.
+    /// A checker verdict: the checker's state, then the real server's, then quorum.
     pub fn on_check(&mut self, ev: &CheckEvent) -> Vec<Effect> {
         let mut fx = Vec::new();
         let Some(vs) = self.vss.iter_mut().find(|v| *v.name == *ev.rs.vs) else {
@@ -61,141 +64,207 @@ impl LbState {
         fx
     }
 
-    /// A VIP state, override or shutdown (shutdown gives the omega notifiers).
+    /// A VIP state, override or shutdown (shutdown gives the omega notifiers): each
+    /// input has its handler below.
     pub fn on_input(&mut self, input: &ServiceInput) -> Vec<Effect> {
-        let mut fx = Vec::new();
-        let target = |s: &mut LbState, vs: &str| s.vss.iter().position(|v| *v.name == *vs);
-        let refused = |fx: &mut Vec<Effect>, e: String| {
-            fx.push(Effect::Event(LbEvent::Override {
-                input: format!("{input:?}"),
-                error: Some(e),
-            }));
-        };
         match input {
             ServiceInput::VipState { addr, master } => {
-                if *master {
-                    self.vips.insert(*addr);
-                } else {
-                    self.vips.remove(addr);
-                }
-                return fx;
+                self.on_vip_state(*addr, *master);
+                Vec::new()
             }
             ServiceInput::SetOverrides { generation, list } => {
-                self.override_generation = *generation;
-                for v in &mut self.vss {
-                    v.rs.retain(|r| !r.from_override);
-                    for r in &mut v.rs {
-                        r.removed = false;
-                        r.weight_override = None;
-                        r.drained = false;
-                    }
-                }
-                for o in list {
-                    fx.extend(self.on_input(&o.input()));
-                }
-                for v in &mut self.vss {
-                    Self::update_quorum(v, &mut fx);
-                }
-                return fx;
+                self.on_set_overrides(*generation, list)
             }
-            ServiceInput::Detach => return fx,
-            ServiceInput::Shutdown => {
-                for vs in &mut self.vss {
-                    if !vs.omega {
-                        continue;
-                    }
-                    for r in vs.rs.iter().filter(|r| r.alive && !r.removed) {
-                        if let Some(c) = &r.notify_down {
-                            fx.push(Effect::Script(c.clone()));
-                        }
-                    }
-                    if vs.quorum_up {
-                        if let Some(c) = &vs.quorum_down_cmd {
-                            fx.push(Effect::Script(c.clone()));
-                        }
-                    }
-                }
-                return fx;
-            }
+            ServiceInput::Shutdown => self.on_shutdown(),
+            ServiceInput::Detach => Vec::new(),
             ServiceInput::RsAdd {
                 vs,
                 addr,
                 port,
                 weight,
-            } => {
-                let Some(v) = target(self, vs) else {
-                    refused(&mut fx, format!("no virtual server {vs}"));
-                    return fx;
-                };
-                let Some(v) = self.vss.get_mut(v) else {
-                    return fx;
-                };
-                match v.rs.iter().position(|r| r.addr == *addr && r.port == *port) {
-                    Some(i) => {
-                        if let Some(r) = v.rs.get_mut(i) {
-                            r.removed = false;
-                            r.weight_override = Some(*weight);
-                        }
-                    }
-                    None => v.rs.push(RsState {
-                        addr: *addr,
-                        port: *port,
-                        key_port: *port,
-                        weight: *weight,
-                        dynamic_weight: None,
-                        weight_override: None,
-                        drained: false,
-                        inhibit: v.inhibit,
-                        forward: v.forward,
-                        checkers: Vec::new(),
-                        alive: true,
-                        removed: false,
-                        from_override: true,
-                        notify_up: None,
-                        notify_down: None,
-                    }),
-                }
+            } => self.override_applied(input, |s| s.on_rs_add(vs, *addr, *port, *weight)),
+            ServiceInput::RsDel { vs, addr, port } => {
+                self.override_applied(input, |s| s.on_rs_del(vs, *addr, *port))
             }
-            ServiceInput::RsDel { vs, addr, port }
-            | ServiceInput::RsDrain { vs, addr, port }
-            | ServiceInput::RsWeight { vs, addr, port, .. } => {
-                let Some(v) = target(self, vs) else {
-                    refused(&mut fx, format!("no virtual server {vs}"));
-                    return fx;
-                };
-                let Some(v) = self.vss.get_mut(v) else {
-                    return fx;
-                };
-                let Some(i) = v.rs.iter().position(|r| r.addr == *addr && r.port == *port) else {
-                    refused(&mut fx, format!("no real server {addr}:{port} in {vs}"));
-                    return fx;
-                };
-                let Some(r) = v.rs.get_mut(i) else { return fx };
-                match input {
-                    ServiceInput::RsDel { .. } => {
-                        if r.from_override {
-                            v.rs.remove(i);
-                        } else {
-                            r.removed = true;
-                        }
-                    }
-                    ServiceInput::RsDrain { .. } => r.drained = true,
-                    ServiceInput::RsWeight { weight, .. } => {
-                        r.drained = false;
-                        r.weight_override = *weight;
-                    }
-                    _ => {}
-                }
+            ServiceInput::RsDrain { vs, addr, port } => {
+                self.override_applied(input, |s| s.on_rs_drain(vs, *addr, *port))
+            }
+            ServiceInput::RsWeight {
+                vs,
+                addr,
+                port,
+                weight,
+            } => self.override_applied(input, |s| s.on_rs_weight(vs, *addr, *port, *weight)),
+        }
+    }
+
+    /// [`ServiceInput::VipState`]: the VIPs held here decide what ha_suspend programs.
+    fn on_vip_state(&mut self, addr: IpAddr, master: bool) {
+        if master {
+            self.vips.insert(addr);
+        } else {
+            self.vips.remove(&addr);
+        }
+    }
+
+    /// [`ServiceInput::SetOverrides`]: back to the config (servers the last set added
+    /// go), then each entry as its own input.
+    fn on_set_overrides(&mut self, generation: u64, list: &[RsOverride]) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.override_generation = generation;
+        for v in &mut self.vss {
+            v.rs.retain(|r| !r.from_override);
+            for r in &mut v.rs {
+                r.removed = false;
+                r.weight_override = None;
+                r.drained = false;
             }
         }
-        fx.push(Effect::Event(LbEvent::Override {
-            input: format!("{input:?}"),
-            error: None,
-        }));
-        // Weights changed: quorum may have too.
+        for o in list {
+            fx.extend(self.on_input(&o.input()));
+        }
         for v in &mut self.vss {
             Self::update_quorum(v, &mut fx);
         }
         fx
+    }
+
+    /// [`ServiceInput::Shutdown`]: with `omega`, the down notifiers of what is up.
+    fn on_shutdown(&self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for vs in self.vss.iter().filter(|v| v.omega) {
+            for r in vs.rs.iter().filter(|r| r.alive && !r.removed) {
+                if let Some(c) = &r.notify_down {
+                    fx.push(Effect::Script(c.clone()));
+                }
+            }
+            if vs.quorum_up {
+                if let Some(c) = &vs.quorum_down_cmd {
+                    fx.push(Effect::Script(c.clone()));
+                }
+            }
+        }
+        fx
+    }
+
+    /// One override: `apply` changes the state or refuses (changing nothing); history
+    /// records either, and after a change the quorum of every virtual server is
+    /// re-evaluated (weights changed).
+    fn override_applied(
+        &mut self,
+        input: &ServiceInput,
+        apply: impl FnOnce(&mut Self) -> Result<(), OverrideError>,
+    ) -> Vec<Effect> {
+        let result = apply(self);
+        let mut fx = vec![Effect::Event(LbEvent::Override {
+            input: format!("{input:?}"),
+            error: result.as_ref().err().map(ToString::to_string),
+        })];
+        if result.is_ok() {
+            for v in &mut self.vss {
+                Self::update_quorum(v, &mut fx);
+            }
+        }
+        fx
+    }
+
+    /// [`ServiceInput::RsAdd`]: a server without checkers, or a new weight for one.
+    fn on_rs_add(
+        &mut self,
+        vs: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
+    ) -> Result<(), OverrideError> {
+        let v = self.virtual_server(vs)?;
+        if let Some(r) = v.rs.iter_mut().find(|r| r.addr == addr && r.port == port) {
+            r.removed = false;
+            r.weight_override = Some(weight);
+            return Ok(());
+        }
+        let added = RsState {
+            addr,
+            port,
+            key_port: port,
+            weight,
+            dynamic_weight: None,
+            weight_override: None,
+            drained: false,
+            inhibit: v.inhibit,
+            forward: v.forward,
+            checkers: Vec::new(),
+            alive: true,
+            removed: false,
+            from_override: true,
+            notify_up: None,
+            notify_down: None,
+        };
+        v.rs.push(added);
+        Ok(())
+    }
+
+    /// [`ServiceInput::RsDel`]: a server added by override goes; a configured one is
+    /// left out while the override lasts.
+    fn on_rs_del(&mut self, vs: &str, addr: IpAddr, port: u16) -> Result<(), OverrideError> {
+        let (v, i) = self.real_server(vs, addr, port)?;
+        match v.rs.get_mut(i) {
+            Some(r) if r.from_override => {
+                v.rs.remove(i);
+            }
+            Some(r) => r.removed = true,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// [`ServiceInput::RsDrain`]: weight 0, connections kept.
+    fn on_rs_drain(&mut self, vs: &str, addr: IpAddr, port: u16) -> Result<(), OverrideError> {
+        let (v, i) = self.real_server(vs, addr, port)?;
+        if let Some(r) = v.rs.get_mut(i) {
+            r.drained = true;
+        }
+        Ok(())
+    }
+
+    /// [`ServiceInput::RsWeight`]: a weight (`None`: the configured one), ending a drain.
+    fn on_rs_weight(
+        &mut self,
+        vs: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: Option<u32>,
+    ) -> Result<(), OverrideError> {
+        let (v, i) = self.real_server(vs, addr, port)?;
+        if let Some(r) = v.rs.get_mut(i) {
+            r.drained = false;
+            r.weight_override = weight;
+        }
+        Ok(())
+    }
+
+    /// The virtual server an override names.
+    fn virtual_server(&mut self, vs: &str) -> Result<&mut VsState, OverrideError> {
+        self.vss
+            .iter_mut()
+            .find(|v| *v.name == *vs)
+            .ok_or_else(|| OverrideError::NoVirtualServer { vs: vs.to_string() })
+    }
+
+    /// The real server an override names: its virtual server and its index there.
+    fn real_server(
+        &mut self,
+        vs: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<(&mut VsState, usize), OverrideError> {
+        let v = self.virtual_server(vs)?;
+        match v.rs.iter().position(|r| r.addr == addr && r.port == port) {
+            Some(i) => Ok((v, i)),
+            None => Err(OverrideError::NoRealServer {
+                vs: vs.to_string(),
+                addr,
+                port,
+            }),
+        }
     }
 }

@@ -35,12 +35,14 @@
 //! - `events.rs`: one handler per input ([`LbState::on_check`], [`LbState::on_input`]);
 //! - `status.rs`: [`LbStatus`] and what the data plane really programmed;
 //! - `backend.rs`: `lvs_backend`: the [`Backend`] (IPVS or nftables) the task drives;
+//! - `error.rs`: typed errors (config, overrides);
 //! - `run.rs`: the task: effects executed, the reconciler driven ([`spawn`], [`run`]).
 //!
 //! [`CheckEvent`]: crate::lb::check::CheckEvent
 
 mod backend;
 mod build;
+mod error;
 mod events;
 mod input;
 mod run;
@@ -52,6 +54,7 @@ mod tests;
 
 pub use backend::{backend_setting, choose_backend, open_backend, Backend, BackendKind};
 pub use build::{rs_key, vs_name};
+pub use error::OverrideError;
 pub use input::{Effect, LbEvent, NotifyCmd, RsAction, RsOverride, ServiceInput};
 pub use run::{run, run_prepared, spawn, Prepared};
 pub use state::LbState;

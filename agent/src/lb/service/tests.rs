@@ -355,3 +355,28 @@ real_server 198.51.100.11 {
 fn backend_setting_parses() {
     assert_eq!(backend_setting(&load(CONF)), Ok(BackendKind::Auto));
 }
+
+#[test]
+fn refused_overrides_change_nothing_and_say_why() {
+    let (mut s, _) = LbState::from_config(&load(CONF));
+    let before = weights(&s);
+    let addr: IpAddr = "198.51.100.77".parse().unwrap();
+    let refused = |fx: Vec<Effect>| match fx.as_slice() {
+        [Effect::Event(LbEvent::Override { error: Some(e), .. })] => e.clone(),
+        other => panic!("{other:?}"),
+    };
+    let e = refused(s.on_input(&ServiceInput::RsDrain {
+        vs: "192.0.2.10:80/TCP".into(),
+        addr,
+        port: 8080,
+    }));
+    assert_eq!(e, "no real server 198.51.100.77:8080 in 192.0.2.10:80/TCP");
+    let e = refused(s.on_input(&ServiceInput::RsAdd {
+        vs: "192.0.2.99:80/TCP".into(),
+        addr,
+        port: 8080,
+        weight: 1,
+    }));
+    assert_eq!(e, "no virtual server 192.0.2.99:80/TCP");
+    assert_eq!(weights(&s), before);
+}
