@@ -14,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::lb::check::http::{fetch_url, request};
+use crate::lb::check::http::{fetch_url, request, FetchError};
 use crate::lb::check::spec::{parse_secs, HttpProtocol, Target};
 
 /// What to fetch.
@@ -36,17 +36,85 @@ pub struct GenhashArgs {
     pub protocol: HttpProtocol,
 }
 
+/// Why genhash could not give a digest. The texts are what `ha-agent genhash` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum GenhashError {
+    /// The one argument is no http:// or https:// URL.
+    #[error("'{0}' is not an http:// or https:// URL")]
+    NotHttpUrl(String),
+    /// `[` of an IPv6 host without its `]`.
+    #[error("unclosed '[' in '{0}'")]
+    UnclosedBracket(String),
+    /// Something between `]` and the path that is no `:PORT`.
+    #[error("bad authority in '{0}'")]
+    BadAuthority(String),
+    /// The URL names no host.
+    #[error("no host in '{0}'")]
+    NoHost(String),
+    /// A port that is not 1-65535.
+    #[error("bad port '{0}'")]
+    BadPort(String),
+    /// A flag given without its value.
+    #[error("{0} needs a value; {USAGE}")]
+    NoValue(String),
+    /// `-t` that is no positive number of seconds.
+    #[error("bad timeout '{0}'")]
+    BadTimeout(String),
+    /// `-P` other than 1.0, 1.0c, 1.1.
+    #[error("bad protocol '{0}'")]
+    BadProtocol(String),
+    /// An argument genhash does not know.
+    #[error("unexpected argument '{0}'; {USAGE}")]
+    Unexpected(String),
+    /// A required flag is missing (`what` names it).
+    #[error("no {what}; {USAGE}")]
+    Missing {
+        /// "server (-s)", "port (-p)", "url path (-u)".
+        what: &'static str,
+    },
+    /// A path or virtual host unfit for a request line or header.
+    #[error("{what} '{text}' is empty or has spaces or control characters")]
+    BadText {
+        /// "path" or "virtualhost".
+        what: &'static str,
+        /// The text, escaped.
+        text: String,
+    },
+    /// The server name does not resolve.
+    #[error("resolve {server}: {reason}")]
+    Resolve {
+        /// The name.
+        server: String,
+        /// The resolver's error, or "no address".
+        reason: String,
+    },
+    /// The fetch failed.
+    #[error("{addr}: {source}")]
+    Fetch {
+        /// The address connected to.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: FetchError,
+    },
+    /// The reply had no body to digest.
+    #[error("no body digest")]
+    NoDigest,
+    /// Nothing within the timeout.
+    #[error("timeout after {0:?}")]
+    Timeout(Duration),
+}
+
 /// Usage text for errors.
 pub const USAGE: &str = "usage: ha-agent genhash URL | -s SERVER -p PORT -u PATH [-S] [-V VHOST] [-I] [-t SECS] [-P 1.0|1.0c|1.1]";
 
 /// Parse `http[s]://host[:port]/path`.
-fn parse_url(url: &str) -> Result<GenhashArgs, String> {
+fn parse_url(url: &str) -> Result<GenhashArgs, GenhashError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else {
-        return Err(format!("'{url}' is not an http:// or https:// URL"));
+        return Err(GenhashError::NotHttpUrl(url.to_owned()));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -56,11 +124,11 @@ fn parse_url(url: &str) -> Result<GenhashArgs, String> {
     let (server, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("unclosed '[' in '{url}'"))?;
+            .ok_or_else(|| GenhashError::UnclosedBracket(url.to_owned()))?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p)?,
             None if after.is_empty() => default_port,
-            None => return Err(format!("bad authority in '{url}'")),
+            None => return Err(GenhashError::BadAuthority(url.to_owned())),
         };
         (host.to_owned(), port)
     } else {
@@ -70,7 +138,7 @@ fn parse_url(url: &str) -> Result<GenhashArgs, String> {
         }
     };
     if server.is_empty() {
-        return Err(format!("no host in '{url}'"));
+        return Err(GenhashError::NoHost(url.to_owned()));
     }
     Ok(GenhashArgs {
         server,
@@ -83,15 +151,15 @@ fn parse_url(url: &str) -> Result<GenhashArgs, String> {
     })
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+fn parse_port(p: &str) -> Result<u16, GenhashError> {
     match p.parse::<u16>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("bad port '{p}'")),
+        _ => Err(GenhashError::BadPort(p.to_owned())),
     }
 }
 
 /// Parse the arguments (pure).
-pub fn parse_args(args: &[String]) -> Result<GenhashArgs, String> {
+pub fn parse_args(args: &[String]) -> Result<GenhashArgs, GenhashError> {
     if let [url] = args {
         if url.contains("://") {
             return parse_url(url);
@@ -109,7 +177,7 @@ pub fn parse_args(args: &[String]) -> Result<GenhashArgs, String> {
         let mut value = |name: &str| {
             it.next()
                 .cloned()
-                .ok_or_else(|| format!("{name} needs a value; {USAGE}"))
+                .ok_or_else(|| GenhashError::NoValue(name.to_owned()))
         };
         match a.as_str() {
             "-s" | "--server" => server = Some(value(a)?),
@@ -122,22 +190,23 @@ pub fn parse_args(args: &[String]) -> Result<GenhashArgs, String> {
                 let v = value(a)?;
                 timeout = parse_secs(&v)
                     .filter(|d| !d.is_zero())
-                    .ok_or_else(|| format!("bad timeout '{v}'"))?;
+                    .ok_or_else(|| GenhashError::BadTimeout(v.clone()))?;
             }
             "-P" | "--protocol" => {
                 protocol = match value(a)?.as_str() {
                     "1.0" => HttpProtocol::Http10,
                     "1.0c" | "1.0C" => HttpProtocol::Http10Close,
                     "1.1" => HttpProtocol::Http11,
-                    p => return Err(format!("bad protocol '{p}'")),
+                    p => return Err(GenhashError::BadProtocol(p.to_owned())),
                 }
             }
-            other => return Err(format!("unexpected argument '{other}'; {USAGE}")),
+            other => return Err(GenhashError::Unexpected(other.to_owned())),
         }
     }
-    let server = server.ok_or_else(|| format!("no server (-s); {USAGE}"))?;
-    let port = port.ok_or_else(|| format!("no port (-p); {USAGE}"))?;
-    let path = path.ok_or_else(|| format!("no url path (-u); {USAGE}"))?;
+    let missing = |what| GenhashError::Missing { what };
+    let server = server.ok_or_else(|| missing("server (-s)"))?;
+    let port = port.ok_or_else(|| missing("port (-p)"))?;
+    let path = path.ok_or_else(|| missing("url path (-u)"))?;
     Ok(GenhashArgs {
         server,
         port,
@@ -149,18 +218,18 @@ pub fn parse_args(args: &[String]) -> Result<GenhashArgs, String> {
     })
 }
 
-fn check_text(what: &str, s: &str) -> Result<(), String> {
+fn check_text(what: &'static str, s: &str) -> Result<(), GenhashError> {
     if s.is_empty() || s.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!(
-            "{what} '{}' is empty or has spaces or control characters",
-            s.escape_debug()
-        ));
+        return Err(GenhashError::BadText {
+            what,
+            text: s.escape_debug().to_string(),
+        });
     }
     Ok(())
 }
 
 /// Fetch as described and return the body's MD5 as lowercase hex.
-pub async fn fetch_digest(a: &GenhashArgs) -> Result<String, String> {
+pub async fn fetch_digest(a: &GenhashArgs) -> Result<String, GenhashError> {
     check_text("path", &a.path)?;
     if let Some(v) = &a.vhost {
         check_text("virtualhost", v)?;
@@ -170,9 +239,15 @@ pub async fn fetch_digest(a: &GenhashArgs) -> Result<String, String> {
             Ok(ip) => SocketAddr::new(ip, a.port),
             Err(_) => tokio::net::lookup_host((a.server.as_str(), a.port))
                 .await
-                .map_err(|e| format!("resolve {}: {e}", a.server))?
+                .map_err(|e| GenhashError::Resolve {
+                    server: a.server.clone(),
+                    reason: e.to_string(),
+                })?
                 .next()
-                .ok_or_else(|| format!("resolve {}: no address", a.server))?,
+                .ok_or_else(|| GenhashError::Resolve {
+                    server: a.server.clone(),
+                    reason: "no address".into(),
+                })?,
         };
         let host = match &a.vhost {
             Some(v) => v.clone(),
@@ -187,16 +262,16 @@ pub async fn fetch_digest(a: &GenhashArgs) -> Result<String, String> {
         };
         let f = fetch_url(&t, a.tls, &sni, &req, true)
             .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        f.digest.ok_or_else(|| "no body digest".to_owned())
+            .map_err(|source| GenhashError::Fetch { addr, source })?;
+        f.digest.ok_or(GenhashError::NoDigest)
     };
     tokio::time::timeout(a.timeout, work)
         .await
-        .map_err(|_| format!("timeout after {:?}", a.timeout))?
+        .map_err(|_| GenhashError::Timeout(a.timeout))?
 }
 
 /// `ha-agent genhash ARGS`: the digest line keepalived's genhash prints (without `-v`).
-pub async fn genhash(args: &[String]) -> Result<String, String> {
+pub async fn genhash(args: &[String]) -> Result<String, GenhashError> {
     let a = parse_args(args)?;
     fetch_digest(&a).await
 }

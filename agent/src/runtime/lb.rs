@@ -322,7 +322,7 @@ impl RsOverride {
 /// What the load-balancer thread runs, built from the config on the caller's thread.
 struct Setup {
     /// `lvs_backend`.
-    backend: Result<service::BackendKind, String>,
+    backend: Result<service::BackendKind, service::ConfigError>,
     /// One per checker block that resolved.
     checkers: Vec<CheckerSpec>,
     /// The service loop's state.

@@ -181,13 +181,12 @@ impl ServerCertVerifier for AnyCert {
 }
 
 /// The shared client configuration (ring provider, TLS 1.2 and 1.3).
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CFG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    static CFG: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
     CFG.get_or_init(|| {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
             .with_no_client_auth();

@@ -479,7 +479,7 @@ impl StatusCodes {
     }
 
     /// Parse config words such as `200`, `200-299`, `301,302` (each code 100..=999).
-    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<StatusCodes, String> {
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<StatusCodes, StatusCodeError> {
         let mut v = Vec::new();
         for w in words.iter().flat_map(|w| w.as_ref().split(',')) {
             let w = w.trim();
@@ -491,12 +491,12 @@ impl StatusCodes {
                 None => (code(w)?, code(w)?),
             };
             if lo > hi {
-                return Err(format!("status_code range '{w}' is reversed"));
+                return Err(StatusCodeError::Reversed(w.to_owned()));
             }
             v.push((lo, hi));
         }
         if v.is_empty() {
-            return Err("status_code needs at least one code".into());
+            return Err(StatusCodeError::Empty);
         }
         Ok(StatusCodes(v))
     }
@@ -507,11 +507,25 @@ impl StatusCodes {
     }
 }
 
-fn code(s: &str) -> Result<u16, String> {
+fn code(s: &str) -> Result<u16, StatusCodeError> {
     match s.trim().parse::<u16>() {
         Ok(c) if (100..=999).contains(&c) => Ok(c),
-        _ => Err(format!("bad status code '{s}' (100-999)")),
+        _ => Err(StatusCodeError::BadCode(s.to_owned())),
     }
+}
+
+/// A `status_code` list the checker cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StatusCodeError {
+    /// A range whose first code is above its last.
+    #[error("status_code range '{0}' is reversed")]
+    Reversed(String),
+    /// No code at all.
+    #[error("status_code needs at least one code")]
+    Empty,
+    /// Not a number in 100-999.
+    #[error("bad status code '{0}' (100-999)")]
+    BadCode(String),
 }
 
 #[cfg(test)]

@@ -534,7 +534,7 @@ fn http_probe(
             None => None,
         };
         let status = if !u.status_code.is_empty() {
-            Some(StatusCodes::parse(&u.status_code)?)
+            Some(StatusCodes::parse(&u.status_code).map_err(|e| e.to_string())?)
         } else if digest.is_none() {
             Some(StatusCodes::default_ok())
         } else {

@@ -15,14 +15,25 @@ use super::spec::{Target, UdpProbe};
 /// Largest reply read.
 const MAX_REPLY: usize = 65_536;
 
+/// Why a UDP reply fails the probe (the checker's verdict detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// Shorter than `min_reply_length` or longer than `max_reply_length`.
+    #[error("reply length {0} out of range")]
+    Length(usize),
+    /// Does not start with `require_reply`.
+    #[error("reply does not match require_reply")]
+    Mismatch,
+}
+
 /// Whether a reply satisfies the probe (pure).
-pub fn reply_ok(p: &UdpProbe, reply: &[u8]) -> Result<(), String> {
+pub fn reply_ok(p: &UdpProbe, reply: &[u8]) -> Result<(), ReplyError> {
     if reply.len() < p.min_reply_length || reply.len() > p.max_reply_length {
-        return Err(format!("reply length {} out of range", reply.len()));
+        return Err(ReplyError::Length(reply.len()));
     }
     if let Some(want) = &p.require_reply {
         if !reply.starts_with(want) {
-            return Err("reply does not match require_reply".into());
+            return Err(ReplyError::Mismatch);
         }
     }
     Ok(())
@@ -54,7 +65,7 @@ pub async fn probe(t: &Target, p: &UdpProbe, timeout: Duration) -> Outcome {
     match exchange(t, p, wait).await {
         Ok(Some(reply)) => match reply_ok(p, &reply) {
             Ok(()) => Outcome::up(format!("{} byte reply", reply.len())),
-            Err(e) => Outcome::down(e),
+            Err(e) => Outcome::down(e.to_string()),
         },
         Ok(None) if p.require_reply.is_some() => Outcome::down("no reply"),
         Ok(None) => Outcome::up("no icmp error"),

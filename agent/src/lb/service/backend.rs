@@ -8,6 +8,8 @@ use crate::lb::dataplane::ipvs::Ipvs;
 use crate::lb::dataplane::nft::Nft;
 use crate::lb::dataplane::{DataPlane, DataPlaneError, ObjectStatus, Service, Stats};
 
+use super::error::ConfigError;
+
 /// `lvs_backend` in `global_defs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -61,7 +63,7 @@ impl DataPlane for Backend {
 }
 
 /// The `lvs_backend` setting (`auto` when absent).
-pub fn backend_setting(cfg: &Config) -> Result<BackendKind, String> {
+pub fn backend_setting(cfg: &Config) -> Result<BackendKind, ConfigError> {
     let Some(n) = cfg.global.other.iter().find(|n| n.name == "lvs_backend") else {
         return Ok(BackendKind::Auto);
     };
@@ -69,10 +71,9 @@ pub fn backend_setting(cfg: &Config) -> Result<BackendKind, String> {
         Some("ipvs") => Ok(BackendKind::Ipvs),
         Some("nftables") | Some("nft") => Ok(BackendKind::Nftables),
         Some("auto") => Ok(BackendKind::Auto),
-        other => Err(format!(
-            "lvs_backend: expected ipvs, nftables or auto, got '{}'",
-            other.unwrap_or("")
-        )),
+        other => Err(ConfigError::LvsBackend {
+            got: other.unwrap_or("").to_string(),
+        }),
     }
 }
 
@@ -85,10 +86,12 @@ pub async fn choose_backend(cfg: &Config) -> Result<Backend, DataPlaneError> {
 }
 
 /// [`choose_backend`] on an already read [`backend_setting`].
-pub async fn open_backend(setting: Result<BackendKind, String>) -> Result<Backend, DataPlaneError> {
-    let kind = setting.map_err(|reason| DataPlaneError::Unavailable {
+pub async fn open_backend(
+    setting: Result<BackendKind, ConfigError>,
+) -> Result<Backend, DataPlaneError> {
+    let kind = setting.map_err(|e| DataPlaneError::Unavailable {
         backend: "lvs_backend",
-        reason,
+        reason: e.to_string(),
     })?;
     match kind {
         BackendKind::Nftables => Ok(Backend::Nft(Nft::new())),

@@ -10,6 +10,7 @@ use crate::lb::check::RsKey;
 use crate::lb::dataplane::nft::service_object;
 use crate::lb::dataplane::{Forward, Proto, ServiceKey};
 
+use super::error::ConfigError;
 use super::input::NotifyCmd;
 use super::state::{CheckerState, LbState, RsState, Sorry, VsState};
 
@@ -106,12 +107,12 @@ fn granularity(nodes: &[Node]) -> Option<u8> {
 }
 
 /// Expand one `virtual_server_group` entry: `IP PORT`, `IP-LAST PORT`, `fwmark N`.
-fn group_entry(n: &Node, proto: Proto) -> Result<Vec<ServiceKey>, String> {
+fn group_entry(n: &Node, proto: Proto) -> Result<Vec<ServiceKey>, ConfigError> {
     if n.name == "fwmark" {
         let mark = n
             .arg(0)
             .and_then(|m| m.parse().ok())
-            .ok_or("fwmark needs a number")?;
+            .ok_or(ConfigError::FwmarkNumber)?;
         return Ok(vec![ServiceKey::Fwmark { mark, ipv6: false }]);
     }
     let port: u16 = n.arg(0).and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -119,19 +120,22 @@ fn group_entry(n: &Node, proto: Proto) -> Result<Vec<ServiceKey>, String> {
         Some((a, end)) => (a, Some(end)),
         None => (n.name.as_str(), None),
     };
-    let addr: IpAddr = first
-        .parse()
-        .map_err(|_| format!("bad address '{}'", n.name))?;
+    let addr: IpAddr = first.parse().map_err(|_| ConfigError::GroupAddress {
+        entry: n.name.clone(),
+    })?;
     let Some(end) = last else {
         return Ok(vec![ServiceKey::Addr { proto, addr, port }]);
+    };
+    let range = || ConfigError::GroupRange {
+        entry: n.name.clone(),
     };
     let mut out = Vec::new();
     match addr {
         IpAddr::V4(a) => {
             let o = a.octets();
-            let end: u8 = end.parse().map_err(|_| format!("bad range '{}'", n.name))?;
+            let end: u8 = end.parse().map_err(|_| range())?;
             if end < o[3] {
-                return Err(format!("bad range '{}'", n.name));
+                return Err(range());
             }
             for x in o[3]..=end {
                 out.push(ServiceKey::Addr {
@@ -143,10 +147,9 @@ fn group_entry(n: &Node, proto: Proto) -> Result<Vec<ServiceKey>, String> {
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            let end =
-                u16::from_str_radix(end, 16).map_err(|_| format!("bad range '{}'", n.name))?;
+            let end = u16::from_str_radix(end, 16).map_err(|_| range())?;
             if end < s[7] || u32::from(end - s[7]) >= MAX_GROUP_RANGE {
-                return Err(format!("bad range '{}'", n.name));
+                return Err(range());
             }
             for x in s[7]..=end {
                 let mut seg = s;

@@ -25,3 +25,29 @@ pub enum OverrideError {
         port: u16,
     },
 }
+
+/// A virtual-server setting the runtime cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `lvs_backend` names no backend.
+    #[error("lvs_backend: expected ipvs, nftables or auto, got '{got}'")]
+    LvsBackend {
+        /// The word given (empty when none).
+        got: String,
+    },
+    /// A `virtual_server_group` entry `fwmark` without a number.
+    #[error("fwmark needs a number")]
+    FwmarkNumber,
+    /// A `virtual_server_group` entry that is no address.
+    #[error("bad address '{entry}'")]
+    GroupAddress {
+        /// The entry as written.
+        entry: String,
+    },
+    /// A `virtual_server_group` range that is empty, backwards or too long.
+    #[error("bad range '{entry}'")]
+    GroupRange {
+        /// The entry as written.
+        entry: String,
+    },
+}

@@ -54,7 +54,7 @@ mod tests;
 
 pub use backend::{backend_setting, choose_backend, open_backend, Backend, BackendKind};
 pub use build::{rs_key, vs_name};
-pub use error::OverrideError;
+pub use error::{ConfigError, OverrideError};
 pub use input::{Effect, LbEvent, NotifyCmd, RsAction, RsOverride, ServiceInput};
 pub use run::{run, run_prepared, spawn, Prepared};
 pub use state::LbState;
