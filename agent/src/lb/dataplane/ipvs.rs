@@ -660,11 +660,34 @@ fn addr_bytes(addr: &IpAddr) -> [u8; 16] {
     a
 }
 
-fn addr_from(af: u16, a: &[u8; 16]) -> Result<IpAddr, String> {
+/// What IPVS refused, or reported in a shape we cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpvsError {
+    /// An address family other than AF_INET and AF_INET6.
+    #[error("unknown address family {0}")]
+    Family(u16),
+    /// A protocol other than TCP, UDP and SCTP.
+    #[error("unknown protocol {0}")]
+    Protocol(u16),
+    /// A forwarding method other than masquerade, local, direct routing and tunnel.
+    #[error("unknown forwarding method {0}")]
+    Forward(u32),
+    /// A service or destination without an attribute it needs (names what is missing).
+    #[error("{0}")]
+    Incomplete(&'static str),
+    /// The request could not be sent on the generic-netlink socket.
+    #[error("netlink: {0}")]
+    Send(String),
+    /// The kernel answered with an error (its errno text).
+    #[error("{0}")]
+    Kernel(String),
+}
+
+fn addr_from(af: u16, a: &[u8; 16]) -> Result<IpAddr, IpvsError> {
     match af {
         AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
         AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(*a))),
-        other => Err(format!("unknown address family {other}")),
+        other => Err(IpvsError::Family(other)),
     }
 }
 
@@ -676,12 +699,12 @@ fn proto_number(p: Proto) -> u16 {
     }
 }
 
-fn proto_from(n: u16) -> Result<Proto, String> {
+fn proto_from(n: u16) -> Result<Proto, IpvsError> {
     match n {
         IPPROTO_TCP => Ok(Proto::Tcp),
         IPPROTO_UDP => Ok(Proto::Udp),
         IPPROTO_SCTP => Ok(Proto::Sctp),
-        other => Err(format!("unknown protocol {other}")),
+        other => Err(IpvsError::Protocol(other)),
     }
 }
 
@@ -704,12 +727,12 @@ pub fn fwd_method(f: Forward) -> u32 {
 
 /// [`Forward`] of a kernel forwarding method. LOCALNODE (the kernel's "Local": the real
 /// server is this host) has no variant of its own and reads as [`Forward::Nat`].
-pub fn forward_from(method: u32) -> Result<Forward, String> {
+pub fn forward_from(method: u32) -> Result<Forward, IpvsError> {
     match method & IP_VS_CONN_F_FWD_MASK {
         IP_VS_CONN_F_MASQ | IP_VS_CONN_F_LOCALNODE => Ok(Forward::Nat),
         IP_VS_CONN_F_DROUTE => Ok(Forward::Dr),
         IP_VS_CONN_F_TUNNEL => Ok(Forward::Tun),
-        other => Err(format!("unknown forwarding method {other}")),
+        other => Err(IpvsError::Forward(other)),
     }
 }
 
@@ -871,7 +894,7 @@ impl Counters {
 }
 
 /// A service as the kernel reports it (destinations empty) with its counters.
-pub fn decode_service(attrs: &[SvcAttr]) -> Result<(Service, Counters), String> {
+pub fn decode_service(attrs: &[SvcAttr]) -> Result<(Service, Counters), IpvsError> {
     let mut af = None;
     let (mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None);
     let (mut sched, mut flags, mut timeout, mut netmask) = (None, 0u32, 0u32, None);
@@ -892,7 +915,7 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<(Service, Counters), String> 
             SvcAttr::PeName(_) | SvcAttr::Other(_) => {}
         }
     }
-    let af = af.ok_or("service without address family")?;
+    let af = af.ok_or(IpvsError::Incomplete("service without address family"))?;
     // The kernel reports FWMARK 0 together with the address of an address service.
     let key = match (fwmark, proto, addr, port) {
         (Some(mark), _, _, _) if mark != 0 => ServiceKey::Fwmark {
@@ -904,7 +927,11 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<(Service, Counters), String> 
             addr: addr_from(af, &a)?,
             port,
         },
-        _ => return Err("service without fwmark or protocol/address/port".into()),
+        _ => {
+            return Err(IpvsError::Incomplete(
+                "service without fwmark or protocol/address/port",
+            ))
+        }
     };
     let persistent = flags & IP_VS_SVC_F_PERSISTENT != 0;
     let svc = Service {
@@ -921,7 +948,10 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<(Service, Counters), String> 
 }
 
 /// A destination as the kernel reports it, with its counters.
-pub fn decode_dest(attrs: &[DestAttr], service_af: u16) -> Result<(Destination, Counters), String> {
+pub fn decode_dest(
+    attrs: &[DestAttr],
+    service_af: u16,
+) -> Result<(Destination, Counters), IpvsError> {
     let (mut addr, mut port, mut fwd, mut weight, mut af) = (None, None, None, 0u32, None);
     let (mut stats, mut stats64) = (None, None);
     for a in attrs {
@@ -936,11 +966,11 @@ pub fn decode_dest(attrs: &[DestAttr], service_af: u16) -> Result<(Destination, 
             _ => {}
         }
     }
-    let addr = addr.ok_or("destination without address")?;
+    let addr = addr.ok_or(IpvsError::Incomplete("destination without address"))?;
     let dest = Destination {
         // Kernels before ADDR_FAMILY report destinations in the service's family.
         addr: addr_from(af.unwrap_or(service_af), &addr)?,
-        port: port.ok_or("destination without port")?,
+        port: port.ok_or(IpvsError::Incomplete("destination without port"))?,
         weight,
         forward: forward_from(fwd.unwrap_or(IP_VS_CONN_F_MASQ))?,
     };
@@ -1268,7 +1298,7 @@ impl Ipvs {
         cmd: IpvsCmd,
         attrs: Vec<CmdAttr>,
         flags: u16,
-    ) -> Result<Vec<IpvsCtrl>, String> {
+    ) -> Result<Vec<IpvsCtrl>, IpvsError> {
         let mut genl = GenlMessage::from_payload(IpvsCtrl { cmd, attrs });
         genl.set_resolved_family_id(self.family_id);
         let mut msg = NetlinkMessage::from(genl);
@@ -1277,19 +1307,21 @@ impl Ipvs {
         let mut replies = self
             .handle
             .request(msg, netlink_sys::SocketAddr::new(0, 0))
-            .map_err(|e| format!("netlink: {e}"))?;
+            .map_err(|e| IpvsError::Send(e.to_string()))?;
         let mut out = Vec::new();
         while let Some(reply) = replies.next().await {
             match reply.payload {
                 NetlinkPayload::InnerMessage(m) => out.push(m.payload),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io().to_string()),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(IpvsError::Kernel(e.to_io().to_string()))
+                }
                 _ => {}
             }
         }
         Ok(out)
     }
 
-    async fn change(&self, cmd: IpvsCmd, attrs: Vec<CmdAttr>) -> Result<(), String> {
+    async fn change(&self, cmd: IpvsCmd, attrs: Vec<CmdAttr>) -> Result<(), IpvsError> {
         self.request(cmd, attrs, NLM_F_REQUEST | NLM_F_ACK)
             .await
             .map(|_| ())
@@ -1352,7 +1384,7 @@ impl Ipvs {
         Ok(out)
     }
 
-    async fn run(&self, op: &Op) -> Result<(), String> {
+    async fn run(&self, op: &Op) -> Result<(), IpvsError> {
         match op {
             Op::AddService(s) => {
                 self.change(
@@ -1437,7 +1469,8 @@ impl DataPlane for Ipvs {
                     };
                     match parent_failure {
                         Some(e) => Err(format!("service not programmed: {e}")),
-                        None => this.run(op).await,
+                        // The object's status text (ObjectStatus).
+                        None => this.run(op).await.map_err(|e| e.to_string()),
                     }
                 }))
                 .buffered(IN_FLIGHT)

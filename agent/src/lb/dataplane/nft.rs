@@ -535,7 +535,7 @@ fn render(services: &[PlannedService], devices: &[String]) -> String {
 /// First pass over the desired table: decide each service's forwarding method and drop
 /// what nftables cannot do, with a status for it. DR destinations get their L2 next hop
 /// from `resolve` (already looked up).
-fn plan(desired: &[Service], l2: &BTreeMap<IpAddr, Result<L2Next, String>>) -> Plan {
+fn plan(desired: &[Service], l2: &BTreeMap<IpAddr, Result<L2Next, L2Error>>) -> Plan {
     let mut p = Plan::default();
     for svc in desired {
         let sname = service_object(&svc.key);
@@ -591,7 +591,7 @@ fn plan(desired: &[Service], l2: &BTreeMap<IpAddr, Result<L2Next, String>>) -> P
                     Some(Err(e)) => {
                         p.statuses.push(ObjectStatus {
                             object: dname,
-                            result: Err(e.clone()),
+                            result: Err(e.to_string()),
                         });
                         continue;
                     }
@@ -640,14 +640,92 @@ fn ok_statuses(services: &[PlannedService]) -> Vec<ObjectStatus> {
     v
 }
 
+/// Why running nft, or reading what it printed, failed. The texts end up in the log and
+/// in the data plane's status.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// The program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The nft binary.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the batch to its stdin failed.
+    #[error("write to nft: {0}")]
+    Write(std::io::Error),
+    /// It did not finish within [`NFT_TIMEOUT`].
+    #[error("nft did not finish within {NFT_TIMEOUT:?}")]
+    Timeout,
+    /// Waiting for it failed.
+    #[error("nft: {0}")]
+    Wait(std::io::Error),
+    /// nft refused: its error lines.
+    #[error("{0}")]
+    Refused(String),
+    /// Its JSON output does not parse.
+    #[error("nft json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Its JSON output has no `nftables` array.
+    #[error("nft json: no nftables array")]
+    NoArray,
+}
+
+/// Why the L2 next hop of a DR real server is unknown (reported on the destination),
+/// or `ip` could not say.
+#[derive(Debug, thiserror::Error)]
+pub enum L2Error {
+    /// `ip` did not answer within 5 s.
+    #[error("ip timed out")]
+    IpTimeout,
+    /// `ip` could not be started.
+    #[error("cannot run ip: {0}")]
+    IpSpawn(std::io::Error),
+    /// `ip` failed: its stderr.
+    #[error("{0}")]
+    IpFailed(String),
+    /// Its JSON output does not parse.
+    #[error("ip json: {0}")]
+    IpJson(serde_json::Error),
+    /// `ip route get` failed.
+    #[error("no route to {addr}: {source}")]
+    RouteFailed {
+        /// The real server.
+        addr: IpAddr,
+        /// Why.
+        source: Box<L2Error>,
+    },
+    /// No route at all.
+    #[error("no route to {0}")]
+    NoRoute(IpAddr),
+    /// Reached through a gateway.
+    #[error("{0} is not on a directly connected network (DR needs the same L2 segment)")]
+    NotOnLink(IpAddr),
+    /// The route names no interface we can hook.
+    #[error("route to {0} has no usable interface")]
+    NoInterface(IpAddr),
+    /// The interface has no MAC address.
+    #[error("interface {0} has no MAC address")]
+    NoDeviceMac(String),
+    /// The neighbour did not resolve (even after a ping).
+    #[error("MAC address of {addr} unresolved on {dev}")]
+    Unresolved {
+        /// The real server.
+        addr: IpAddr,
+        /// The interface.
+        dev: String,
+    },
+}
+
 /// Parse `nft -j list table ...` output of one of our tables into services.
 /// Pure: unit tested on captured JSON.
-pub fn parse_table(json: &str) -> Result<Vec<Service>, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft json: {e}"))?;
+pub fn parse_table(json: &str) -> Result<Vec<Service>, NftError> {
+    let v: Value = serde_json::from_str(json)?;
     let items = v
         .get("nftables")
         .and_then(Value::as_array)
-        .ok_or("nft json: no nftables array")?;
+        .ok_or(NftError::NoArray)?;
     let mut services: BTreeMap<usize, Service> = BTreeMap::new();
     let mut members: Vec<(usize, IpAddr, u16, u32)> = Vec::new();
     let mut dr = false;
@@ -786,14 +864,14 @@ impl Nft {
         self.run(&["--version"], None)
             .await
             .map(|_| ())
-            .map_err(|reason| DataPlaneError::Unavailable {
+            .map_err(|e| DataPlaneError::Unavailable {
                 backend: BACKEND,
-                reason,
+                reason: e.to_string(),
             })
     }
 
     /// Run nft with `args`, feeding `stdin`; stdout on success, stderr text on failure.
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
         let mut cmd = self.command(&self.program);
         cmd.args(args)
             .stdin(if stdin.is_some() {
@@ -804,30 +882,31 @@ impl Nft {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.program))?;
+        let mut child = cmd.spawn().map_err(|source| NftError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(text.as_bytes())
                 .await
-                .map_err(|e| format!("write to nft: {e}"))?;
+                .map_err(NftError::Write)?;
             drop(pipe);
         }
         let out = tokio::time::timeout(NFT_TIMEOUT, child.wait_with_output())
             .await
-            .map_err(|_| format!("nft did not finish within {NFT_TIMEOUT:?}"))?
-            .map_err(|e| format!("nft: {e}"))?;
+            .map_err(|_| NftError::Timeout)?
+            .map_err(NftError::Wait)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
             // nft echoes the offending line and a caret line; keep the error lines.
             let msg: Vec<&str> = err.lines().filter(|l| l.contains("Error")).collect();
-            Err(if msg.is_empty() {
+            Err(NftError::Refused(if msg.is_empty() {
                 err.trim().to_string()
             } else {
                 msg.join("; ")
-            })
+            }))
         }
     }
 
@@ -837,7 +916,7 @@ impl Nft {
             .run(&["-j", "list", "tables"], None)
             .await
             .map_err(io)?;
-        let v: Value = serde_json::from_str(&out).map_err(|e| io(format!("nft json: {e}")))?;
+        let v: Value = serde_json::from_str(&out).map_err(|e| io(NftError::Json(e)))?;
         let mut found = Vec::new();
         for it in v
             .get("nftables")
@@ -871,15 +950,15 @@ impl Nft {
     }
 }
 
-fn io(reason: String) -> DataPlaneError {
+fn io(e: impl std::fmt::Display) -> DataPlaneError {
     DataPlaneError::Io {
         backend: BACKEND,
-        reason,
+        reason: e.to_string(),
     }
 }
 
 /// Run `ip -j ARGS` (in `nft`'s namespace) and parse its JSON.
-async fn ip_json(nft: &Nft, args: &[&str]) -> Result<Value, String> {
+async fn ip_json(nft: &Nft, args: &[&str]) -> Result<Value, L2Error> {
     let out = tokio::time::timeout(
         Duration::from_secs(5),
         nft.command("ip")
@@ -890,20 +969,22 @@ async fn ip_json(nft: &Nft, args: &[&str]) -> Result<Value, String> {
             .output(),
     )
     .await
-    .map_err(|_| "ip timed out".to_string())?
-    .map_err(|e| format!("cannot run ip: {e}"))?;
+    .map_err(|_| L2Error::IpTimeout)?
+    .map_err(L2Error::IpSpawn)?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        return Err(L2Error::IpFailed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     if text.trim().is_empty() {
         return Ok(Value::Array(Vec::new()));
     }
-    serde_json::from_str(&text).map_err(|e| format!("ip json: {e}"))
+    serde_json::from_str(&text).map_err(L2Error::IpJson)
 }
 
 /// Interfaces a DR ingress chain hooks: every up Ethernet interface.
-async fn ingress_devices(nft: &Nft) -> Result<Vec<String>, String> {
+async fn ingress_devices(nft: &Nft) -> Result<Vec<String>, L2Error> {
     let v = ip_json(nft, &["link", "show", "up"]).await?;
     let mut devs: Vec<String> = v
         .as_array()
@@ -934,25 +1015,26 @@ fn neigh_mac(v: &Value) -> Option<String> {
 
 /// Resolve the L2 next hop of an on-link real server: route, interface MAC, neighbour
 /// MAC (one ping to make the kernel resolve it when missing).
-async fn resolve_l2(nft: &Nft, addr: IpAddr) -> Result<L2Next, String> {
+async fn resolve_l2(nft: &Nft, addr: IpAddr) -> Result<L2Next, L2Error> {
     let a = addr.to_string();
     let route = ip_json(nft, &["route", "get", &a])
         .await
-        .map_err(|e| format!("no route to {a}: {e}"))?;
+        .map_err(|e| L2Error::RouteFailed {
+            addr,
+            source: Box::new(e),
+        })?;
     let r = route
         .as_array()
         .and_then(|r| r.first())
-        .ok_or_else(|| format!("no route to {a}"))?;
+        .ok_or(L2Error::NoRoute(addr))?;
     if r.get("gateway").is_some() {
-        return Err(format!(
-            "{a} is not on a directly connected network (DR needs the same L2 segment)"
-        ));
+        return Err(L2Error::NotOnLink(addr));
     }
     let dev = r
         .get("dev")
         .and_then(Value::as_str)
         .filter(|d| safe_ifname(d))
-        .ok_or_else(|| format!("route to {a} has no usable interface"))?
+        .ok_or(L2Error::NoInterface(addr))?
         .to_string();
     let link = ip_json(nft, &["link", "show", "dev", &dev]).await?;
     let dev_mac = link
@@ -961,7 +1043,7 @@ async fn resolve_l2(nft: &Nft, addr: IpAddr) -> Result<L2Next, String> {
         .and_then(|l| l.get("address"))
         .and_then(Value::as_str)
         .filter(|m| safe_mac(m))
-        .ok_or_else(|| format!("interface {dev} has no MAC address"))?
+        .ok_or_else(|| L2Error::NoDeviceMac(dev.clone()))?
         .to_ascii_lowercase();
     let mut mac = neigh_mac(&ip_json(nft, &["neigh", "show", "to", &a, "dev", &dev]).await?);
     if mac.is_none() {
@@ -978,7 +1060,10 @@ async fn resolve_l2(nft: &Nft, addr: IpAddr) -> Result<L2Next, String> {
         .await;
         mac = neigh_mac(&ip_json(nft, &["neigh", "show", "to", &a, "dev", &dev]).await?);
     }
-    let mac = mac.ok_or_else(|| format!("MAC address of {a} unresolved on {dev}"))?;
+    let mac = mac.ok_or_else(|| L2Error::Unresolved {
+        addr,
+        dev: dev.clone(),
+    })?;
     Ok(L2Next { dev, dev_mac, mac })
 }
 
@@ -1018,7 +1103,7 @@ impl DataPlane for Nft {
                     Ok(_) => keep.push(ps),
                     Err(e) => plan.statuses.push(ObjectStatus {
                         object: service_object(&ps.svc.key),
-                        result: Err(e),
+                        result: Err(e.to_string()),
                     }),
                 }
             }
@@ -1159,7 +1244,13 @@ mod tests {
                 mac: "02:00:00:00:00:02".into(),
             }),
         );
-        l2.insert(v4("198.51.100.12"), Err("MAC address unresolved".into()));
+        l2.insert(
+            v4("198.51.100.12"),
+            Err(L2Error::Unresolved {
+                addr: v4("198.51.100.12"),
+                dev: "eth0".into(),
+            }),
+        );
         let p = plan(&[s], &l2);
         assert_eq!(p.statuses.len(), 1);
         assert_eq!(
