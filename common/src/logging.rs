@@ -853,22 +853,12 @@ mod tests {
         assert_eq!(Severity::from_level(Level::TRACE), Severity::Debug);
     }
 
-    fn t(month: u8, day: u8, hour: u8, minute: u8, second: u8) -> LocalTime {
-        LocalTime {
-            month,
-            day,
-            hour,
-            minute,
-            second,
-        }
-    }
-
     #[test]
     fn syslog_line_is_rfc3164_as_local_senders_write_it() {
         let line = syslog_line(
             Facility::Local3,
             Severity::Informational,
-            t(10, 1, 9, 5, 7),
+            LocalTime::new(10, 1, 9, 5, 7),
             "ha-agent",
             4242,
             "(VI_1) Entering MASTER STATE",
@@ -880,7 +870,7 @@ mod tests {
         let line = syslog_line(
             Facility::Daemon,
             Severity::Error,
-            t(12, 31, 23, 59, 60),
+            LocalTime::new(12, 31, 23, 59, 60),
             "ha-manager",
             1,
             "x",
@@ -893,7 +883,7 @@ mod tests {
         let line = syslog_line(
             Facility::User,
             Severity::Debug,
-            t(1, 2, 3, 4, 5),
+            LocalTime::new(1, 2, 3, 4, 5),
             "a",
             7,
             "one\ntwo\r\tthree",
@@ -903,7 +893,7 @@ mod tests {
         let line = syslog_line(
             Facility::User,
             Severity::Debug,
-            t(1, 2, 3, 4, 5),
+            LocalTime::new(1, 2, 3, 4, 5),
             "a",
             7,
             &long,

@@ -33,6 +33,19 @@ pub struct LocalTime {
     pub second: u8,
 }
 
+impl LocalTime {
+    /// A time of day on a day of the year (no check: the fields as given).
+    pub const fn new(month: u8, day: u8, hour: u8, minute: u8, second: u8) -> LocalTime {
+        LocalTime {
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        }
+    }
+}
+
 impl fmt::Display for LocalTime {
     /// `Mmm dd hh:mm:ss` with the day padded by a space (RFC 3164 §4.1.2).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,23 +131,13 @@ fn utc_time(secs: u64) -> LocalTime {
 mod tests {
     use super::*;
 
-    fn t(month: u8, day: u8, hour: u8, minute: u8, second: u8) -> LocalTime {
-        LocalTime {
-            month,
-            day,
-            hour,
-            minute,
-            second,
-        }
-    }
-
     #[test]
     fn utc_time_matches_known_dates() {
-        assert_eq!(utc_time(0), t(1, 1, 0, 0, 0));
+        assert_eq!(utc_time(0), LocalTime::new(1, 1, 0, 0, 0));
         // 2000-02-29 12:34:56 UTC (a leap day of a 400-year leap year).
-        assert_eq!(utc_time(951_827_696), t(2, 29, 12, 34, 56));
+        assert_eq!(utc_time(951_827_696), LocalTime::new(2, 29, 12, 34, 56));
         // 2024-12-31 23:59:59 UTC.
-        assert_eq!(utc_time(1_735_689_599), t(12, 31, 23, 59, 59));
+        assert_eq!(utc_time(1_735_689_599), LocalTime::new(12, 31, 23, 59, 59));
     }
 
     #[test]
