@@ -23,7 +23,8 @@ pub fn spec_rs(port: u16, vs_extra: &str, rs_extra: &str, checker: &str) -> Chec
     try_spec(port, vs_extra, rs_extra, checker).unwrap()
 }
 
-/// [`CheckerSpec::from_config`]'s verdict on a checker block (the config itself must parse).
+/// [`CheckerSpec::from_config`]'s verdict on a checker block (the config itself must
+/// parse), the refusal as the log shows it.
 pub fn try_spec(
     port: u16,
     vs_extra: &str,
@@ -40,6 +41,7 @@ pub fn try_spec(
     let vs = &loaded.config.virtual_servers[0];
     let rs = &vs.real_servers[0];
     CheckerSpec::from_config("192.0.2.10:80/TCP", vs, rs, 0, &rs.checkers[0])
+        .map_err(|e| e.to_string())
 }
 
 /// What a test server does with one connection.

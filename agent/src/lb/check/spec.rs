@@ -194,25 +194,146 @@ pub fn parse_secs(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
 }
 
-fn secs_of(n: &Node) -> Result<Duration, String> {
-    n.arg(0)
-        .and_then(parse_secs)
-        .ok_or_else(|| format!("{}: {} needs a number of seconds", at(n), n.name))
+/// Why a checker block cannot run; every message starts with the file:line it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A keyword with a value the checker cannot use (at the keyword's line).
+    #[error("{at}: {keyword} {problem}")]
+    Value {
+        /// `file:line` of the keyword.
+        at: String,
+        /// The keyword.
+        keyword: String,
+        /// What is wrong with its value.
+        problem: ValueProblem,
+    },
+    /// The checker block as a whole (at the block's line).
+    #[error("{at}: {kind}: {problem}")]
+    Checker {
+        /// `file:line` of the block.
+        at: String,
+        /// Its kind ("HTTP_GET").
+        kind: &'static str,
+        /// What is wrong.
+        problem: CheckerProblem,
+    },
 }
 
-fn uint_of(n: &Node, max: u64) -> Result<u64, String> {
-    match n.arg(0).map(str::parse::<u64>) {
-        Some(Ok(v)) if v <= max => Ok(v),
-        _ => Err(format!("{}: {} needs an integer 0-{max}", at(n), n.name)),
+/// What is wrong with a keyword's value ([`SpecError::Value`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueProblem {
+    /// Not a number of seconds.
+    #[error("needs a number of seconds")]
+    Seconds,
+    /// Not an integer in range.
+    #[error("needs an integer 0-{max}")]
+    Integer {
+        /// Largest value.
+        max: u64,
+    },
+    /// Not on/off.
+    #[error("'{0}' is not on/off")]
+    Flag(String),
+    /// Not an address.
+    #[error("needs an address")]
+    Address,
+    /// Not a DNS type we know.
+    #[error("must be A, NS, CNAME, SOA, MX, TXT or AAAA")]
+    DnsType,
+    /// Not hex bytes.
+    #[error("must be hex bytes")]
+    Hex,
+}
+
+/// What is wrong with a checker block ([`SpecError::Checker`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckerProblem {
+    /// `delay_loop 0`.
+    #[error("delay_loop must be above 0")]
+    DelayLoopZero,
+    /// `connect_timeout 0`.
+    #[error("connect_timeout must be above 0")]
+    ConnectTimeoutZero,
+    /// A checker that connects, without a port.
+    #[error("no port: set connect_port or the real server's port")]
+    NoPort,
+    /// `bindto` of the other address family.
+    #[error("bindto {bind} is not of the family of {ip}")]
+    BindFamily {
+        /// The bind address.
+        bind: IpAddr,
+        /// The address checked.
+        ip: IpAddr,
+    },
+    /// An HTTP_GET / SSL_GET setting.
+    #[error(transparent)]
+    Http(#[from] HttpProblem),
+    /// MISC_CHECK without `misc_path`.
+    #[error("misc_path is missing")]
+    NoMiscPath,
+    /// The MISC_CHECK script is refused.
+    #[error(transparent)]
+    Script(#[from] crate::script::ScriptError),
+    /// The DNS_CHECK query cannot be encoded.
+    #[error(transparent)]
+    Dns(#[from] super::dns::DnsError),
+    /// SMTP_CHECK, BFD_CHECK, FILE_CHECK.
+    #[error("this checker kind is not supported")]
+    Unsupported,
+}
+
+/// What is wrong with an HTTP_GET / SSL_GET block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpProblem {
+    /// `http_protocol` other than 1.0, 1.0C, 1.1.
+    #[error("http_protocol '{0}' is not 1.0, 1.0C or 1.1")]
+    Protocol(String),
+    /// No `url` block.
+    #[error("no url block")]
+    NoUrl,
+    /// A path or virtual host that would break the request.
+    #[error("{what} '{text}' is empty or has control characters")]
+    Text {
+        /// "path" or "virtualhost".
+        what: &'static str,
+        /// The text, escaped.
+        text: String,
+    },
+    /// A `digest` that is no MD5.
+    #[error("digest '{0}' is not 32 hex digits (MD5)")]
+    Digest(String),
+    /// A `status_code` list.
+    #[error(transparent)]
+    Status(#[from] super::reply::StatusCodeError),
+}
+
+fn value_error(n: &Node, problem: ValueProblem) -> SpecError {
+    SpecError::Value {
+        at: at(n),
+        keyword: n.name.clone(),
+        problem,
     }
 }
 
-fn flag_of(n: &Node) -> Result<bool, String> {
+fn secs_of(n: &Node) -> Result<Duration, SpecError> {
+    n.arg(0)
+        .and_then(parse_secs)
+        .ok_or_else(|| value_error(n, ValueProblem::Seconds))
+}
+
+fn uint_of(n: &Node, max: u64) -> Result<u64, SpecError> {
+    match n.arg(0).map(str::parse::<u64>) {
+        Some(Ok(v)) if v <= max => Ok(v),
+        _ => Err(value_error(n, ValueProblem::Integer { max })),
+    }
+}
+
+fn flag_of(n: &Node) -> Result<bool, SpecError> {
     match n.arg(0) {
         None => Ok(true),
         Some("on" | "true" | "yes") => Ok(true),
         Some("off" | "false" | "no") => Ok(false),
-        Some(s) => Err(format!("{}: {} '{s}' is not on/off", at(n), n.name)),
+        Some(s) => Err(value_error(n, ValueProblem::Flag(s.to_owned()))),
     }
 }
 
@@ -236,15 +357,15 @@ pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Refuse text that would break the request line or a header (CR, LF, controls, space
 /// in a path).
-fn safe_http_text(what: &str, s: &str, allow_space: bool) -> Result<(), String> {
+fn safe_http_text(what: &'static str, s: &str, allow_space: bool) -> Result<(), HttpProblem> {
     if s.is_empty()
         || s.bytes()
             .any(|b| b < 0x20 || b == 0x7f || (!allow_space && b == b' '))
     {
-        return Err(format!(
-            "{what} '{}' is empty or has control characters",
-            s.escape_debug()
-        ));
+        return Err(HttpProblem::Text {
+            what,
+            text: s.escape_debug().to_string(),
+        });
     }
     Ok(())
 }
@@ -283,7 +404,7 @@ impl CheckerSpec {
         rs: &RealServer,
         idx: usize,
         c: &Checker,
-    ) -> Result<CheckerSpec, String> {
+    ) -> Result<CheckerSpec, SpecError> {
         let defaults = ScriptDefaults::from_global(&GlobalDefs::default());
         CheckerSpec::from_config_with(vs_name, vs, rs, idx, c, &defaults)
     }
@@ -297,11 +418,15 @@ impl CheckerSpec {
         idx: usize,
         c: &Checker,
         scripts: &ScriptDefaults,
-    ) -> Result<CheckerSpec, String> {
+    ) -> Result<CheckerSpec, SpecError> {
         let kind = c.kind;
         let name = kind_name(kind);
         let here = format!("{}:{}", c.origin.file.display(), c.origin.line);
-        let err = |m: String| format!("{here}: {name}: {m}");
+        let err = |problem: CheckerProblem| SpecError::Checker {
+            at: here.clone(),
+            kind: name,
+            problem,
+        };
         // Inherited option: checker, then real_server, then virtual_server.
         let lookup = |key: &str| -> Option<&Node> {
             find(&c.other, key)
@@ -315,7 +440,7 @@ impl CheckerSpec {
                 None => vs.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP),
             };
         if delay_loop.is_zero() {
-            return Err(err("delay_loop must be above 0".into()));
+            return Err(err(CheckerProblem::DelayLoopZero));
         }
         let connect_timeout = match c.connect_timeout {
             Some(t) => t,
@@ -327,7 +452,7 @@ impl CheckerSpec {
             },
         };
         if connect_timeout.is_zero() {
-            return Err(err("connect_timeout must be above 0".into()));
+            return Err(err(CheckerProblem::ConnectTimeoutZero));
         }
         let default_retry = if kind == CheckerKind::Misc {
             0
@@ -368,16 +493,14 @@ impl CheckerSpec {
         let port = c.connect_port.or(rs.port).unwrap_or(default_port);
         let needs_port = !matches!(kind, CheckerKind::Misc | CheckerKind::Ping);
         if needs_port && port == 0 {
-            return Err(err(
-                "no port: set connect_port or the real server's port".into()
-            ));
+            return Err(err(CheckerProblem::NoPort));
         }
         let connect = SocketAddr::new(ip, port);
         let bindto = match find(&c.other, "bindto") {
             Some(n) => Some(
                 n.arg(0)
                     .and_then(|s| s.parse::<IpAddr>().ok())
-                    .ok_or_else(|| format!("{}: bindto needs an address", at(n)))?,
+                    .ok_or_else(|| value_error(n, ValueProblem::Address))?,
             ),
             None => None,
         };
@@ -395,7 +518,7 @@ impl CheckerSpec {
                 };
                 let a = a.unwrap_or(unspec);
                 if a.is_ipv4() != ip.is_ipv4() {
-                    return Err(err(format!("bindto {a} is not of the family of {ip}")));
+                    return Err(err(CheckerProblem::BindFamily { bind: a, ip }));
                 }
                 Some(SocketAddr::new(a, p.unwrap_or(0)))
             }
@@ -405,19 +528,19 @@ impl CheckerSpec {
             CheckerKind::Tcp => Probe::Tcp,
             CheckerKind::Ping => Probe::Ping,
             CheckerKind::HttpGet | CheckerKind::SslGet => {
-                Probe::Http(http_probe(vs, rs, c, connect).map_err(err)?)
+                Probe::Http(http_probe(vs, rs, c, connect).map_err(|e| err(e.into()))?)
             }
             CheckerKind::Misc => {
                 let path = c
                     .misc_path
                     .as_deref()
-                    .ok_or_else(|| err("misc_path is missing".into()))?;
+                    .ok_or_else(|| err(CheckerProblem::NoMiscPath))?;
                 let user = find(&c.other, "user").map(|n| ScriptUser {
                     user: n.arg(0).unwrap_or_default().to_owned(),
                     group: n.arg(1).map(str::to_owned),
                 });
                 let script = ScriptSpec::from_command(path, user.as_ref(), scripts)
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err(e.into()))?;
                 let timeout = match find(&c.other, "misc_timeout") {
                     Some(n) => secs_of(n)?,
                     None => delay_loop,
@@ -434,27 +557,28 @@ impl CheckerSpec {
             }
             CheckerKind::Dns => {
                 let qtype = match find(&c.other, "type") {
-                    Some(n) => n.arg(0).and_then(dns_type).ok_or_else(|| {
-                        format!("{}: type must be A, NS, CNAME, SOA, MX, TXT or AAAA", at(n))
-                    })?,
+                    Some(n) => n
+                        .arg(0)
+                        .and_then(dns_type)
+                        .ok_or_else(|| value_error(n, ValueProblem::DnsType))?,
                     None => 6,
                 };
                 let name = find(&c.other, "name")
                     .and_then(|n| n.arg(0))
                     .unwrap_or(".")
                     .to_owned();
-                super::dns::encode_query(0, &name, qtype).map_err(|e| err(e.to_string()))?;
+                super::dns::encode_query(0, &name, qtype).map_err(|e| err(e.into()))?;
                 Probe::Dns(DnsProbe { qtype, name })
             }
             CheckerKind::Udp => {
-                let hex = |key: &str| -> Result<Option<Vec<u8>>, String> {
+                let hex = |key: &str| -> Result<Option<Vec<u8>>, SpecError> {
                     match find(&c.other, key) {
                         None => Ok(None),
                         Some(n) => {
                             let s = n.args.join("");
                             parse_hex(&s)
                                 .map(Some)
-                                .ok_or_else(|| format!("{}: {key} must be hex bytes", at(n)))
+                                .ok_or_else(|| value_error(n, ValueProblem::Hex))
                         }
                     }
                 };
@@ -463,7 +587,7 @@ impl CheckerSpec {
                     Some(_) => Some(hex("require_reply")?.unwrap_or_default()),
                     None => None,
                 };
-                let len = |key: &str, d: usize| -> Result<usize, String> {
+                let len = |key: &str, d: usize| -> Result<usize, SpecError> {
                     match find(&c.other, key) {
                         Some(n) => Ok(uint_of(n, 65_535)? as usize),
                         None => Ok(d),
@@ -477,7 +601,7 @@ impl CheckerSpec {
                 })
             }
             CheckerKind::Smtp | CheckerKind::Bfd | CheckerKind::File => {
-                return Err(err("this checker kind is not supported".into()));
+                return Err(err(CheckerProblem::Unsupported));
             }
         };
 
@@ -506,15 +630,15 @@ fn http_probe(
     rs: &RealServer,
     c: &Checker,
     connect: SocketAddr,
-) -> Result<HttpProbe, String> {
+) -> Result<HttpProbe, HttpProblem> {
     let protocol = match find(&c.other, "http_protocol").and_then(|n| n.arg(0)) {
         None | Some("1.0") => HttpProtocol::Http10,
         Some("1.0C" | "1.0c") => HttpProtocol::Http10Close,
         Some("1.1") => HttpProtocol::Http11,
-        Some(p) => return Err(format!("http_protocol '{p}' is not 1.0, 1.0C or 1.1")),
+        Some(p) => return Err(HttpProblem::Protocol(p.to_owned())),
     };
     if c.urls.is_empty() {
-        return Err("no url block".into());
+        return Err(HttpProblem::NoUrl);
     }
     let outer_vhost = find(&rs.other, "virtualhost")
         .or_else(|| find(&vs.other, "virtualhost"))
@@ -527,14 +651,14 @@ fn http_probe(
             Some(d) => {
                 let d = d.to_ascii_lowercase();
                 if d.len() != 32 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!("digest '{d}' is not 32 hex digits (MD5)"));
+                    return Err(HttpProblem::Digest(d));
                 }
                 Some(d)
             }
             None => None,
         };
         let status = if !u.status_code.is_empty() {
-            Some(StatusCodes::parse(&u.status_code).map_err(|e| e.to_string())?)
+            Some(StatusCodes::parse(&u.status_code)?)
         } else if digest.is_none() {
             Some(StatusCodes::default_ok())
         } else {
