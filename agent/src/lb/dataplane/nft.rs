@@ -655,7 +655,7 @@ pub enum NftError {
     /// Writing the batch to its stdin failed.
     #[error("write to nft: {0}")]
     Write(std::io::Error),
-    /// It did not finish within [`NFT_TIMEOUT`].
+    /// It did not finish within `NFT_TIMEOUT`.
     #[error("nft did not finish within {NFT_TIMEOUT:?}")]
     Timeout,
     /// Waiting for it failed.
