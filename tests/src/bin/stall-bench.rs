@@ -4,8 +4,11 @@
 //! ```text
 //! cargo build -p ha-agent --bin ha-agent
 //! cargo run -p ha-tests --bin stall-bench -- [--quick] [--windows W] [--window S]
-//!     [--loads 2,4,8,16] [--only keepalived|ha-agent] [--keep]
+//!     [--loads 2,4,8,16] [--only keepalived|ha-agent] [--keep] [--global STMT]...
 //! ```
+//!
+//! `--global STMT` adds a statement to both pairs' global_defs (for an A/B of process
+//! tuning such as `vrrp_priority 0`, `vrrp_priority -20` or `vrrp_rt_priority 50`).
 //!
 //! Two pairs, each on its own classic topology (the idle pair of `ha_tests::idle`): 50
 //! VRRPv3 instances at advert_int 0.01, lb1 MASTER of all at priority 100, lb2 BACKUP of
@@ -14,9 +17,9 @@
 //! (default 3 per load, `--quick` 1): `stress-ng --cpu N` for 15 s (in a namespace of its
 //! own, so nothing outlives the bench), 3 s to recover, then the count of the backup's
 //! `Entering MASTER STATE` lines during the window. The master is alive throughout, so
-//! each is a false takeover. Both pairs settle again before the next window. If the agent's
-//! stats.json has counters named like `stall`, their growth over the window is printed too
-//! (skipped when absent).
+//! each is a false takeover. Both pairs settle again before the next window. The growth of each
+//! ha-agent's late wake-ups (stats.json `stalls`: the engine woke more than one advert
+//! interval after a deadline) is printed per side, with the worst lateness.
 
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +47,7 @@ struct Opts {
     window: Duration,
     loads: Vec<u32>,
     impls: Vec<Impl>,
+    global: Vec<String>,
 }
 
 fn parse_opts() -> Result<Opts> {
@@ -52,6 +56,7 @@ fn parse_opts() -> Result<Opts> {
         window: Duration::from_secs(15),
         loads: vec![2, 4, 8, 16],
         impls: vec![Impl::Keepalived, Impl::HaAgent],
+        global: Vec::new(),
     };
     let mut windows = None;
     let mut quick = false;
@@ -73,10 +78,13 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_, _>>()
                     .context("--loads 2,4,8,16")?;
             }
+            "--global" => o
+                .global
+                .push(args.next().context("--global needs a statement")?),
             "--only" => o.impls = vec![ha_tests::bench::parse_only(args.next().as_deref())?],
             "-h" | "--help" => {
                 println!(
-                    "stall-bench [--quick] [--windows W] [--window S] [--loads 2,4,8,16] [--only keepalived|ha-agent] [--keep]"
+                    "stall-bench [--quick] [--windows W] [--window S] [--loads 2,4,8,16] [--only keepalived|ha-agent] [--keep] [--global STMT]..."
                 );
                 std::process::exit(0);
             }
@@ -94,10 +102,18 @@ struct Pair {
 }
 
 impl Pair {
-    fn start(which: Impl) -> Result<Pair> {
+    fn start(which: Impl, global: &[String]) -> Result<Pair> {
         let mut t = Classic::new(&format!("stall-{}", impl_name(which)))?;
-        t.start(0, which, &idle::conf("MASTER", MASTER_PRIO))?;
-        t.start(1, which, &idle::conf("BACKUP", BACKUP_PRIO))?;
+        t.start(
+            0,
+            which,
+            &with_global(idle::conf("MASTER", MASTER_PRIO), global)?,
+        )?;
+        t.start(
+            1,
+            which,
+            &with_global(idle::conf("BACKUP", BACKUP_PRIO), global)?,
+        )?;
         Ok(Pair { which, t })
     }
 
@@ -126,40 +142,38 @@ impl Drop for Pair {
     }
 }
 
+/// `conf` with `extra` statements after the router_id line of its global_defs.
+fn with_global(conf: String, extra: &[String]) -> Result<String> {
+    if extra.is_empty() {
+        return Ok(conf);
+    }
+    let at = conf
+        .find("router_id")
+        .and_then(|i| conf[i..].find('\n').map(|j| i + j + 1))
+        .context("config without a router_id line")?;
+    let lines: String = extra.iter().map(|l| format!("    {l}\n")).collect();
+    Ok(format!("{}{lines}{}", &conf[..at], &conf[at..]))
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Counts {
     backup_masters: usize,
     master_demotions: usize,
-    stalls: [Option<u64>; 2],
+    stalls: [Option<(u64, f64)>; 2],
 }
 
-/// The sum of every numeric field whose name contains "stall" in an ha-agent's stats dump
-/// (None for keepalived, or when the agent has no such counter).
-fn stall_counter(n: &Node) -> Option<u64> {
+/// An ha-agent's engine wake-ups that came much later than their deadline (its stats
+/// dump's `stalls`), and the worst lateness so far in ms (None for keepalived).
+fn stall_counter(n: &Node) -> Option<(u64, f64)> {
     let Node::Agent(a) = n else { return None };
     let v = a.stats().ok()?;
-    sum_stalls(&v)
+    stall_fields(&v)
 }
 
-fn sum_stalls(v: &Value) -> Option<u64> {
-    match v {
-        Value::Object(m) => {
-            let mut found = None;
-            for (k, x) in m {
-                let here = if k.to_ascii_lowercase().contains("stall") {
-                    x.as_u64().or_else(|| sum_stalls(x))
-                } else {
-                    sum_stalls(x)
-                };
-                if let Some(h) = here {
-                    found = Some(found.unwrap_or(0) + h);
-                }
-            }
-            found
-        }
-        Value::Array(a) => a.iter().filter_map(sum_stalls).reduce(|x, y| x + y),
-        _ => None,
-    }
+fn stall_fields(v: &Value) -> Option<(u64, f64)> {
+    let late = v.get("stalls")?.as_u64()?;
+    let worst_us = v.get("stall_max_us").and_then(Value::as_u64).unwrap_or(0);
+    Some((late, worst_us as f64 / 1000.0))
 }
 
 /// stress-ng in a namespace of its own; its processes die with the namespace.
@@ -208,7 +222,8 @@ impl Hog {
 struct Cell {
     takeovers: Vec<usize>,
     demotions: Vec<usize>,
-    stalls: Vec<Option<u64>>,
+    /// Stall growth per window: [master, backup].
+    stalls: Vec<Option<[u64; 2]>>,
     errors: Vec<String>,
 }
 
@@ -229,8 +244,12 @@ impl Cell {
         if self.stalls.is_empty() || self.stalls.iter().all(Option::is_none) {
             return "-".into();
         }
-        let total: u64 = self.stalls.iter().flatten().sum();
-        format!("{total}")
+        let (m, b) = self
+            .stalls
+            .iter()
+            .flatten()
+            .fold((0, 0), |(m, b), [x, y]| (m + x, b + y));
+        format!("master {m}, backup {b}")
     }
 }
 
@@ -248,7 +267,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let pairs: Vec<Pair> = impls
         .iter()
-        .map(|w| Pair::start(*w))
+        .map(|w| Pair::start(*w, &o.global))
         .collect::<Result<_>>()?;
     for p in &pairs {
         idle::wait_settled(&p.t.nodes)
@@ -273,20 +292,26 @@ fn main() -> Result<()> {
                         let d = a.master_demotions.saturating_sub(b.master_demotions);
                         let s = match (b.stalls, a.stalls) {
                             ([Some(b0), Some(b1)], [Some(a0), Some(a1)]) => {
-                                Some(a0.saturating_sub(b0) + a1.saturating_sub(b1))
+                                Some([a0.0.saturating_sub(b0.0), a1.0.saturating_sub(b1.0)])
                             }
                             _ => None,
+                        };
+                        let worst = match a.stalls {
+                            [Some(m), Some(b)] => {
+                                format!(" (worst so far {:.1}/{:.1} ms)", m.1, b.1)
+                            }
+                            _ => String::new(),
                         };
                         c.takeovers.push(t);
                         c.demotions.push(d);
                         c.stalls.push(s);
                         eprintln!(
-                            "[{:>5.0}s] stress-ng --cpu {n:<2} window {}/{} {:<10} false takeovers {t}, master demotions {d}, stalls {}",
+                            "[{:>5.0}s] stress-ng --cpu {n:<2} window {}/{} {:<10} false takeovers {t}, master demotions {d}, late wake-ups master/backup {}{worst}",
                             started.elapsed().as_secs_f64(),
                             w + 1,
                             o.windows,
                             impl_name(p.which),
-                            s.map_or_else(|| "n/a".into(), |s| s.to_string())
+                            s.map_or_else(|| "n/a".into(), |[m, b]| format!("{m}/{b}"))
                         );
                     }
                     (Err(e), _) => c.errors.push(format!("{e:#}")),
@@ -318,7 +343,7 @@ fn main() -> Result<()> {
     );
     println!();
     println!(
-        "{:<8} | {:<28} | {:<28} | {:<22} | ha-agent stalls counted",
+        "{:<8} | {:<28} | {:<28} | {:<22} | ha-agent late wake-ups",
         "load", "keepalived", "ha-agent", "ratio ha-agent/keepal."
     );
     println!(
@@ -365,7 +390,7 @@ fn main() -> Result<()> {
             .iter()
             .all(|(_, c)| ha.is_some_and(|i| c[i].stalls.iter().all(Option::is_none)))
     {
-        println!("(ha-agent's stats.json has no counter named like `stall`: stall column skipped)");
+        println!("(ha-agent's stats.json has no `stalls` counter: late wake-up column skipped)");
     }
     if let Ok(b) = ha_tests::bin("ha-agent") {
         let b = b.display().to_string();
@@ -376,6 +401,12 @@ fn main() -> Result<()> {
         };
         println!("ha-agent: {b} ({profile})");
     }
+    if !o.global.is_empty() {
+        println!(
+            "global_defs of both pairs also had: {}",
+            o.global.join("; ")
+        );
+    }
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -385,13 +416,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stall_counters_are_found_anywhere() {
+    fn stall_fields_are_read_from_the_top_level() {
         let v: Value = serde_json::json!({
             "dump_seq": 3,
             "stalls": 2,
-            "instances": [{"name": "VI_1", "stall_count": 5}, {"name": "VI_2"}],
+            "stall_max_us": 12500,
+            "instances": [{"name": "VI_1", "stalls": 5, "stall_deferrals": 1}],
         });
-        assert_eq!(sum_stalls(&v), Some(7));
-        assert_eq!(sum_stalls(&serde_json::json!({"instances": []})), None);
+        assert_eq!(stall_fields(&v), Some((2, 12.5)));
+        assert_eq!(stall_fields(&serde_json::json!({"instances": []})), None);
+    }
+
+    #[test]
+    fn global_statements_go_into_global_defs() -> Result<()> {
+        let c = with_global(
+            "global_defs {\n    router_id lb\n}\n".into(),
+            &["vrrp_priority -20".into()],
+        )?;
+        assert_eq!(
+            c,
+            "global_defs {\n    router_id lb\n    vrrp_priority -20\n}\n"
+        );
+        Ok(())
     }
 }
