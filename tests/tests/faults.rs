@@ -414,7 +414,8 @@ fn slice_of(pid: u32, tid: &str) -> Result<u64> {
 #[test]
 fn the_vrrp_thread_asks_for_a_short_time_slice() -> Result<()> {
     // Without vrrp_rt_priority the VRRP thread asks EEVDF for a 0.5 ms slice, so its
-    // wake-ups preempt CPU hogs; the other threads keep the default.
+    // wake-ups preempt CPU hogs, and without vrrp_priority it runs at the agent's default
+    // niceness; the other threads keep the defaults.
     let mut c = Classic::new("slice")?;
     let conf = render("lb1", &[fast("MASTER", 150, "0.1")]);
     c.start_agent_with(0, &conf, &["--metrics-listen", "127.0.0.1:9464"])?;
@@ -423,8 +424,14 @@ fn the_vrrp_thread_asks_for_a_short_time_slice() -> Result<()> {
     let main = slice_of(pid, &pid.to_string())?;
     let wanted = u64::try_from(ha_agent::runtime::sched::VRRP_SLICE.as_nanos())?;
     assert_eq!(main, wanted, "VRRP thread slice");
-    let (_, _, policy) = sched_of(pid, &pid.to_string())?;
+    let (nice, _, policy) = sched_of(pid, &pid.to_string())?;
     assert_eq!(policy, 0, "still SCHED_OTHER");
+    // No vrrp_priority: the agent's default niceness for the VRRP thread only.
+    assert_eq!(
+        nice,
+        i64::from(ha_agent::runtime::sched::DEFAULT_VRRP_NICE),
+        "VRRP thread nice"
+    );
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))?.filter_map(|e| e.ok()) {
         let tid = t.file_name().to_string_lossy().into_owned();
         if tid != pid.to_string() {
@@ -432,6 +439,11 @@ fn the_vrrp_thread_asks_for_a_short_time_slice() -> Result<()> {
                 slice_of(pid, &tid)?,
                 wanted,
                 "thread {tid} got the short slice"
+            );
+            assert_eq!(
+                sched_of(pid, &tid)?.0,
+                0,
+                "thread {tid} got the VRRP niceness"
             );
         }
     }

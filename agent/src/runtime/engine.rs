@@ -643,7 +643,7 @@ impl Engine {
         self.expire_alerts();
         let now = self.now();
         for i in 0..self.slots.len() {
-            if self.slots[i].inst.next_deadline().is_some_and(|d| d <= now) {
+            if self.slots[i].inst.due(now) {
                 self.feed(i, Input::Tick).await;
             }
         }

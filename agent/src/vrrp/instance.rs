@@ -232,6 +232,18 @@ impl Instance {
         self.timers.next()
     }
 
+    /// Whether a `Tick` at `now` would act: a deadline is due, or (as master) the next
+    /// advert falls within [`timers::advert_slack`], so that a runtime awake for another
+    /// instance sends it in the same wake-up.
+    pub fn due(&self, now: Mono) -> bool {
+        self.next_deadline().is_some_and(|d| d <= now)
+            || (self.state == State::Master
+                && self
+                    .timers
+                    .adver
+                    .due_within(now, timers::advert_slack(self.cfg.interval)))
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         self.state
@@ -570,7 +582,8 @@ impl Instance {
             }
             State::Master => {
                 let due = self.timers.adver.get();
-                if self.timers.adver.fire(now) {
+                let slack = timers::advert_slack(self.cfg.interval);
+                if self.timers.adver.fire_within(now, slack) {
                     let late = due.map_or(Duration::ZERO, |d| now.since(d));
                     if late >= timers::stall_threshold(self.cfg.interval) {
                         self.counters.stalls += 1;
@@ -1028,6 +1041,44 @@ mod tests {
         i.handle(due, Input::Tick);
         assert_eq!(i.state(), State::Master);
         i
+    }
+
+    #[test]
+    fn an_advert_due_within_the_slack_goes_out_with_the_wake_up_and_locks_phase() {
+        let mut i = master(100);
+        let d = i.next_deadline().unwrap();
+        let slack = timers::advert_slack(Centiseconds(100));
+        assert_eq!(slack, Duration::from_millis(2));
+        // Not yet within the slack: nothing to do.
+        let early = Mono(d.0 - Duration::from_millis(3));
+        assert!(!i.due(early));
+        assert!(i.handle(early, Input::Tick).is_empty());
+        // Within it: the advert goes now and the next one is due an interval from now.
+        let now = Mono(d.0 - Duration::from_millis(1));
+        assert!(i.due(now));
+        let a = i.handle(now, Input::Tick);
+        assert!(a.iter().any(|a| matches!(a, Action::SendAdvert(_))));
+        assert!(!a.iter().any(|a| matches!(a, Action::Stalled { .. })));
+        assert_eq!(i.next_deadline(), Some(now.after(Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn master_down_is_never_acted_on_early() {
+        let mut i = Instance::new(
+            cfg(Version::V3, 90, Centiseconds(1)),
+            "192.0.2.1".parse().unwrap(),
+        );
+        i.handle(at(Duration::ZERO), Input::Start);
+        assert_eq!(i.state(), State::Backup);
+        let d = i.next_deadline().unwrap();
+        let before = Mono(d.0 - Duration::from_micros(100));
+        assert!(!i.due(before));
+        assert!(transitions(&i.handle(before, Input::Tick)).is_empty());
+        assert!(i.due(d));
+        assert_eq!(
+            transitions(&i.handle(d, Input::Tick)),
+            vec![(State::Master, Reason::MasterDown)]
+        );
     }
 
     #[test]
