@@ -25,19 +25,19 @@
 //! 9. `garp_lower_prio_repeat` must be 0 (default 0):
 //!    "(%s) Strict mode requires no repeat garps. resetting".
 //! 10. `garp_lower_prio_delay` must be 0 (default 0):
-//!    "(%s) Strict mode requires no repeat garp delay. resetting".
+//!     "(%s) Strict mode requires no repeat garp delay. resetting".
 //! 11. `lower_prio_no_advert` must be on (default on, whatever the global says):
-//!    "(%s) Strict mode requires no lower priority advert. resetting".
+//!     "(%s) Strict mode requires no lower priority advert. resetting".
 //! 12. `higher_prio_send_advert` must be off (default off, whatever the global says):
-//!    "(%s) strict mode requires higher_prio_send_advert to be clear. resetting".
+//!     "(%s) strict mode requires higher_prio_send_advert to be clear. resetting".
 //! 13. `vmac_xmit_base` with `use_vmac` is reset:
-//!    "(%s) xmit_base is incompatible with strict mode - resetting".
+//!     "(%s) xmit_base is incompatible with strict mode - resetting".
 //! 14. `no_virtual_ipaddress` is cleared (then no VIP is an error, validate.rs):
-//!    "(%s) no_virtual_ipaddress and strict mode incompatible, clearing no_virtual_ipaddress".
+//!     "(%s) no_virtual_ipaddress and strict mode incompatible, clearing no_virtual_ipaddress".
 //! 15. An address owner always ignores lower adverts (build.rs `owner_ignore_adverts`):
-//!    "(%s) strict_mode with priority %d requires owner_ignore_adverts".
+//!     "(%s) strict_mode with priority %d requires owner_ignore_adverts".
 //! 16. `auth_hmac` needs mode enforce (error, validate.rs):
-//!    "(%s) strict mode requires auth_hmac mode enforce".
+//!     "(%s) strict mode requires auth_hmac mode enforce".
 //!
 //! Not here: keepalived's "cannot specify MAC address with strict mode - clearing" (a VMAC
 //! with an explicit MAC, which ha-agent's `use_vmac` does not parse), and its firewall
