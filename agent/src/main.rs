@@ -211,7 +211,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Kept alive until run returns: dropping it flushes the last lines to syslog.
     let _log = ha_common::logging::init(log_opts)?;
     for n in &loaded.notes {
-        tracing::info!("{n}");
+        // Corrections keepalived makes (strict mode) are warnings; other notes are info.
+        if n.message.starts_with("warning: ") {
+            tracing::warn!("{n}");
+        } else {
+            tracing::info!("{n}");
+        }
     }
     for n in keepalived_option_notes(&args) {
         tracing::info!("{n}");

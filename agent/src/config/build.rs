@@ -160,7 +160,8 @@ pub fn build(tree: &[Node], errors: &mut Vec<Diagnostic>, notes: &mut Vec<Diagno
         match n.name.as_str() {
             "global_defs" => {}
             "vrrp_instance" => {
-                if let Some(d) = instance(&mut cx, n) {
+                if let Some(mut d) = instance(&mut cx, n) {
+                    super::strict::apply(&mut d, n, &cfg.global, cx.notes, cx.errors);
                     drafts.push(d);
                 }
             }

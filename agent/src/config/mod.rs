@@ -17,6 +17,7 @@ pub mod build;
 pub mod keywords;
 pub mod lexer;
 pub mod model;
+pub mod strict;
 pub mod tree;
 pub mod validate;
 

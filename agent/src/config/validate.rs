@@ -135,10 +135,8 @@ pub(super) fn instances(drafts: &[InstanceDraft], g: &GlobalDefs, errors: &mut V
             }
         }
         // keepalived: VRRPv3 and strict mode need a VIP unless `no_virtual_ipaddress`
-        // says none is intended (never in strict mode); v2 only warns (a note).
-        if let (Some(loc), true) = (&d.no_vips, strict) {
-            errors.push(loc.diag("no_virtual_ipaddress is incompatible with strict mode"));
-        } else if d.vips.is_empty() && (strict || (version == Version::V3 && d.no_vips.is_none())) {
+        // says none is intended (strict.rs cleared it in strict mode); v2 only warns.
+        if d.vips.is_empty() && (strict || (version == Version::V3 && d.no_vips.is_none())) {
             errors.push(at(format!(
                 "vrrp_instance {}: no virtual_ipaddress; at least one is required {}",
                 d.name,
@@ -302,7 +300,7 @@ mod tests {
         // Strict mode needs a VIP whatever is said.
         assert_eq!(
             errors(&inst(&format!("{base}strict_mode\nno_virtual_ipaddress"))),
-            vec!["k.conf:5: no_virtual_ipaddress is incompatible with strict mode"]
+            vec!["k.conf:1: vrrp_instance A: no virtual_ipaddress; at least one is required in strict mode"]
         );
         let note = |text: &str| {
             crate::config::parse_str(std::path::Path::new("k.conf"), &inst(text)).map(|l| {
