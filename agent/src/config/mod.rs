@@ -42,6 +42,25 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Most diagnostics printed for one load; the rest are counted in one line.
+pub const MAX_REPORTED: usize = 50;
+
+/// The lines to print for `diags`: at most [`MAX_REPORTED`], then "... and N more".
+pub fn report_lines(diags: &[Diagnostic]) -> Vec<String> {
+    let mut lines: Vec<String> = diags
+        .iter()
+        .take(MAX_REPORTED)
+        .map(ToString::to_string)
+        .collect();
+    if diags.len() > MAX_REPORTED {
+        lines.push(format!(
+            "... and {} more",
+            diags.len().saturating_sub(MAX_REPORTED)
+        ));
+    }
+    lines
+}
+
 /// A config that parsed and validated, with notes for `--check`.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
