@@ -49,10 +49,10 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
         connected(s, "lb1") && connected(s, "lb2")
     })?;
 
-    // Leave a little room (a 192 KiB pad freed after the fill): the commands and the
+    // Leave a little room (a 32 KiB pad freed after the fill): the commands and the
     // agents' events fill it up while the commands run.
     let pad = mnt.join("pad");
-    std::fs::write(&pad, vec![0u8; 192 * 1024])?;
+    std::fs::write(&pad, vec![0u8; 32 * 1024])?;
     let filler = tmpfs.fill("filler")?;
     std::fs::remove_file(&pad)?;
 
@@ -179,4 +179,140 @@ fn hactl_timeout_covers_the_tls_handshake() -> Result<()> {
 
 fn humantime_secs(s: &str) -> Duration {
     Duration::from_secs(s.trim_end_matches('s').parse().unwrap_or(0))
+}
+
+/// The flood client: `python3 -c FLOOD MODE COUNT CA CERT KEY`. MODE `close`: every
+/// connection ends (a third right after the TCP connect, a third after the TLS
+/// handshake, a third half-closed after the HTTP/2 preface, read to the server's close);
+/// MODE `hold`: TLS and the preface, "ready", then it waits to be cut off and killed.
+const FLOOD: &str = r#"
+import socket, ssl, sys, time
+mode, count, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(ca)
+ctx.load_cert_chain(cert, key)
+ctx.set_alpn_protocols(["h2"])
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+held = []
+for i in range(count):
+    s = socket.create_connection(("192.0.2.50", 7400), timeout=10)
+    kind = i % 3 if mode == "close" else 3
+    if kind == 0:
+        s.close()
+        continue
+    t = ctx.wrap_socket(s, server_hostname="192.0.2.50")
+    if kind == 1:
+        t.close()
+        continue
+    t.sendall(PREFACE)
+    if kind == 2:
+        t.shutdown(socket.SHUT_WR)
+        held.append(t)
+        continue
+    held.append(t)
+print("ready", len(held), flush=True)
+if mode == "close":
+    for t in held:
+        try:
+            t.settimeout(30)
+            while t.recv(65536):
+                pass
+        except Exception:
+            pass
+        t.close()
+    print("done", flush=True)
+else:
+    time.sleep(3600)
+"#;
+
+/// ESTABLISHED and CLOSE-WAIT connections on the manager's port, from its namespace.
+fn leftovers(f: &Fleet) -> Result<Vec<String>> {
+    let out = f
+        .mgr_ns()
+        .sh("ss -Htn state established state close-wait '( sport = :7400 )'")?;
+    Ok(out
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.trim().is_empty())
+        .collect())
+}
+
+/// Client connections closed in every way (at once, after TLS, half-closed after the
+/// HTTP/2 preface) and peers that vanish without a FIN (their link cut, then killed):
+/// the manager closes its side; none stays ESTABLISHED or CLOSE-WAIT beyond a bound
+/// (TCP keepalive 10 s + 3 x 5 s, HTTP/2 ping 10 s + 20 s), and it still answers.
+#[test]
+fn closed_and_dead_clients_leave_no_established_connections() -> Result<()> {
+    let mut f = Fleet::new("meflood", true)?;
+    f.start_manager()?;
+    let pki = f.classic.dir.join("pki");
+    let p = |n: &str| pki.join(n).to_string_lossy().into_owned();
+    let (ca, cert, key) = (p("ca.pem"), p("operator.pem"), p("operator.key"));
+
+    // Peers that will vanish: their own host, cut off after connecting.
+    let dead = f.classic.lan.add_host("hdd", "192.0.2.67/24", None)?;
+    let mut hold = f
+        .classic
+        .lan
+        .ns(dead)
+        .command("python3")
+        .args(["-c", FLOOD, "hold", "20", &ca, &cert, &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start the holding client")?;
+    {
+        use std::io::BufRead;
+        let out = hold.stdout.take().context("holding client stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        assert!(line.starts_with("ready 20"), "holding client: {line:?}");
+    }
+    // The closing flood from the client host.
+    let out = f
+        .classic
+        .lan
+        .ns(ha_tests::scenario::CLIENT)
+        .command("python3")
+        .args(["-c", FLOOD, "close", "150", &ca, &cert, &key])
+        .output()
+        .context("run the closing flood")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("done"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let during = leftovers(&f)?;
+    println!(
+        "after the closing flood: {} open on :7400 (20 held)",
+        during.len()
+    );
+
+    // Cut the holders off without a FIN reaching the manager, then kill them.
+    f.classic.lan.ns(dead).sh("ip link set eth0 down")?;
+    let _ = hold.kill();
+    let _ = hold.wait();
+    let cut = Instant::now();
+    let limit = Duration::from_secs(60);
+    loop {
+        let left = leftovers(&f)?;
+        if left.is_empty() {
+            println!(
+                "no leftover {:?} after the dead peers were cut off",
+                cut.elapsed()
+            );
+            break;
+        }
+        if cut.elapsed() > limit {
+            bail!(
+                "{} connections still open {limit:?} after the flood:\n{}",
+                left.len(),
+                left.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // And it still serves.
+    f.status()?;
+    Ok(())
 }
