@@ -57,7 +57,7 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
     std::fs::remove_file(&pad)?;
 
     let mut ok = BTreeSet::new();
-    let mut refused = 0;
+    let mut refused = Vec::new();
     for i in 0..40 {
         let rid = format!("edge-disk-{i}");
         let prio = (110 + i % 20).to_string();
@@ -67,7 +67,7 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
                 ok.insert(rid);
             }
             1 => {
-                refused += 1;
+                refused.push((rid, prio));
                 assert!(
                     out.stderr.contains("not writable")
                         || out.stderr.contains("could not be stored")
@@ -79,14 +79,23 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
         }
     }
     println!(
-        "{} of 40 commands ok, {refused} refused on a filling disk",
-        ok.len()
+        "{} of 40 commands ok, {} refused on a filling disk",
+        ok.len(),
+        refused.len()
     );
 
     // Durable means it survives a kill -9: kill, free the space, restart, read history.
     f.kill_manager()?;
     std::fs::remove_file(&filler)?;
     f.start_manager()?;
+    // Retried with the same request id: an ok now (run now, or answered from the
+    // request-id record) must have its audit record too.
+    for (rid, prio) in &refused {
+        let out = f.hactl(&["set-priority", "lb2", "VI_1", prio, "--request-id", rid])?;
+        if out.code == 0 {
+            ok.insert(rid.clone());
+        }
+    }
     let events = f.history(&["--kind", "command", "--limit", "1000"])?;
     let audited: BTreeSet<String> = events
         .iter()
@@ -314,5 +323,112 @@ fn closed_and_dead_clients_leave_no_established_connections() -> Result<()> {
     }
     // And it still serves.
     f.status()?;
+    Ok(())
+}
+
+/// Start ha-agent on LAN host `idx` with `cert`'s certificate, claiming node `node`.
+fn start_agent_as(f: &mut Fleet, idx: usize, cert: &str, node: &str) -> Result<ha_tests::Daemon> {
+    let dir = f.classic.dir.join(format!("as-{cert}"));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("keepalived.conf");
+    std::fs::write(&cfg, fast_pair_conf(idx))?;
+    let mut args =
+        ha_tests::fleet::agent_args(&cfg, &dir.join("state"), cert, &f.url(), &f.security);
+    let at = args.iter().position(|a| a == "--node").context("--node")?;
+    args[at + 1] = node.to_string();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = ha_tests::bin("ha-agent")?;
+    ha_tests::Daemon::start(f.classic.lan.ns(idx), &dir, "ha-agent", &agent, &argv)
+}
+
+/// Refused COMMAND records in history: (who, op, node, result).
+fn refusals(events: &[Value]) -> Vec<(String, String, String, String)> {
+    events
+        .iter()
+        .filter_map(|ev| {
+            let detail: Value = serde_json::from_str(ev["detail"].as_str()?).ok()?;
+            let result = detail["result"].as_str()?.to_string();
+            result.starts_with("denied").then(|| {
+                (
+                    detail["who"].as_str().unwrap_or_default().to_string(),
+                    ev["reason"].as_str().unwrap_or_default().to_string(),
+                    ev["node"].as_str().unwrap_or_default().to_string(),
+                    result,
+                )
+            })
+        })
+        .collect()
+}
+
+/// An impostor (lb1's certificate claiming lb2) and an operator certificate opening the
+/// agent stream are refused, and each refusal is an audit record in history, once per
+/// minute however often the agent retries; a refused read (an agent certificate asking
+/// for status) too. The refused agents never log "manager connected".
+#[test]
+fn refused_sessions_and_reads_are_audited() -> Result<()> {
+    let mut f = Fleet::new("merefuse", true)?;
+    f.start_manager()?;
+    let impostor = start_agent_as(&mut f, 0, "lb1", "lb2")?;
+    let operator = start_agent_as(&mut f, 1, "operator", "lb2")?;
+    let read = f.hactl_as("lb1", &["status"])?;
+    assert_eq!(read.code, 1, "{read:?}");
+    assert!(read.stderr.contains("may not call"), "{read:?}");
+
+    let events = f.wait_history(
+        "the three refusals",
+        &["--kind", "command"],
+        SETTLE,
+        |evs| {
+            let r = refusals(evs);
+            let has = |who: &str, op: &str| r.iter().any(|(w, o, _, _)| w == who && o == op);
+            has("lb1", "agent-session") && has("operator", "agent-session") && has("lb1", "status")
+        },
+    )?;
+    let r = refusals(&events);
+    for x in &r {
+        println!("refusal in history: {x:?}");
+    }
+    assert!(
+        r.iter().any(|(w, o, n, res)| w == "lb1"
+            && o == "agent-session"
+            && n == "lb2"
+            && res.contains("certificate lb1 may not speak for node lb2")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|(w, o, _, res)| w == "operator"
+            && o == "agent-session"
+            && res.contains("role operator may not call /ha.v1.AgentLink/Session")),
+        "{r:?}"
+    );
+
+    // The impostor keeps retrying: several refusals, one record (rate limit).
+    let mgr = || f.manager_log();
+    ha_tests::proc::wait_until("three refused impostor sessions", SETTLE, || {
+        mgr().matches("agent session refused").count() >= 3
+    })
+    .with_context(mgr)?;
+    let events = f.history(&["--kind", "command"])?;
+    let impostor_records = refusals(&events)
+        .iter()
+        .filter(|(w, o, _, _)| w == "lb1" && o == "agent-session")
+        .count();
+    println!(
+        "impostor: {} refusals logged by the manager, {impostor_records} in history",
+        mgr().matches("agent session refused").count()
+    );
+    assert_eq!(impostor_records, 1, "rate-limited to one a minute");
+
+    for (name, agent) in [("impostor", &impostor), ("operator", &operator)] {
+        let log = agent.log_text();
+        assert!(
+            !log.contains("manager connected"),
+            "the {name} agent logged a connection it never had:\n{log}"
+        );
+        assert!(
+            log.contains("manager unreachable"),
+            "the {name} agent says why:\n{log}"
+        );
+    }
     Ok(())
 }
