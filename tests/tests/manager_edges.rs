@@ -90,12 +90,18 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
     f.start_manager()?;
     // Retried with the same request id: an ok now (run now, or answered from the
     // request-id record) must have its audit record too.
+    f.wait_status("lb2 connected again", SETTLE, |s| connected(s, "lb2"))?;
+    let mut retried_ok = 0;
     for (rid, prio) in &refused {
         let out = f.hactl(&["set-priority", "lb2", "VI_1", prio, "--request-id", rid])?;
         if out.code == 0 {
+            retried_ok += 1;
             ok.insert(rid.clone());
+        } else {
+            println!("retry of {rid}: {}", out.stderr.trim());
         }
     }
+    println!("{retried_ok} of {} refused commands ok when retried", refused.len());
     let events = f.history(&["--kind", "command", "--limit", "1000"])?;
     let audited: BTreeSet<String> = events
         .iter()
