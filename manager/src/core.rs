@@ -140,7 +140,7 @@ pub struct Core {
     node_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Refused sessions and reads already audited, by (caller, node, op, reason): when
     /// and how many were left out since (rate limit of [`Core::record_refusal`]).
-    refusals: Mutex<HashMap<(String, String, String, String), (tokio::time::Instant, u64)>>,
+    refusals: Mutex<HashMap<RefusalKey, (tokio::time::Instant, u64)>>,
     /// Commands running, by request id; `Some` once answered.
     inflight: Mutex<HashMap<String, watch::Receiver<Option<CommandReply>>>>,
     /// Set when the manager stops: sessions and watches end.
@@ -1229,6 +1229,9 @@ fn store_error(e: StoreError) -> CommandError {
         CommandError::Store(e)
     }
 }
+
+/// Caller, node, op and reason of a refusal (the rate limit's key).
+type RefusalKey = (String, String, String, String);
 
 /// A refused session or read is audited at most this often per caller, node, op, reason.
 pub const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
