@@ -101,7 +101,10 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
             println!("retry of {rid}: {}", out.stderr.trim());
         }
     }
-    println!("{retried_ok} of {} refused commands ok when retried", refused.len());
+    println!(
+        "{retried_ok} of {} refused commands ok when retried",
+        refused.len()
+    );
     let events = f.history(&["--kind", "command", "--limit", "1000"])?;
     let audited: BTreeSet<String> = events
         .iter()

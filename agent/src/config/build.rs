@@ -1313,6 +1313,16 @@ fn checker(cx: &mut Ctx<'_>, kind: CheckerKind, n: &Node) -> Checker {
 mod tests {
     use super::super::{parse_with, Options};
     use super::*;
+
+    #[test]
+    fn advert_capacity_is_keepalived_s() {
+        // v2 IPv4: 1500 - 14 - 20 - 8 - 8 = 1450 / 4 = 362, capped at the 8-bit count.
+        assert_eq!(max_advert_addrs(1500, Family::V4, Version::V2), 255);
+        // IPv6: (1500 - 14 - 40 - 8) / 16 = 89.
+        assert_eq!(max_advert_addrs(1500, Family::V6, Version::V3), 89);
+        assert_eq!(max_advert_addrs(9000, Family::V6, Version::V3), 255);
+        assert_eq!(max_advert_addrs(0, Family::V4, Version::V3), 0);
+    }
     use std::path::Path;
 
     fn load(text: &str) -> Config {

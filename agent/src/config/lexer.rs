@@ -537,6 +537,63 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        // mkfifo(1): the crate stays free of unsafe code.
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // Opening it for reading would block this test forever.
+        assert_eq!(
+            read_bounded(&fifo, u64::MAX),
+            Err("not a regular file (a FIFO); not read".to_string())
+        );
+        assert_eq!(
+            read_bounded(dir.path(), u64::MAX),
+            Err("not a regular file (a directory); not read".to_string())
+        );
+        let opts = LexOptions {
+            config_id: None,
+            follow_includes: true,
+        };
+        let main = dir.path().join("k.conf");
+        let l = lex(
+            &main,
+            &format!("include {}\n", fifo.display()),
+            opts.clone(),
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(l.notes.len(), 1, "{:?}", l.notes);
+        assert!(
+            l.notes[0].message.contains("(a FIFO) - skipping"),
+            "{:?}",
+            l.notes
+        );
+        let l = lex(&main, &format!("includer {}\n", fifo.display()), opts);
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+        assert_eq!(l.errors[0].line, 1);
+    }
+
+    #[test]
+    fn a_nul_byte_is_an_error_at_its_column() {
+        let l = lex(
+            Path::new("t.conf"),
+            "a\nrouter_id t\0x\n",
+            LexOptions::default(),
+        );
+        assert_eq!(
+            l.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["t.conf:2: NUL byte at column 12: not allowed in a config file"]
+        );
+        // In a comment it is cut off with the comment.
+        let l = lex(Path::new("t.conf"), "a # \0\n", LexOptions::default());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+    }
+
+    #[test]
     fn comments_quotes_and_braces() {
         let t = words("a b # c\n! whole line\nx{y}z ! tail\n\"p q\"r 's#t' \"u\\tv\"\n");
         assert_eq!(

@@ -161,3 +161,24 @@ pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_are_bounded_with_a_count() {
+        let d = |line| Diagnostic {
+            file: PathBuf::from("k.conf"),
+            line,
+            message: "x".into(),
+        };
+        let few: Vec<Diagnostic> = (1..=3).map(d).collect();
+        assert_eq!(report_lines(&few).len(), 3);
+        let many: Vec<Diagnostic> = (1..=10_000).map(d).collect();
+        let lines = report_lines(&many);
+        assert_eq!(lines.len(), MAX_REPORTED + 1);
+        assert_eq!(lines[0], "k.conf:1: x");
+        assert_eq!(lines.last().map(String::as_str), Some("... and 9950 more"));
+    }
+}

@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(v.errors.len(), 1, "{v:?}");
         let e = v.errors[0].to_string();
         assert!(
-            e.starts_with(&format!("{}:4: ", dir.path().join("k.conf").display())),
+            e.starts_with(&format!("{}:5: ", dir.path().join("k.conf").display())),
             "{e}"
         );
         assert!(
@@ -147,6 +147,6 @@ mod tests {
         assert_eq!(v.warnings.len(), 1, "{v:?}");
         assert!(v.warnings[0]
             .to_string()
-            .starts_with("k.conf:2: warning: track script chk will not run"));
+            .starts_with("k.conf:1: warning: track script chk will not run"));
     }
 }
