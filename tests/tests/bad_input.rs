@@ -74,6 +74,15 @@ fn check(config: &Path) -> Result<(Option<i32>, String, Duration)> {
     Ok((out.status.code(), text, took))
 }
 
+/// `--check` of `config` ends with exit `code`, in well under a second, saying `line`.
+fn expect_check(config: &Path, code: i32, line: &str) -> Result<()> {
+    let (got, text, took) = check(config)?;
+    assert_eq!(got, Some(code), "{text}");
+    assert!(text.contains(line), "no {line:?} in:\n{text}");
+    assert!(took < FAST, "--check of {} took {took:?}", config.display());
+    Ok(())
+}
+
 fn mkfifo(path: &Path) -> Result<()> {
     ha_tests::netns::run(Command::new("mkfifo").arg(path))?;
     Ok(())
@@ -122,17 +131,15 @@ fn fifo_config_and_include_are_refused_fast() -> Result<()> {
     let head = global("lb1", "");
     let include_line = head.lines().count().saturating_add(1);
     fs::write(&main, format!("{head}include {}\n", fifo.display()))?;
-    let (code, text, took) = check(&main)?;
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains(&format!(
+    expect_check(
+        &main,
+        0,
+        &format!(
             "{}:{include_line}: warning: include file '{}' is not a regular file (a FIFO) - skipping",
             main.display(),
             fifo.display()
-        )),
-        "{text}"
-    );
-    assert!(took < FAST, "--check with a FIFO include took {took:?}");
+        ),
+    )?;
 
     // A glob that matches the FIFO is the same.
     let d = dir.path().join("conf.d");
@@ -140,31 +147,27 @@ fn fifo_config_and_include_are_refused_fast() -> Result<()> {
     mkfifo(&d.join("a.conf"))?;
     fs::write(d.join("b.conf"), global("lb1", ""))?;
     fs::write(&main, format!("include {}/*.conf\n", d.display()))?;
-    let (code, text, took) = check(&main)?;
-    assert!(took < FAST, "--check with a FIFO in a glob took {took:?}");
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains(&format!(
+    expect_check(
+        &main,
+        0,
+        &format!(
             "{}:1: warning: include file '{}' is not a regular file (a FIFO) - skipping",
             main.display(),
             d.join("a.conf").display()
-        )),
-        "{text}"
-    );
+        ),
+    )?;
 
     // includer: keepalived makes read problems errors.
     fs::write(&main, format!("includer {}\n", fifo.display()))?;
-    let (code, text, took) = check(&main)?;
-    assert_eq!(code, Some(1), "{text}");
-    assert!(
-        text.contains(&format!(
+    expect_check(
+        &main,
+        1,
+        &format!(
             "{}:1: include file '{}' is not a regular file (a FIFO); not read",
             main.display(),
             fifo.display()
-        )),
-        "{text}"
-    );
-    assert!(took < FAST, "--check with a FIFO includer took {took:?}");
+        ),
+    )?;
     Ok(())
 }
 

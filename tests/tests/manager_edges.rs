@@ -124,6 +124,22 @@ fn every_ok_command_is_audited_on_a_filling_disk() -> Result<()> {
     Ok(())
 }
 
+/// Start `cmd` with its stdout piped and wait for its first line (it is ready then).
+fn spawn_and_read_line(
+    cmd: &mut std::process::Command,
+    what: &str,
+) -> Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {what}"))?;
+    let out = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line)?;
+    Ok((child, line))
+}
+
 /// How long `f` took, and its value.
 fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
     let start = Instant::now();
@@ -139,23 +155,14 @@ fn hactl_timeout_covers_the_tls_handshake() -> Result<()> {
     // Not a manager: a TCP listener on the manager's address that never writes (the
     // kernel completes the TCP handshake from its backlog).
     let ns = f.mgr_ns();
-    let mut silent = ns
-        .command("python3")
-        .args([
+    let (mut silent, line) = spawn_and_read_line(
+        ns.command("python3").args([
             "-c",
             "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('192.0.2.50',7400))\ns.listen(64)\nprint('listening',flush=True)\nconns=[]\nwhile True:\n    c,_=s.accept(); conns.append(c)\n",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("start the silent listener")?;
-    // Wait for "listening".
-    {
-        use std::io::BufRead;
-        let out = silent.stdout.take().context("listener stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        assert!(line.contains("listening"), "{line}");
-    }
+        ]),
+        "the silent listener",
+    )?;
+    assert!(line.contains("listening"), "{line}");
     let res = (|| -> Result<()> {
         for timeout in ["1s", "2s"] {
             let pki = f.classic.dir.join("pki");
@@ -269,22 +276,15 @@ fn closed_and_dead_clients_leave_no_established_connections() -> Result<()> {
 
     // Peers that will vanish: their own host, cut off after connecting.
     let dead = f.classic.lan.add_host("hdd", "192.0.2.67/24", None)?;
-    let mut hold = f
-        .classic
-        .lan
-        .ns(dead)
-        .command("python3")
-        .args(["-c", FLOOD, "hold", "20", &ca, &cert, &key])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("start the holding client")?;
-    {
-        use std::io::BufRead;
-        let out = hold.stdout.take().context("holding client stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        assert!(line.starts_with("ready 20"), "holding client: {line:?}");
-    }
+    let (mut hold, line) = spawn_and_read_line(
+        f.classic
+            .lan
+            .ns(dead)
+            .command("python3")
+            .args(["-c", FLOOD, "hold", "20", &ca, &cert, &key]),
+        "the holding client",
+    )?;
+    assert!(line.starts_with("ready 20"), "holding client: {line:?}");
     // The closing flood from the client host.
     let out = f
         .classic
