@@ -192,8 +192,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let loaded = match ha_agent::config::load(&args.config) {
         Ok(l) => l,
         Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
+            for line in ha_agent::config::report_lines(&errors) {
+                eprintln!("{line}");
             }
             anyhow::bail!("{}: {} error(s)", args.config.display(), errors.len());
         }
@@ -211,8 +211,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Kept alive until run returns: dropping it flushes the last lines to syslog.
     let _log = ha_common::logging::init(log_opts)?;
     for n in &loaded.notes {
-        // Corrections keepalived makes (strict mode) are warnings; other notes are info.
-        if n.message.starts_with("warning: ") {
+        // Corrections keepalived makes (strict mode, VIP excess) are warnings; other
+        // notes are info.
+        if n.message.starts_with("warning:") {
             tracing::warn!("{n}");
         } else {
             tracing::info!("{n}");
@@ -394,11 +395,21 @@ fn check(args: &Args) -> ExitCode {
         None if err => eprintln!("{line}"),
         None => println!("{line}"),
     };
-    match ha_agent::config::load(&args.config) {
-        Ok(loaded) => {
-            for n in &loaded.notes {
-                say(false, n.to_string());
-            }
+    // Scripts are vetted as the runner would before a run: what it refuses is an error.
+    let (loaded, notes, errors) = match ha_agent::config::load(&args.config) {
+        Ok(mut loaded) => {
+            let scripts = ha_agent::script::vet::vet(&loaded.config);
+            let mut notes = std::mem::take(&mut loaded.notes);
+            notes.extend(scripts.warnings);
+            (Some(loaded), notes, scripts.errors)
+        }
+        Err(errors) => (None, Vec::new(), errors),
+    };
+    for n in &notes {
+        say(false, n.to_string());
+    }
+    match loaded {
+        Some(loaded) if errors.is_empty() => {
             for n in keepalived_option_notes(args) {
                 say(false, n);
             }
@@ -411,9 +422,9 @@ fn check(args: &Args) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            for e in &errors {
-                say(true, e.to_string());
+        _ => {
+            for line in ha_agent::config::report_lines(&errors) {
+                say(true, line);
             }
             say(
                 true,

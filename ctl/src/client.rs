@@ -32,7 +32,19 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, CtlError> {
         .map_err(|e| CtlError::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-/// Connect to `url`. `request_timeout` bounds each unary call (None for streams).
+/// `1s`, `1.5s`, `250ms`: a duration as the operator wrote it.
+pub fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// Connect to `url` within `connect_timeout` (TCP connect and TLS handshake together).
+/// `request_timeout` bounds each unary call (None for streams).
 pub async fn connect(
     url: &str,
     transport: &Transport,
@@ -67,7 +79,20 @@ pub async fn connect(
             .tls_config(tls)
             .map_err(|e| CtlError::Usage(format!("bad TLS setup: {e}")))?;
     }
-    let channel = ep.connect().await.map_err(|e| CtlError::connect(&e, url))?;
+    // tonic's connect_timeout bounds the TCP connect only: a peer that accepts and never
+    // speaks TLS would hold the handshake forever. The whole connect has the deadline.
+    let channel = match tokio::time::timeout(connect_timeout, ep.connect()).await {
+        Ok(r) => r.map_err(|e| CtlError::connect(&e, url))?,
+        Err(_) => {
+            return Err(CtlError::Unreachable {
+                url: url.to_string(),
+                detail: format!(
+                    "timed out after {} connecting (TCP connect and TLS handshake)",
+                    humantime(connect_timeout)
+                ),
+            })
+        }
+    };
     Ok(Manager {
         client: ControlClient::with_interceptor(channel, crate::trace::Inject),
         url: url.to_string(),

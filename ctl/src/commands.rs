@@ -46,79 +46,95 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
     if matches!(cli.command, Command::Version) {
         return version(&url, &transport, timeout, output).await;
     }
+    // One deadline for the whole call: connect, TLS handshake and the request(s); a
+    // stream (watch) is bounded only until it is connected.
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut m = connect(&url, &transport, timeout, request_timeout).await?;
-    match cli.command {
-        Command::Status {
-            node,
-            instance,
-            json,
-        } => {
-            let reply = status(&mut m).await?;
-            let reply = format::filter_status(reply, node.as_deref(), instance.as_deref())
-                .map_err(CtlError::Failed)?;
-            match output.with_json_flag(json) {
-                Output::Json => print_json(&format::status_json(&reply)),
-                o => print(&format::render_status(&reply, view(o == Output::Wide))),
+    let work = async move {
+        match cli.command {
+            Command::Status {
+                node,
+                instance,
+                json,
+            } => {
+                let reply = status(&mut m).await?;
+                let reply = format::filter_status(reply, node.as_deref(), instance.as_deref())
+                    .map_err(CtlError::Failed)?;
+                match output.with_json_flag(json) {
+                    Output::Json => print_json(&format::status_json(&reply)),
+                    o => print(&format::render_status(&reply, view(o == Output::Wide))),
+                }
             }
-        }
-        Command::Nodes { json } => {
-            let reply = m
-                .client
-                .nodes(NodesRequest {})
+            Command::Nodes { json } => {
+                let reply = m
+                    .client
+                    .nodes(NodesRequest {})
+                    .await
+                    .map_err(|s| m.err(&s))?
+                    .into_inner();
+                if output.with_json_flag(json) == Output::Json {
+                    let nodes = reply.nodes.iter().map(format::node_json).collect();
+                    print_json(&format::NodesJson { nodes })
+                } else {
+                    print(&format::render_nodes(&reply.nodes, now_ms()))
+                }
+            }
+            Command::SetPriority {
+                node,
+                instance,
+                priority,
+                request_id,
+            } => set_priority(&mut m, cli.verbose, &node, &instance, priority, request_id).await,
+            Command::Vip { op } => {
+                let (args, add) = match op {
+                    VipOp::Add(a) => (a, true),
+                    VipOp::Del(a) => (a, false),
+                };
+                vip(
+                    &mut m,
+                    cli.verbose,
+                    &args.node,
+                    &args.instance,
+                    args.addr,
+                    add,
+                    args.request_id,
+                )
                 .await
-                .map_err(|s| m.err(&s))?
-                .into_inner();
-            if output.with_json_flag(json) == Output::Json {
-                let nodes = reply.nodes.iter().map(format::node_json).collect();
-                print_json(&format::NodesJson { nodes })
-            } else {
-                print(&format::render_nodes(&reply.nodes, now_ms()))
             }
+            Command::Rs { op } => rs(&mut m, cli.verbose, &op).await,
+            Command::History(h) => {
+                let req = history_filter.unwrap_or_default();
+                let json = output.with_json_flag(h.json) == Output::Json;
+                history(&mut m, req, h.limit, json).await
+            }
+            Command::Watch {
+                node,
+                instance,
+                json,
+            } => {
+                let json = output.with_json_flag(json) == Output::Json;
+                watch(&mut m, node, instance, json).await
+            }
+            Command::Switchover {
+                instance,
+                to,
+                request_id,
+            } => switchover(&mut m, cli.verbose, &instance, &to, request_id).await,
+            // Answered above, before connecting.
+            Command::Completion { .. } | Command::Version => Ok(()),
         }
-        Command::SetPriority {
-            node,
-            instance,
-            priority,
-            request_id,
-        } => set_priority(&mut m, cli.verbose, &node, &instance, priority, request_id).await,
-        Command::Vip { op } => {
-            let (args, add) = match op {
-                VipOp::Add(a) => (a, true),
-                VipOp::Del(a) => (a, false),
-            };
-            vip(
-                &mut m,
-                cli.verbose,
-                &args.node,
-                &args.instance,
-                args.addr,
-                add,
-                args.request_id,
-            )
-            .await
-        }
-        Command::Rs { op } => rs(&mut m, cli.verbose, &op).await,
-        Command::History(h) => {
-            let req = history_filter.unwrap_or_default();
-            let json = output.with_json_flag(h.json) == Output::Json;
-            history(&mut m, req, h.limit, json).await
-        }
-        Command::Watch {
-            node,
-            instance,
-            json,
-        } => {
-            let json = output.with_json_flag(json) == Output::Json;
-            watch(&mut m, node, instance, json).await
-        }
-        Command::Switchover {
-            instance,
-            to,
-            request_id,
-        } => switchover(&mut m, cli.verbose, &instance, &to, request_id).await,
-        // Answered above, before connecting.
-        Command::Completion { .. } | Command::Version => Ok(()),
+    };
+    if streaming {
+        return work.await;
     }
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(CtlError::Failed(format!(
+                "timed out: no answer from {url} within --timeout {}",
+                crate::client::humantime(timeout)
+            )))
+        })
 }
 
 /// `hactl completion SHELL`: the script clap_complete makes from our own definition.

@@ -51,13 +51,23 @@ pub fn identify<T>(core: &Core, req: &Request<T>) -> Result<Identity, Status> {
     })
 }
 
+/// Authorizes a session or a read; a refusal is audited (rate-limited, see
+/// [`Core::record_refusal`]).
 fn authorize<T>(core: &Core, req: &Request<T>, method: &str) -> Result<Identity, Status> {
     let who = identify(core, req)?;
     // --insecure: labs, every caller may do everything (agents included).
     if core.opts.insecure || allowed(method, who.role) {
         Ok(who)
     } else {
-        Err(denied(&who, method))
+        let st = denied(&who, method);
+        let op = method.rsplit('/').next().unwrap_or(method);
+        let op = if method == AGENT_SESSION {
+            "agent-session".to_string()
+        } else {
+            op.to_lowercase()
+        };
+        core.record_refusal(&who, &op, "", st.message());
+        Err(st)
     }
 }
 

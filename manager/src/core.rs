@@ -138,6 +138,9 @@ pub struct Core {
     next_conn: AtomicU64,
     /// One command at a time per node (generations stay in order).
     node_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Refused sessions and reads already audited, by (caller, node, op, reason): when
+    /// and how many were left out since (rate limit of [`Core::record_refusal`]).
+    refusals: Mutex<HashMap<RefusalKey, (tokio::time::Instant, u64)>>,
     /// Commands running, by request id; `Some` once answered.
     inflight: Mutex<HashMap<String, watch::Receiver<Option<CommandReply>>>>,
     /// Set when the manager stops: sessions and watches end.
@@ -304,6 +307,7 @@ impl Core {
             sessions: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             node_locks: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         });
@@ -561,22 +565,10 @@ impl Core {
     async fn audit_event(
         &self,
         ctx: &AuditCtx<'_>,
-        mut detail: serde_json::Map<String, serde_json::Value>,
+        detail: serde_json::Map<String, serde_json::Value>,
         outcome: &str,
     ) -> Result<(), CommandError> {
-        detail.insert("who".into(), ctx.who.name.clone().into());
-        detail.insert("role".into(), ctx.who.role.as_str().into());
-        detail.insert("request_id".into(), ctx.request_id.into());
-        detail.insert("result".into(), outcome.into());
-        let ev = Event {
-            node: ctx.node.into(),
-            instance: ctx.instance.into(),
-            wall_time_ms: now_ms(),
-            kind: EventKind::Command as i32,
-            reason: ctx.op.into(),
-            detail: serde_json::Value::Object(detail).to_string(),
-            ..Default::default()
-        };
+        let ev = command_event(ctx, detail, outcome);
         let res = match tokio::time::timeout(AUDIT_TIMEOUT, self.committer.commit(vec![ev])).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -592,6 +584,56 @@ impl Core {
             "{} ran ({outcome}) but its audit record could not be stored: {res}; not reported as ok",
             ctx.op
         )))
+    }
+
+    /// Records a refused agent session or read (`op`: "agent-session", "status", ...)
+    /// as a COMMAND event with result "denied: REASON", without waiting for it to be
+    /// durable (the caller is refused either way). At most one per caller, node, op and
+    /// reason every [`REFUSAL_AUDIT_EVERY`]: a refused agent retries every few seconds;
+    /// the next record counts the ones left out (`suppressed`). True if recorded.
+    pub fn record_refusal(&self, who: &Identity, op: &str, node: &str, reason: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let key = (
+            who.name.clone(),
+            node.to_string(),
+            op.to_string(),
+            reason.to_string(),
+        );
+        let suppressed = {
+            let mut m = lock(&self.refusals);
+            if m.len() >= MAX_REFUSAL_KEYS {
+                m.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_AUDIT_EVERY);
+            }
+            let full = m.len() >= MAX_REFUSAL_KEYS;
+            match m.get_mut(&key) {
+                Some((at, n)) if now.duration_since(*at) < REFUSAL_AUDIT_EVERY => {
+                    *n = n.saturating_add(1);
+                    return false;
+                }
+                Some((at, n)) => {
+                    *at = now;
+                    std::mem::take(n)
+                }
+                None if full => return false,
+                None => {
+                    m.insert(key, (now, 0));
+                    0
+                }
+            }
+        };
+        let ctx = AuditCtx::new(who, op, node, "", "");
+        let mut detail = serde_json::Map::new();
+        if suppressed > 0 {
+            detail.insert("suppressed".into(), suppressed.into());
+        }
+        tracing::warn!(who = %who.name, role = %who.role.as_str(), %op, %node, %reason,
+            suppressed, "refused; audited");
+        self.committer.record(vec![command_event(
+            &ctx,
+            detail,
+            &format!("denied: {reason}"),
+        )]);
+        true
     }
 
     /// Records that `who` was refused `op` (role not allowed).
@@ -663,25 +705,31 @@ impl Core {
             Ok(mut reply) => {
                 reply.request_id = request_id.to_string();
                 reply.replayed = false;
-                let rid = request_id.to_string();
-                let r2 = reply.clone();
-                let stored = self.blocking(move |s| s.put_audit(&rid, &r2)).await;
-                match stored {
-                    Ok(stored) => {
-                        let mut d = args;
-                        d.insert("ok".into(), stored.ok.into());
-                        d.insert("generation".into(), stored.generation.into());
-                        let outcome = if stored.ok {
-                            "ok".to_string()
-                        } else {
-                            format!("failed: {}", stored.error)
-                        };
-                        match self.audit_event(&ctx, d, &outcome).await {
-                            Ok(()) => {
+                // The audit record first, then the request-id record: a reply found by
+                // request id (a retry answered from the store) always has its audit
+                // record durable. The other order let a retry answer ok for a command
+                // whose audit record was never stored.
+                let mut d = args;
+                d.insert("ok".into(), reply.ok.into());
+                d.insert("generation".into(), reply.generation.into());
+                let outcome = if reply.ok {
+                    "ok".to_string()
+                } else {
+                    format!("failed: {}", reply.error)
+                };
+                match self.audit_event(&ctx, d, &outcome).await {
+                    Ok(()) => {
+                        let rid = request_id.to_string();
+                        let r2 = reply.clone();
+                        match self.blocking(move |s| s.put_audit(&rid, &r2)).await {
+                            Ok(stored) => {
                                 let _ = tx.send(Some(stored.clone()));
                                 Ok(stored)
                             }
-                            Err(e) => Err(e),
+                            Err(e) => Err(CommandError::StoreUnavailable(format!(
+                                "{} ran ({outcome}) and is audited, but its request id could not be stored: {e}; not reported as ok",
+                                ctx.op
+                            ))),
                         }
                     }
                     Err(e) => Err(e),
@@ -1179,6 +1227,35 @@ fn store_error(e: StoreError) -> CommandError {
         ))
     } else {
         CommandError::Store(e)
+    }
+}
+
+/// Caller, node, op and reason of a refusal (the rate limit's key).
+type RefusalKey = (String, String, String, String);
+
+/// A refused session or read is audited at most this often per caller, node, op, reason.
+pub const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
+/// Most (caller, node, op, reason) keys remembered for that rate limit.
+const MAX_REFUSAL_KEYS: usize = 4096;
+
+/// The COMMAND history event of an audited operation.
+fn command_event(
+    ctx: &AuditCtx<'_>,
+    mut detail: serde_json::Map<String, serde_json::Value>,
+    outcome: &str,
+) -> Event {
+    detail.insert("who".into(), ctx.who.name.clone().into());
+    detail.insert("role".into(), ctx.who.role.as_str().into());
+    detail.insert("request_id".into(), ctx.request_id.into());
+    detail.insert("result".into(), outcome.into());
+    Event {
+        node: ctx.node.into(),
+        instance: ctx.instance.into(),
+        wall_time_ms: now_ms(),
+        kind: EventKind::Command as i32,
+        reason: ctx.op.into(),
+        detail: serde_json::Value::Object(detail).to_string(),
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,11 @@
 //!   pending ones are a fraction of that, so authenticated agents and operators always
 //!   find descriptors.
 //!
+//! - Every accepted socket has TCP keepalive ([`KEEPALIVE_IDLE`], then probes every
+//!   [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] of them) and `TCP_USER_TIMEOUT`, so a
+//!   peer that died without a FIN (power loss, a cut link) is closed; the HTTP/2 server
+//!   pings idle connections too (server.rs).
+//!
 //! [`Admission`] is the pure bookkeeping (unit-tested); the rest is the I/O edge.
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +48,27 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// Descriptors kept back from connections: the store's files, logs, the listeners,
 /// syslog, OTLP, and some slack.
 pub const FD_RESERVE: u64 = 64;
+
+/// Idle time before the first TCP keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Time between TCP keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes before the kernel closes the connection.
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// Longest time sent data may stay unacknowledged before the kernel closes.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// TCP keepalive and user timeout on an accepted socket: dead peers are noticed.
+fn keep_alive(sock: &TcpStream) -> io::Result<()> {
+    let s = socket2::SockRef::from(sock);
+    s.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    s.set_tcp_user_timeout(Some(USER_TIMEOUT))
+}
 
 /// Admission limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +440,9 @@ where
                 c.insert(id, cancel_tx);
             }
             let _ = sock.set_nodelay(true);
+            if let Err(e) = keep_alive(&sock) {
+                tracing::debug!(%peer, error = %e, "cannot set TCP keepalive");
+            }
             let tracked = Tracked {
                 stream: sock,
                 _slot: Slot {

@@ -83,7 +83,10 @@ async fn run(
         }
         None => return Ok(()),
     };
-    check_hello(&core, &identity, &hello)?;
+    if let Err(st) = check_hello(&core, &identity, &hello) {
+        core.record_refusal(&identity, "agent-session", &hello.node, st.message());
+        return Err(st);
+    }
     let node = hello.node.clone();
     tracing::info!(%node, boot_id = %hello.boot_id, %peer, "agent connected");
     let handle = core.register_session(&hello, &peer, tx.clone());

@@ -1201,6 +1201,21 @@ async fn mtls_roles_and_foreign_ca() {
         },
     )
     .await;
+    // The agent's two refusals above (speaking for lb2, calling Status) are audited too.
+    let (denied, refused): (Vec<_>, Vec<_>) =
+        denied.into_iter().partition(|e| e.reason == "set-priority");
+    let ops: Vec<(&str, &str)> = refused
+        .iter()
+        .map(|e| (e.reason.as_str(), e.node.as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![("agent-session", "lb2"), ("status", "")],
+        "{refused:?}"
+    );
+    assert!(refused
+        .iter()
+        .all(|e| e.detail.contains("\"who\":\"lb1\"") && e.detail.contains("denied")));
     assert_eq!(denied.len(), 1);
     assert!(
         denied[0].detail.contains("\"who\":\"vera\""),

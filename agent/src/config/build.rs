@@ -851,8 +851,72 @@ pub(super) fn effective_version(d: &InstanceDraft, g: &GlobalDefs) -> Version {
     d.version.or(g.vrrp_version).unwrap_or_default()
 }
 
+/// An advert's count field is 8 bits wide (RFC 3768/5798 §5.2.5).
+const MAX_ADVERT_ADDRS: usize = 255;
+/// keepalived's MTU when the interface's is not known.
+const DEFAULT_MTU: usize = 1500;
+
+/// How many addresses fit one advert on a link of `mtu` bytes: keepalived counts the
+/// Ethernet, IP and VRRP headers (and v2's 8 authentication bytes), at most 255.
+pub fn max_advert_addrs(mtu: usize, family: Family, version: Version) -> usize {
+    let (ip_hdr, addr_len) = match family {
+        Family::V4 => (20, 4),
+        Family::V6 => (40, 16),
+    };
+    let auth = if version == Version::V2 && family == Family::V4 {
+        8
+    } else {
+        0
+    };
+    let hdr = 14 + ip_hdr + 8 + auth;
+    (mtu.saturating_sub(hdr) / addr_len).min(MAX_ADVERT_ADDRS)
+}
+
+/// The MTU of `interface` from sysfs, else keepalived's default of 1500.
+fn interface_mtu(interface: &str) -> usize {
+    if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
+        return DEFAULT_MTU;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(DEFAULT_MTU)
+}
+
+/// keepalived (`vrrp_complete_instance`): VIPs beyond what fits one advert are moved to
+/// `virtual_ipaddress_excluded` (still added, not advertised), with a warning.
+/// Returns the advertised and the excluded VIPs.
+fn move_excess_vips(
+    d: &mut InstanceDraft,
+    interface: &str,
+    family: Family,
+    version: Version,
+    notes: &mut Vec<Diagnostic>,
+) -> (Vec<VipSpec>, Vec<VipSpec>) {
+    let mut vips = std::mem::take(&mut d.vips);
+    let mut excluded = std::mem::take(&mut d.vips_excluded);
+    let mtu = interface_mtu(interface);
+    let max = max_advert_addrs(mtu, family, version);
+    if vips.len() <= max {
+        return (vips, excluded);
+    }
+    let excess = vips.split_off(max);
+    let at = excess.first().map(|v| Loc {
+        file: v.origin.file.clone(),
+        line: v.origin.line,
+    });
+    notes.push(at.unwrap_or_else(|| d.loc.clone()).diag(format!(
+        "warning: ({}) {} VIPs exceed the space in one advert (max {max} addresses at MTU {mtu} on {interface}): the last {} moved to virtual_ipaddress_excluded (added, not advertised), as keepalived does",
+        d.name,
+        max.saturating_add(excess.len()),
+        excess.len()
+    )));
+    excluded.extend(excess);
+    (vips, excluded)
+}
+
 fn finish_instance(
-    d: InstanceDraft,
+    mut d: InstanceDraft,
     g: &GlobalDefs,
     notes: &mut Vec<Diagnostic>,
 ) -> Option<VrrpInstance> {
@@ -896,7 +960,7 @@ fn finish_instance(
             d.name
         )));
     }
-    let interface = d.interface?;
+    let interface = d.interface.take()?;
     let family = if d.native_ipv6 {
         Family::V6
     } else {
@@ -906,6 +970,7 @@ fn finish_instance(
             .unwrap_or_default()
     };
     let strict = d.strict_mode.unwrap_or(g.vrrp_strict);
+    let (vips, vips_excluded) = move_excess_vips(&mut d, &interface, family, version, notes);
     let garp = Garp {
         master_delay: d.garp_master_delay.unwrap_or(g.garp.master_delay),
         master_repeat: d.garp_master_repeat.unwrap_or(g.garp.master_repeat),
@@ -938,8 +1003,8 @@ fn finish_instance(
             .map(|h| h.finish(Duration::from_micros(u64::from(advert_int.0) * 10_000))),
         owner_ignore_adverts,
         no_virtual_ipaddress: d.no_vips.is_some() && !strict,
-        vips: d.vips,
-        vips_excluded: d.vips_excluded,
+        vips,
+        vips_excluded,
         unicast_src_ip: d.unicast_src_ip.map(|(a, _)| a),
         unicast_peers: d.unicast_peers,
         check_unicast_src: d.check_unicast_src || g.vrrp_check_unicast_src,
@@ -1249,6 +1314,16 @@ fn checker(cx: &mut Ctx<'_>, kind: CheckerKind, n: &Node) -> Checker {
 mod tests {
     use super::super::{parse_with, Options};
     use super::*;
+
+    #[test]
+    fn advert_capacity_is_keepalived_s() {
+        // v2 IPv4: 1500 - 14 - 20 - 8 - 8 = 1450 / 4 = 362, capped at the 8-bit count.
+        assert_eq!(max_advert_addrs(1500, Family::V4, Version::V2), 255);
+        // IPv6: (1500 - 14 - 40 - 8) / 16 = 89.
+        assert_eq!(max_advert_addrs(1500, Family::V6, Version::V3), 89);
+        assert_eq!(max_advert_addrs(9000, Family::V6, Version::V3), 255);
+        assert_eq!(max_advert_addrs(0, Family::V4, Version::V3), 0);
+    }
     use std::path::Path;
 
     fn load(text: &str) -> Config {

@@ -127,6 +127,14 @@ fn lex_text(st: &mut State, name: &Path, text: &str) {
             continue;
         }
         let stripped = strip_comment(raw);
+        if let Some(col) = stripped.find('\0') {
+            // keepalived's C strings end at a NUL: the rest of the value would be lost.
+            st.out.errors.push(loc.diag(format!(
+                "NUL byte at column {}: not allowed in a config file",
+                stripped[..col].chars().count().saturating_add(1)
+            )));
+            continue;
+        }
         let mut line = stripped.trim();
         if line.is_empty() {
             continue;
@@ -160,8 +168,8 @@ fn lex_text(st: &mut State, name: &Path, text: &str) {
                 .push(loc.diag("~SEQ/~LST blocks are not supported by ha-agent; expand them"));
             continue;
         }
-        if let Some(rest) = include_rest(line) {
-            include(st, &base_dir, rest, &loc);
+        if let Some((kw, rest)) = include_rest(line) {
+            include(st, &base_dir, kw, rest, &loc);
             continue;
         }
         let before = st.out.toks.len();
@@ -176,18 +184,18 @@ fn lex_text(st: &mut State, name: &Path, text: &str) {
     }
 }
 
-/// The part after an include keyword, if the line is an include.
-fn include_rest(line: &str) -> Option<&str> {
+/// The include keyword and the part after it, if the line is an include.
+fn include_rest(line: &str) -> Option<(&str, &str)> {
     let end = line.find(char::is_whitespace)?;
     let (kw, rest) = line.split_at(end);
     matches!(
         kw,
         "include" | "includer" | "includem" | "includew" | "includeb" | "includea"
     )
-    .then(|| rest.trim())
+    .then(|| (kw, rest.trim()))
 }
 
-fn include(st: &mut State, base_dir: &Path, rest: &str, loc: &Loc) {
+fn include(st: &mut State, base_dir: &Path, kw: &str, rest: &str, loc: &Loc) {
     if !st.opts.follow_includes {
         st.out
             .errors
@@ -244,13 +252,39 @@ fn include(st: &mut State, base_dir: &Path, rest: &str, loc: &Loc) {
             .push(loc.diag(format!("include pattern '{pattern}' matches no file")));
         return;
     }
+    // keepalived skips a non-regular file with a warning, except under `includer`
+    // (read errors are errors) and `includea` (every check is).
+    let strict = matches!(kw, "includer" | "includea");
     for path in paths {
-        include_file(st, &path, loc);
+        include_file(st, &path, strict, loc);
     }
 }
 
-fn include_file(st: &mut State, path: &Path, loc: &Loc) {
+fn include_file(st: &mut State, path: &Path, strict: bool, loc: &Loc) {
     let shown = path.display();
+    // Stat before anything opens it: a FIFO would block the open.
+    match std::fs::metadata(path) {
+        Err(e) => {
+            st.out
+                .errors
+                .push(loc.diag(format!("cannot read include file '{shown}': {e}")));
+            return;
+        }
+        Ok(meta) => {
+            if let Some(kind) = irregular(&meta) {
+                if strict {
+                    st.out.errors.push(loc.diag(format!(
+                        "include file '{shown}' is not a regular file ({kind}); not read"
+                    )));
+                } else {
+                    st.out.notes.push(loc.diag(format!(
+                        "warning: include file '{shown}' is not a regular file ({kind}) - skipping, as keepalived does (`includer` makes it an error)"
+                    )));
+                }
+                return;
+            }
+        }
+    }
     if st.stack.len() >= MAX_INCLUDE_DEPTH {
         st.out.errors.push(loc.diag(format!(
             "include of '{shown}' nested deeper than {MAX_INCLUDE_DEPTH} levels"
@@ -295,12 +329,21 @@ fn include_file(st: &mut State, path: &Path, loc: &Loc) {
 }
 
 /// Read a regular file, refusing anything larger than the limits.
+///
+/// The file is stat'ed before it is opened: a FIFO, a device or a directory is refused
+/// without being opened (opening a FIFO for reading blocks until a writer comes). It is
+/// then opened non-blocking and checked again, so a file swapped for a FIFO in between
+/// cannot hang the read either.
 pub fn read_bounded(path: &Path, budget: u64) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    not_regular(&meta)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    not_regular(&f.metadata().map_err(|e| e.to_string())?)?;
     let limit = MAX_FILE_BYTES.min(budget);
     let mut buf = Vec::new();
     f.take(limit.saturating_add(1))
@@ -310,6 +353,35 @@ pub fn read_bounded(path: &Path, budget: u64) -> Result<String, String> {
         return Err(format!("larger than {limit} bytes"));
     }
     String::from_utf8(buf).map_err(|_| "not valid UTF-8".to_string())
+}
+
+/// What kind of file `meta` is when it is not a regular file; `None` for a regular one.
+fn irregular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    })
+}
+
+/// `Err` naming the kind of file when `meta` is not a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Result<(), String> {
+    match irregular(meta) {
+        None => Ok(()),
+        Some(kind) => Err(format!("not a regular file ({kind}); not read")),
+    }
 }
 
 /// Cut a line at the first `#` or `!` outside quotes.
@@ -462,6 +534,63 @@ mod tests {
 
     fn w(s: &str) -> Tok {
         Tok::Word(s.into())
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        // mkfifo(1): the crate stays free of unsafe code.
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // Opening it for reading would block this test forever.
+        assert_eq!(
+            read_bounded(&fifo, u64::MAX),
+            Err("not a regular file (a FIFO); not read".to_string())
+        );
+        assert_eq!(
+            read_bounded(dir.path(), u64::MAX),
+            Err("not a regular file (a directory); not read".to_string())
+        );
+        let opts = LexOptions {
+            config_id: None,
+            follow_includes: true,
+        };
+        let main = dir.path().join("k.conf");
+        let l = lex(
+            &main,
+            &format!("include {}\n", fifo.display()),
+            opts.clone(),
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(l.notes.len(), 1, "{:?}", l.notes);
+        assert!(
+            l.notes[0].message.contains("(a FIFO) - skipping"),
+            "{:?}",
+            l.notes
+        );
+        let l = lex(&main, &format!("includer {}\n", fifo.display()), opts);
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+        assert_eq!(l.errors[0].line, 1);
+    }
+
+    #[test]
+    fn a_nul_byte_is_an_error_at_its_column() {
+        let l = lex(
+            Path::new("t.conf"),
+            "a\nrouter_id t\0x\n",
+            LexOptions::default(),
+        );
+        assert_eq!(
+            l.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["t.conf:2: NUL byte at column 12: not allowed in a config file"]
+        );
+        // In a comment it is cut off with the comment.
+        let l = lex(Path::new("t.conf"), "a # \0\n", LexOptions::default());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
     }
 
     #[test]

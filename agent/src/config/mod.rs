@@ -43,6 +43,25 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Most diagnostics printed for one load; the rest are counted in one line.
+pub const MAX_REPORTED: usize = 50;
+
+/// The lines to print for `diags`: at most [`MAX_REPORTED`], then "... and N more".
+pub fn report_lines(diags: &[Diagnostic]) -> Vec<String> {
+    let mut lines: Vec<String> = diags
+        .iter()
+        .take(MAX_REPORTED)
+        .map(ToString::to_string)
+        .collect();
+    if diags.len() > MAX_REPORTED {
+        lines.push(format!(
+            "... and {} more",
+            diags.len().saturating_sub(MAX_REPORTED)
+        ));
+    }
+    lines
+}
+
 /// A config that parsed and validated, with notes for `--check`.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
@@ -141,5 +160,26 @@ pub fn parse_with(name: &Path, text: &str, opts: &Options) -> Result<Loaded, Vec
         // File order (stable: same-line errors keep the order they were found in).
         errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_are_bounded_with_a_count() {
+        let d = |line| Diagnostic {
+            file: PathBuf::from("k.conf"),
+            line,
+            message: "x".into(),
+        };
+        let few: Vec<Diagnostic> = (1..=3).map(d).collect();
+        assert_eq!(report_lines(&few).len(), 3);
+        let many: Vec<Diagnostic> = (1..=10_000).map(d).collect();
+        let lines = report_lines(&many);
+        assert_eq!(lines.len(), MAX_REPORTED + 1);
+        assert_eq!(lines[0], "k.conf:1: x");
+        assert_eq!(lines.last().map(String::as_str), Some("... and 9950 more"));
     }
 }

@@ -360,9 +360,10 @@ impl Link {
             }
         };
         let mut inbound = response.into_inner();
-        *attempt = 0;
-        self.opts.stats.on_connected();
-        self.log.connected();
+        // The response headers only say the call reached the manager: it checks the hello
+        // after that. Connected (log, stats, backoff reset) once its first message comes
+        // (a Ping right after it accepted the hello), never before a refusal.
+        let mut accepted = false;
         self.ring.rewind();
         let mut ctrl: VecDeque<pb::AgentMsg> = VecDeque::new();
         ctrl.push_back(self.snapshot_msg().await?);
@@ -378,7 +379,15 @@ impl Link {
             tokio::select! {
                 biased;
                 m = inbound.message() => match m? {
-                    Some(m) => self.on_manager(m, &mut ctrl).await?,
+                    Some(m) => {
+                        if !accepted {
+                            accepted = true;
+                            *attempt = 0;
+                            self.opts.stats.on_connected();
+                            self.log.connected();
+                        }
+                        self.on_manager(m, &mut ctrl).await?
+                    }
                     None => return Ok(()),
                 },
                 m = self.from_engine.recv(), if !self.engine_gone => self.on_engine(m),

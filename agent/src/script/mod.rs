@@ -6,6 +6,7 @@
 //! - [`security`]: PATH search, executable check, `enable_script_security` path check.
 //! - [`run`]: one run: execve without a shell, own process group, scrubbed environment,
 //!   bounded output capture, SIGTERM then SIGKILL to the group at the timeout, reaping.
+//! - [`vet`]: `--check`'s vetting of every configured script, at its file:line.
 //!
 //! Nothing here blocks a caller's task for long: [`run::run`] is async and only waits on
 //! the child; the checks are a few `stat` calls.
@@ -14,6 +15,7 @@ pub mod run;
 pub mod security;
 pub mod split;
 pub mod user;
+pub mod vet;
 
 use std::path::PathBuf;
 

@@ -12,14 +12,11 @@ impl Engine {
         let loaded = match crate::config::load(&self.config_path) {
             Ok(l) => l,
             Err(errors) => {
-                for e in &errors {
-                    error!("{e}");
+                let lines = crate::config::report_lines(&errors);
+                for line in &lines {
+                    error!("{line}");
                 }
-                let text = errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = lines.join("\n");
                 error!(
                     errors = errors.len(),
                     "reload refused: the running configuration stays"
