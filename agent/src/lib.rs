@@ -1,6 +1,6 @@
 //! ha-agent: a keepalived-compatible VRRP router.
 //!
-//! Layout (see shared DESIGN.md):
+//! Layout (docs/ARCHITECTURE.md at the repository root has the whole picture):
 //! - [`units`]: typed units shared by config, protocol core and edges.
 //! - [`config`]: keepalived.conf lexer, parser, typed model and validation.
 //! - [`vrrp`]: the pure protocol core (packet codec, state machine, timers).

@@ -1,5 +1,5 @@
 //! ha-manager: the central half of the fleet. Agents stream their state and events over
-//! `AgentLink.Session`; operators use `Control`. See DESIGN.md "Control plane".
+//! `AgentLink.Session`; operators use `Control`. See docs/ARCHITECTURE.md ("The manager").
 //!
 //! Layout:
 //! - `store/`: the [`store::HistoryStore`] trait, its sled and in-memory stores, and the
