@@ -250,7 +250,7 @@ pub async fn run(opts: RunOptions) -> Result<(), EngineError> {
         stall_log: RateLimit::new(Duration::from_secs(10), 3),
         // Starts from the wall clock so a restarted agent never repeats an earlier dump's
         // number (readers wait for a new one).
-        dump_seq: u64::try_from(wall_ms()).unwrap_or_default() * 1000,
+        dump_seq: u64::try_from(ha_common::time::wall_ms()).unwrap_or_default() * 1000,
         to_link: None,
         override_generation: 0,
         overrides: OverrideSet::default(),
@@ -1081,7 +1081,7 @@ impl Engine {
                 to_state: to.to_string(),
                 reason: reason.to_string(),
                 detail: detail.to_string(),
-                wall_time_ms: wall_ms(),
+                wall_time_ms: ha_common::time::wall_ms(),
             }));
         }
     }
@@ -1129,14 +1129,6 @@ fn set_sysctl(path: &str, value: &str) {
     if let Err(e) = std::fs::write(&p, value) {
         warn!(sysctl = %p, error = %e, "cannot set sysctl");
     }
-}
-
-/// Wall clock, ms since the Unix epoch (events only; never for protocol timers).
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The notify state for entering `s` (INIT after shutdown is keepalived's STOP).
